@@ -1,0 +1,46 @@
+# One entry point for set-up, serving, tests and benchmarks. Needs only python3 and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+GENERATED := launcher/v1/.generated
+PROTOS := $(wildcard proto/launcher/v1/*.proto)
+ROOT ?= .launcher-data
+LISTEN ?= 127.0.0.1:50051
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench check fuzz clean
+
+setup: $(GENERATED)
+
+$(INSTALLED): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,decthings]'
+	touch $@
+
+$(GENERATED): $(INSTALLED) $(PROTOS)
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	touch launcher/v1/__init__.py $@
+
+run: setup
+	mkdir -p $(ROOT)
+	[ -e $(ROOT)/models ] || ln -s ../examples/models $(ROOT)/models
+	$(BIN)/launcher serve --root $(ROOT) --listen $(LISTEN)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench
+
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy launcher runtime
+
+fuzz: setup
+	$(BIN)/python -m pytest tests -m fuzz --hypothesis-profile=long $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) launcher/v1 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The launcher daemon, its client and command line."""

@@ -1,0 +1,1 @@
+"""Runs inside the worker: tensor codec, worker protocol, model-author API. Never imports grpc."""
