@@ -1,0 +1,1 @@
+"""gRPC servicers: parse and validate requests, call the domain, map outcomes to responses."""
