@@ -1,0 +1,143 @@
+"""Content files of the store: streaming a key to disk while hashing it, and reading it back
+with verification. Also the fsync helpers that the commit protocol is built from."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from launcher.store.errors import CorruptBlob
+
+MAX_KEY_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class StateKey:
+    key: str
+    byte_size: int
+    sha256: str
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of ``path`` (creations, renames, removals) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or folder if present (no error when it is already gone)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class KeyWriter:
+    """Streams one state key to a new temporary file, hashing (sha256) while writing."""
+
+    def __init__(self, key: str, path: Path, max_bytes: int = MAX_KEY_BYTES) -> None:
+        self.key = key
+        self.path = path
+        self._max_bytes = max_bytes
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self.result: StateKey | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._fd is None:
+            raise ValueError(f"state key {self.key!r} is already finished or closed")
+        view = memoryview(data).cast("B")
+        if self._size + len(view) > self._max_bytes:
+            raise ValueError(f"state key {self.key!r} is larger than {self._max_bytes} bytes")
+        self._hash.update(view)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self._size += written
+        except BaseException:
+            # A partial write (disk full, ...) leaves a key that cannot be finished.
+            self.discard()
+            raise
+
+    def finish(self) -> StateKey:
+        """fsync the file and close it; the key's size and hash are then final."""
+        if self._fd is None:
+            raise ValueError(f"state key {self.key!r} is already finished or closed")
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.result = StateKey(self.key, self._size, self._hash.hexdigest())
+        return self.result
+
+    def discard(self) -> None:
+        """Close (if open) and remove the file; idempotent."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+        self.path.unlink(missing_ok=True)
+
+
+class KeyReader:
+    """An open stored key. ``fd`` stays valid even if the state is deleted meanwhile.
+
+    ``chunks`` verifies size and sha256 as it goes and raises ``CorruptBlob`` at the end on a
+    mismatch, so a consumer must not treat the bytes as good until the iteration completes.
+    """
+
+    def __init__(self, path: Path, key: StateKey) -> None:
+        self.key = key.key
+        self.byte_size = key.byte_size
+        self.sha256 = key.sha256
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        if size <= 0:
+            raise ValueError("chunk size must be positive")
+        actual = os.fstat(self.fd).st_size
+        if actual != self.byte_size:
+            raise CorruptBlob(str(self.path), f"size {actual}, expected {self.byte_size}")
+        digest = hashlib.sha256()
+        offset = 0
+        # pread, not read: the fd's position is left alone for other users of ``fd``.
+        while offset < self.byte_size:
+            chunk = os.pread(self.fd, min(size, self.byte_size - offset), offset)
+            if not chunk:
+                raise CorruptBlob(str(self.path), f"ends at byte {offset}")
+            digest.update(chunk)
+            offset += len(chunk)
+            yield chunk
+        if digest.hexdigest() != self.sha256:
+            raise CorruptBlob(str(self.path), "sha256 does not match the recorded one")
+
+    def read_all(self) -> bytes:
+        """The whole key, verified (for small keys; large ones should use ``chunks``)."""
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> KeyReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

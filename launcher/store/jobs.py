@@ -1,0 +1,93 @@
+"""Durable records of createState jobs, so that ``wait_for_state_to_be_created`` keeps
+answering after a job ends, and after a crash (unfinished jobs become ``launcher_terminated``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from launcher.store.db import Database
+
+
+class JobRecords:
+    """One row per job, keyed by its state id: running, then finished with its response."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def started(self, state_id: str, model_id: str, name: str, started_at: float) -> None:
+        with self._db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE state_id = ?", (state_id,)).fetchone():
+                raise ValueError(f"a job for state {state_id!r} is already recorded")
+            conn.execute(
+                "INSERT INTO jobs (state_id, model_id, name, started_at, status)"
+                " VALUES (?, ?, ?, ?, 'running')",
+                (state_id, model_id, name, started_at),
+            )
+
+    def finished(self, state_id: str, response: dict[str, Any]) -> None:
+        """Record the job's final response (the seed's response dict); ``KeyError`` if the job
+        was never started."""
+        body = json.dumps(response)
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
+                (body, state_id),
+            )
+            if cursor.rowcount == 0:
+                raise KeyError(state_id)
+
+    def get(self, model_id: str, state_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        """``(status, response)``: ``("running", None)``, ``("finished", {...})``, or ``None``
+        when no job of this model has that state id."""
+        row = (
+            self._db.connect()
+            .execute(
+                "SELECT status, response FROM jobs WHERE state_id = ? AND model_id = ?",
+                (state_id, model_id),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        response = None if row["response"] is None else json.loads(row["response"])
+        return str(row["status"]), response
+
+    def running(self, model_id: str) -> list[dict[str, Any]]:
+        """The model's running jobs, oldest first: ``[{"id", "name", "startedAt"}]``."""
+        rows = (
+            self._db.connect()
+            .execute(
+                "SELECT state_id, name, started_at FROM jobs"
+                " WHERE status = 'running' AND model_id = ? ORDER BY started_at, state_id",
+                (model_id,),
+            )
+            .fetchall()
+        )
+        return [
+            {"id": r["state_id"], "name": r["name"], "startedAt": r["started_at"]} for r in rows
+        ]
+
+    def reconcile(self, now: float) -> int:
+        """At start: every job still "running" was lost with the previous launcher process;
+        record it as failed with ``launcher_terminated``. Returns how many there were."""
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT state_id, started_at FROM jobs WHERE status = 'running'"
+            ).fetchall()
+            conn.executemany(
+                "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
+                [(json.dumps(_terminated(now - r["started_at"])), r["state_id"]) for r in rows],
+            )
+        return len(rows)
+
+
+def _terminated(total: float) -> dict[str, Any]:
+    return {
+        "result": {
+            "failed": {
+                "durations": {"total": max(0.0, total)},
+                "error": {"code": "launcher_terminated"},
+            }
+        }
+    }

@@ -1,0 +1,370 @@
+"""Model states: key bytes in files under ``<root>/states/<stateId>/``, metadata in SQLite.
+
+Commit protocol (the only way a state comes to exist): every key is streamed into
+``<root>/tmp/states/<stateId>/`` and fsync'd; that folder is fsync'd and renamed, in one atomic
+step, to ``<root>/states/<stateId>/``; the parents are fsync'd; then one SQLite transaction
+(``synchronous=FULL``) inserts the state's rows. A state folder without a row is a leftover of a
+crash and ``reconcile`` removes it, so after any crash a state is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from launcher.store.blobs import KeyReader, KeyWriter, StateKey, fsync_dir, remove_tree
+from launcher.store.db import Database
+from launcher.store.errors import (
+    CorruptBlob,
+    StateIsActive,
+    StateKeyNotFound,
+    StateNotFound,
+    StoreError,
+)
+
+__all__ = [
+    "CorruptBlob",
+    "KeyReader",
+    "KeyWriter",
+    "PendingState",
+    "StateIsActive",
+    "StateKey",
+    "StateKeyNotFound",
+    "StateNotFound",
+    "StateRecord",
+    "StateStore",
+    "StoreError",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_KEYS = 100
+_STATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Folders being removed get this suffix; '.' never occurs in a state id, so no clash.
+_TRASH_SUFFIX = ".deleted"
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    id: str
+    model_id: str
+    name: str
+    created_at: float
+    keys: tuple[StateKey, ...]
+    mounted_models: tuple[dict[str, Any], ...]
+    being_deleted: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's STATE shape (camelCase keys)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "createdAt": self.created_at,
+            "beingDeleted": self.being_deleted,
+            "state": [{"key": k.key, "byteSize": k.byte_size} for k in self.keys],
+            "mountedModels": [dict(m) for m in self.mounted_models],
+            "trainingOperations": [],
+        }
+
+
+class PendingState:
+    """A state being created. Nothing of it is visible until ``commit`` returns; ``abort``
+    (or leaving a ``with`` block without committing) removes every file it wrote."""
+
+    def __init__(
+        self,
+        db: Database,
+        states_dir: Path,
+        work_dir: Path,
+        state_id: str,
+        model_id: str,
+        name: str,
+        mounted_models: str,
+    ) -> None:
+        self.state_id = state_id
+        self.model_id = model_id
+        self.name = name
+        self._db = db
+        self._states_dir = states_dir
+        self._work_dir = work_dir
+        self._final_dir = states_dir / state_id
+        self._mounted_models = mounted_models
+        self._writers: list[KeyWriter] = []
+        self._renamed = False
+        self._done = False
+        try:
+            work_dir.mkdir()
+        except FileExistsError:
+            raise ValueError(f"state id {state_id!r} is already being created") from None
+
+    def key_writer(self, key: str) -> KeyWriter:
+        """A writer for a new key (``ValueError``: bad, duplicate or one key too many)."""
+        if self._done:
+            raise ValueError(f"state {self.state_id!r} is already committed or aborted")
+        if not isinstance(key, str) or not key:
+            raise ValueError("a state key must be a non-empty string")
+        if any(w.key == key for w in self._writers):
+            raise ValueError(f"state key {key!r} provided twice")
+        if len(self._writers) >= MAX_KEYS:
+            raise ValueError(f"a state has at most {MAX_KEYS} keys")
+        writer = KeyWriter(key, self._work_dir / f"k{len(self._writers):03d}")
+        self._writers.append(writer)
+        return writer
+
+    def commit(self) -> StateRecord:
+        """Make the state durable and visible; on any failure, nothing of it remains."""
+        if self._done:
+            raise ValueError(f"state {self.state_id!r} is already committed or aborted")
+        unfinished = [w.key for w in self._writers if w.result is None]
+        if unfinished:
+            raise ValueError(f"state keys not finished: {', '.join(map(repr, unfinished))}")
+        keys = tuple(w.result for w in self._writers if w.result is not None)
+        try:
+            fsync_dir(self._work_dir)
+            os.rename(self._work_dir, self._final_dir)
+            self._renamed = True
+            fsync_dir(self._states_dir)
+            fsync_dir(self._work_dir.parent)
+            created_at = time.time()
+            with self._db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO states (id, model_id, name, created_at, mounted_models)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (self.state_id, self.model_id, self.name, created_at, self._mounted_models),
+                )
+                conn.executemany(
+                    "INSERT INTO state_keys (state_id, position, key, file, byte_size, sha256)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (self.state_id, i, k.key, w.path.name, k.byte_size, k.sha256)
+                        for i, (k, w) in enumerate(zip(keys, self._writers, strict=True))
+                    ],
+                )
+                conn.execute(
+                    "INSERT OR IGNORE INTO active_states (model_id, state_id) VALUES (?, ?)",
+                    (self.model_id, self.state_id),
+                )
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return StateRecord(
+            id=self.state_id,
+            model_id=self.model_id,
+            name=self.name,
+            created_at=created_at,
+            keys=keys,
+            mounted_models=tuple(json.loads(self._mounted_models)),
+            being_deleted=False,
+        )
+
+    def abort(self) -> None:
+        """Remove every file of this state; idempotent, and a no-op after a commit."""
+        if self._done:
+            return
+        self._done = True
+        for writer in self._writers:
+            writer.discard()
+        remove_tree(self._work_dir)
+        if self._renamed:
+            remove_tree(self._final_dir)
+
+    def __enter__(self) -> PendingState:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+class StateStore:
+    """All states of all models under ``<root>/states/``."""
+
+    def __init__(self, root: Path, db: Database) -> None:
+        self._db = db
+        self._states_dir = Path(root) / "states"
+        self._work_root = Path(root) / "tmp" / "states"
+        self._states_dir.mkdir(parents=True, exist_ok=True)
+        self._work_root.mkdir(parents=True, exist_ok=True)
+
+    def new_state_id(self) -> str:
+        """A fresh id: ``s-`` and 20 base32 characters (100 random bits), URL- and path-safe."""
+        return "s-" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
+
+    def begin(
+        self,
+        model_id: str,
+        name: str,
+        state_id: str | None = None,
+        mounted_models: builtins.list[dict[str, Any]] | None = None,
+    ) -> PendingState:
+        if state_id is None:
+            state_id = self.new_state_id()
+        elif not isinstance(state_id, str) or not _STATE_ID.fullmatch(state_id):
+            raise ValueError(f"invalid state id {state_id!r}")
+        if self._row(self._db.connect(), state_id) is not None:
+            raise ValueError(f"state id {state_id!r} already exists")
+        if (self._states_dir / state_id).exists() or (self._work_root / state_id).exists():
+            raise ValueError(f"state id {state_id!r} is already being created")
+        mounted = json.dumps(list(mounted_models or []))
+        return PendingState(
+            self._db,
+            self._states_dir,
+            self._work_root / state_id,
+            state_id,
+            model_id,
+            name,
+            mounted,
+        )
+
+    def get(self, model_id: str, state_id: str | None = None) -> StateRecord:
+        """The state (``None``: the model's active state); ``StateNotFound``."""
+        conn = self._db.connect()
+        if state_id is None:
+            state_id = self.active_state_id(model_id)
+            if state_id is None:
+                raise StateNotFound(model_id, None)
+        row = self._row(conn, state_id)
+        if row is None or row["model_id"] != model_id:
+            raise StateNotFound(model_id, state_id)
+        return self._records(conn, [row])[0]
+
+    def list(self, model_id: str) -> builtins.list[StateRecord]:
+        """The model's states, oldest first."""
+        conn = self._db.connect()
+        rows = conn.execute(
+            "SELECT * FROM states WHERE model_id = ? ORDER BY created_at, id", (model_id,)
+        ).fetchall()
+        return self._records(conn, rows)
+
+    def active_state_id(self, model_id: str) -> str | None:
+        row = (
+            self._db.connect()
+            .execute("SELECT state_id FROM active_states WHERE model_id = ?", (model_id,))
+            .fetchone()
+        )
+        return None if row is None else str(row["state_id"])
+
+    def open_key(self, model_id: str, state_id: str, key: str) -> KeyReader:
+        """An open reader of one key; ``StateNotFound``, ``StateKeyNotFound``, ``CorruptBlob``."""
+        conn = self._db.connect()
+        row = self._row(conn, state_id)
+        if row is None or row["model_id"] != model_id:
+            raise StateNotFound(model_id, state_id)
+        key_row = conn.execute(
+            "SELECT * FROM state_keys WHERE state_id = ? AND key = ?", (state_id, key)
+        ).fetchone()
+        if key_row is None:
+            raise StateKeyNotFound(state_id, key)
+        path = self._states_dir / state_id / key_row["file"]
+        try:
+            return KeyReader(path, StateKey(key, key_row["byte_size"], key_row["sha256"]))
+        except FileNotFoundError:
+            # Deleted between the lookup and the open (the row goes first), or lost on disk.
+            if self._row(conn, state_id) is None:
+                raise StateNotFound(model_id, state_id) from None
+            raise CorruptBlob(str(path), "file is missing") from None
+
+    def rename(self, model_id: str, state_id: str, name: str) -> None:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE states SET name = ? WHERE id = ? AND model_id = ?",
+                (name, state_id, model_id),
+            )
+            if cursor.rowcount == 0:
+                raise StateNotFound(model_id, state_id)
+
+    def set_active(self, model_id: str, state_id: str) -> None:
+        with self._db.transaction() as conn:
+            row = self._row(conn, state_id)
+            if row is None or row["model_id"] != model_id:
+                raise StateNotFound(model_id, state_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO active_states (model_id, state_id) VALUES (?, ?)",
+                (model_id, state_id),
+            )
+
+    def delete(self, model_id: str, state_id: str) -> None:
+        """Remove a state (``StateIsActive`` for the active one). Readers that already hold a
+        key open keep reading it: the row goes first, then the files are unlinked."""
+        with self._db.transaction() as conn:
+            row = self._row(conn, state_id)
+            if row is None or row["model_id"] != model_id:
+                raise StateNotFound(model_id, state_id)
+            if self.active_state_id(model_id) == state_id:
+                raise StateIsActive(model_id, state_id)
+            conn.execute("DELETE FROM states WHERE id = ?", (state_id,))
+        trash = self._work_root / (state_id + _TRASH_SUFFIX)
+        try:
+            os.rename(self._states_dir / state_id, trash)
+        except FileNotFoundError:
+            log.warning("state %s had no folder when it was deleted", state_id)
+            return
+        fsync_dir(self._states_dir)
+        remove_tree(trash)
+
+    def reconcile(self) -> None:
+        """At start, before any job: remove unfinished work and state folders without a row."""
+        for entry in self._work_root.iterdir():
+            remove_tree(entry)
+        committed = {
+            str(r["id"]) for r in self._db.connect().execute("SELECT id FROM states").fetchall()
+        }
+        for entry in self._states_dir.iterdir():
+            if entry.name not in committed:
+                log.info("removing %s: not a committed state", entry)
+                remove_tree(entry)
+        fsync_dir(self._states_dir)
+        fsync_dir(self._work_root)
+        for state_id in sorted(committed - {e.name for e in self._states_dir.iterdir()}):
+            log.error("state %s is committed but its folder is missing", state_id)
+
+    @staticmethod
+    def _row(conn: sqlite3.Connection, state_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM states WHERE id = ?", (state_id,)
+        ).fetchone()
+        return row
+
+    @staticmethod
+    def _records(
+        conn: sqlite3.Connection, rows: builtins.list[sqlite3.Row]
+    ) -> builtins.list[StateRecord]:
+        keys: dict[str, builtins.list[StateKey]] = {str(r["id"]): [] for r in rows}
+        ids = builtins.list(keys)
+        # Batches keep each query under SQLite's limit on bound parameters.
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            for k in conn.execute(
+                f"SELECT * FROM state_keys WHERE state_id IN ({','.join('?' * len(batch))})"
+                " ORDER BY state_id, position",
+                batch,
+            ):
+                keys[k["state_id"]].append(StateKey(k["key"], k["byte_size"], k["sha256"]))
+        return [
+            StateRecord(
+                id=r["id"],
+                model_id=r["model_id"],
+                name=r["name"],
+                created_at=r["created_at"],
+                keys=tuple(keys[r["id"]]),
+                mounted_models=tuple(json.loads(r["mounted_models"])),
+                being_deleted=bool(r["being_deleted"]),
+            )
+            for r in rows
+        ]
