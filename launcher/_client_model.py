@@ -1,0 +1,245 @@
+"""``client.model``: the Model service's methods, named and shaped as on the platform."""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from launcher import _client_responses as resp
+from launcher._client_call import (
+    Caller,
+    LauncherConnectionError,
+    StatusAnswer,
+    answering,
+    refused,
+)
+from launcher._client_requests import (
+    filter_ids,
+    location_to_proto,
+    mounts_to_proto,
+    need_dict,
+    need_str,
+    page,
+    str_list,
+)
+from launcher._client_state import FileSink, MemorySink, read_state
+from launcher._client_stream import (
+    build_params,
+    bytes_payload,
+    create_state_requests,
+    keyed_payloads,
+    upload_state_requests,
+)
+from launcher.errors import RequestError
+from launcher.v1 import model_pb2, model_pb2_grpc
+
+
+class ModelApi:
+    """Model methods; each returns ``{"result": ...}`` or ``{"error": {...}}``."""
+
+    def __init__(self, stub: model_pb2_grpc.ModelStub, caller: Caller) -> None:
+        self._stub = stub
+        self._call = caller
+
+    def create_state(
+        self,
+        model_id: str,
+        name: str,
+        params: list[dict[str, Any]],
+        execution_location: dict[str, Any],
+        mount_models: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``createModelState`` on the model and return the seed's response."""
+        events = self.create_state_stream(
+            model_id, name, params, execution_location, mount_models=mount_models
+        )
+        # The phase events are few; only the final response is kept.
+        return collections.deque(events, maxlen=1)[0]
+
+    def create_state_stream(
+        self,
+        model_id: str,
+        name: str,
+        params: list[dict[str, Any]],
+        execution_location: dict[str, Any],
+        mount_models: list[dict[str, Any]] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Phase events as they happen (``{"event", "phase", "stateId", "duration"?}``), then
+        the seed's response as the last item."""
+        try:
+            proto_params, inline = build_params(params)
+            header = model_pb2.CreateStateHeader(
+                model_id=need_str(model_id, "modelId"),
+                name=need_str(name, "name"),
+                params=proto_params,
+                mount_models=mounts_to_proto(mount_models),
+                execution_location=location_to_proto(execution_location),
+            )
+        except RequestError as err:
+            yield refused(err)
+            return
+        requests = create_state_requests(header, inline)
+        try:
+            for event in self._call.stream(self._stub.CreateState, requests):
+                kind = event.WhichOneof("event")
+                if kind == "phase":
+                    yield resp.phase_event(event.phase)
+                elif kind == "response":
+                    yield resp.create_state_response(event.response)
+                    return
+        except StatusAnswer as answer:
+            yield answer.answer
+            return
+        raise LauncherConnectionError(
+            "the launcher ended the createState stream without a response"
+        )
+
+    @answering
+    def cancel_create_state(self, model_id: str, state_id: str) -> dict[str, Any]:
+        return resp.outcome(
+            self._call.unary(self._stub.CancelCreateState, _state_ref(model_id, state_id)),
+            resp.empty,
+        )
+
+    @answering
+    def get_creating_states(self, model_id: str) -> dict[str, Any]:
+        request = model_pb2.ModelRef(model_id=need_str(model_id, "modelId"))
+        response = self._call.unary(self._stub.GetCreatingStates, request)
+        return resp.outcome(response, resp.creating_states)
+
+    @answering
+    def wait_for_state_to_be_created(self, model_id: str, state_id: str) -> dict[str, Any]:
+        """Block until the job of ``state_id`` ends; the same response as ``create_state``."""
+        response = self._call.unary(
+            self._stub.WaitForStateToBeCreated, _state_ref(model_id, state_id)
+        )
+        return resp.create_state_response(response)
+
+    @answering
+    def get_models(
+        self, offset: int = 0, limit: int = 20, filter: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        flt = filter_ids(filter, ("ids", "names", "searchName"))
+        first, count = page(offset, limit)
+        request = model_pb2.GetModelsRequest(
+            offset=first,
+            limit=count,
+            ids=str_list(flt.get("ids", []), "filter.ids"),
+            names=str_list(flt.get("names", []), "filter.names"),
+        )
+        if flt.get("searchName") is not None:
+            request.search_name = need_str(flt["searchName"], "filter.searchName")
+        return resp.outcome(self._call.unary(self._stub.GetModels, request), resp.models)
+
+    @answering
+    def get_model_state(
+        self, model_id: str, state_id: str | None = None, keys: list[str] | None = None
+    ) -> dict[str, Any]:
+        """All (or the named) keys of a state (default: the active one), as bytes in memory."""
+        request = _state_request(model_id, state_id, keys)
+        sink = MemorySink()
+        error = read_state(self._call.stream(self._stub.GetModelState, request), sink)
+        return error or {"result": {"data": sink.data}}
+
+    @answering
+    def download_state(
+        self,
+        model_id: str,
+        to_dir: str | os.PathLike[str],
+        state_id: str | None = None,
+        keys: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Like ``get_model_state`` but each key streams into a file of ``to_dir`` (created if
+        missing); returns ``{"result": {"data": [{"key", "path", "byteSize"}]}}``. Keys are
+        percent-encoded into file names. On an error no file of this call remains."""
+        request = _state_request(model_id, state_id, keys)
+        directory = Path(to_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        sink = FileSink(directory)
+        try:
+            error = read_state(self._call.stream(self._stub.GetModelState, request), sink)
+        except BaseException:
+            sink.discard()
+            raise
+        if error:
+            sink.discard()
+            return error
+        return {"result": {"data": sink.data}}
+
+    @answering
+    def upload_state(
+        self,
+        model_id: str,
+        name: str,
+        data: list[dict[str, Any]],
+        delete_states: list[str] | None = None,
+        mount_models: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Store a state from ``[{"key", "data": bytes | path}]``; files are streamed."""
+        keys = keyed_payloads(data, "data", bytes_payload)
+        header = model_pb2.UploadStateHeader(
+            model_id=need_str(model_id, "modelId"),
+            name=need_str(name, "name"),
+            keys=[model_pb2.StateKeyInfo(key=k, byte_size=p.size) for k, p in keys],
+            delete_states=str_list(delete_states or [], "deleteStates"),
+            mount_models=mounts_to_proto(mount_models),
+        )
+        response = self._call.unary(self._stub.UploadState, upload_state_requests(header, keys))
+        return resp.outcome(response, lambda r: {"stateId": r.state_id})
+
+    @answering
+    def update_model_state(
+        self, model_id: str, state_id: str, properties: dict[str, Any]
+    ) -> dict[str, Any]:
+        props = need_dict(properties, "properties")
+        request = model_pb2.UpdateModelStateRequest(
+            model_id=need_str(model_id, "modelId"), state_id=need_str(state_id, "stateId")
+        )
+        if props.get("name") is not None:
+            request.name = need_str(props["name"], "properties.name")
+        return resp.outcome(self._call.unary(self._stub.UpdateModelState, request), resp.empty)
+
+    @answering
+    def set_active_model_state(self, model_id: str, state_id: str) -> dict[str, Any]:
+        request = _state_ref(model_id, state_id)
+        return resp.outcome(self._call.unary(self._stub.SetActiveModelState, request), resp.empty)
+
+    @answering
+    def delete_model_state(self, model_id: str, state_id: str) -> dict[str, Any]:
+        request = _state_ref(model_id, state_id)
+        return resp.outcome(self._call.unary(self._stub.DeleteModelState, request), resp.empty)
+
+    @answering
+    def snapshot_model(self, model_id: str, name: str) -> dict[str, Any]:
+        request = model_pb2.SnapshotModelRequest(
+            model_id=need_str(model_id, "modelId"), name=need_str(name, "name")
+        )
+        response = self._call.unary(self._stub.SnapshotModel, request)
+        return resp.outcome(response, lambda r: {"snapshotId": r.snapshot_id})
+
+    @answering
+    def delete_snapshot(self, model_id: str, snapshot_id: str) -> dict[str, Any]:
+        request = model_pb2.SnapshotRef(
+            model_id=need_str(model_id, "modelId"), snapshot_id=need_str(snapshot_id, "snapshotId")
+        )
+        return resp.outcome(self._call.unary(self._stub.DeleteSnapshot, request), resp.empty)
+
+
+def _state_ref(model_id: object, state_id: object) -> model_pb2.StateRef:
+    return model_pb2.StateRef(
+        model_id=need_str(model_id, "modelId"), state_id=need_str(state_id, "stateId")
+    )
+
+
+def _state_request(
+    model_id: object, state_id: object, keys: object
+) -> model_pb2.GetModelStateRequest:
+    request = model_pb2.GetModelStateRequest(
+        model_id=need_str(model_id, "modelId"), keys=str_list(keys or [], "keys")
+    )
+    if state_id is not None:
+        request.state_id = need_str(state_id, "stateId")
+    return request

@@ -1,0 +1,57 @@
+"""The Python client of the launcher: ``LauncherClient`` and the exception it raises.
+
+Methods and results follow the platform's API (see CONTRACT.md, "Python client"): snake_case
+keyword arguments, camelCase result dicts, every API-level outcome returned as a value. Only
+transport failures raise, as ``LauncherConnectionError``.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from launcher._client_call import Caller, LauncherConnectionError, TlsOption, open_channel
+from launcher._client_dataset import DatasetApi
+from launcher._client_launcher import PersistentLauncherApi
+from launcher._client_model import ModelApi
+from launcher.v1 import dataset_pb2_grpc, model_pb2_grpc, persistent_launcher_pb2_grpc
+
+__all__ = ["LauncherClient", "LauncherConnectionError"]
+
+
+class LauncherClient:
+    """A connection to one launcher daemon.
+
+    ``address``: ``unix:///abs/path.sock``, ``unix:relative.sock`` or ``host:port``.
+    ``api_key``: sent as ``authorization: Bearer <key>`` on every call.
+    ``tls``: None for plaintext, True for the system's roots, or a PEM root certificate path.
+    ``timeout``: a deadline in seconds for every call (None: no deadline).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        api_key: str | None = None,
+        tls: TlsOption = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._channel = open_channel(address, tls)
+        caller = Caller(api_key, timeout)
+        self.model = ModelApi(model_pb2_grpc.ModelStub(self._channel), caller)
+        self.dataset = DatasetApi(dataset_pb2_grpc.DatasetStub(self._channel), caller)
+        self.persistent_launcher = PersistentLauncherApi(
+            persistent_launcher_pb2_grpc.PersistentLauncherStub(self._channel), caller
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> LauncherClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

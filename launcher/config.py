@@ -1,0 +1,22 @@
+"""Options of ``launcher serve``: what the command line hands to ``launcher.server.run_server``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ServeOptions:
+    """How one launcher daemon runs: its data root, where it listens, how much work it takes."""
+
+    root: Path
+    listen: list[str]
+    max_concurrent_jobs: int = 4
+    max_queued_jobs: int = 64
+    sandbox_disable: frozenset[str] = frozenset()
+    allow_public: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    log_level: str = "info"
