@@ -1,0 +1,314 @@
+"""Incremental validation of a stream of concatenated tensors arriving in arbitrary chunks.
+
+Owns ``StreamValidator`` and ``TensorInfo``. The validator is a byte-level state machine: it
+keeps at most one varint, one media format name (255 bytes) and a UTF-8 decoder's few pending
+bytes, and skips element payloads without buffering them, so its memory does not grow with the
+tensors. It accepts exactly the streams that ``deserialize_many`` accepts.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from runtime._tensor_decode import byte_view, check_booleans, element_count
+from runtime._tensor_format import (
+    CODE_TYPES,
+    ELEMENT_SIZES,
+    VARINT_WIDTHS,
+    TensorError,
+)
+
+#: Strings are UTF-8-checked in slices of this size, so a huge chunk never becomes a huge str.
+_UTF8_SLICE = 64 << 10
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """A complete tensor found in a stream: its byte range, type and shape."""
+
+    start: int
+    end: int
+    type: str
+    shape: tuple[int, ...]
+
+
+class _Phase(Enum):
+    TYPE = auto()
+    NDIMS = auto()
+    DIM = auto()
+    FIXED_DATA = auto()
+    SECTION_LENGTH = auto()
+    ELEMENT_LENGTH = auto()
+    STRING_DATA = auto()
+    BINARY_DATA = auto()
+    FORMAT_LENGTH = auto()
+    FORMAT = auto()
+    MEDIA_DATA = auto()
+
+
+class StreamValidator:
+    """Validates concatenated tensors fed in chunks; reports each tensor as it completes."""
+
+    def __init__(self, max_tensors: int | None = None) -> None:
+        self._max_tensors = max_tensors
+        self._tensors = 0
+        self._offset = 0
+        self._base = 0  # stream offset of the chunk being fed
+        self._failure: TensorError | None = None
+        self._phase = _Phase.TYPE
+        self._start = 0
+        self._type = ""
+        self._ndims = 0
+        self._dims: list[int] = []
+        self._count = 0
+        self._varint = bytearray()
+        self._left = 0  # bytes left in the current fixed payload or element
+        self._section_left = 0
+        self._section_length = 0
+        self._elements_left = 0
+        self._format = bytearray()
+        self._format_length = 0
+        self._format_at = 0
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+
+    @property
+    def offset(self) -> int:
+        """Bytes fed so far."""
+        return self._offset
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> list[TensorInfo]:
+        """Validate the next bytes; return the tensors that they complete."""
+        if self._failure is not None:
+            raise self._failure
+        view = byte_view(chunk)
+        self._base = self._offset
+        completed: list[TensorInfo] = []
+        pos = 0
+        try:
+            while pos < len(view):
+                pos = self._step(view, pos, completed)
+        except TensorError as error:
+            self._failure = error
+            raise
+        self._offset += len(view)
+        return completed
+
+    def finish(self) -> None:
+        """Refuse a stream that ends inside a tensor."""
+        if self._failure is not None:
+            raise self._failure
+        if self._phase is not _Phase.TYPE:
+            self._failure = TensorError(
+                f"truncated stream: it ends inside the {self._type or 'tensor'} starting at "
+                f"byte {self._start}",
+                self._offset,
+            )
+            raise self._failure
+
+    def _step(self, view: memoryview, pos: int, completed: list[TensorInfo]) -> int:
+        phase = self._phase
+        if phase is _Phase.TYPE:
+            return self._on_type(view, pos)
+        if phase is _Phase.NDIMS:
+            self._ndims = view[pos]
+            self._dims = []
+            self._phase = _Phase.DIM
+            self._after_dims(pos + 1, completed)
+            return pos + 1
+        if phase is _Phase.DIM:
+            dim, pos = self._read_varint(view, pos)
+            if dim is not None:
+                self._dims.append(dim)
+                self._after_dims(pos, completed)
+            return pos
+        if phase is _Phase.SECTION_LENGTH:
+            length, pos = self._read_varint(view, pos)
+            if length is not None:
+                self._on_section_length(length, pos, completed)
+            return pos
+        if phase is _Phase.ELEMENT_LENGTH:
+            return self._on_element_length(view, pos, completed)
+        if phase is _Phase.FORMAT_LENGTH:
+            return self._on_format_length(view, pos, completed)
+        if phase is _Phase.FORMAT:
+            return self._on_format(view, pos, completed)
+        return self._skip_payload(view, pos, completed)
+
+    def _on_type(self, view: memoryview, pos: int) -> int:
+        at = self._base + pos
+        if self._max_tensors is not None and self._tensors >= self._max_tensors:
+            raise TensorError(f"stream holds more than {self._max_tensors} tensors", at)
+        name = CODE_TYPES.get(view[pos])
+        if name is None:
+            raise TensorError(f"unknown type code {view[pos]}", at)
+        self._tensors += 1
+        self._start = at
+        self._type = name
+        self._phase = _Phase.NDIMS
+        return pos + 1
+
+    def _read_varint(self, view: memoryview, pos: int) -> tuple[int | None, int]:
+        """Collect a varint across chunks: (value, or None while incomplete; new position)."""
+        pending = self._varint
+        if not pending and view[pos] < 253:
+            return view[pos], pos + 1
+        needed = (1 + VARINT_WIDTHS[pending[0] if pending else view[pos]]) - len(pending)
+        taken = view[pos : pos + needed]
+        pending += taken
+        if len(taken) < needed:
+            return None, pos + len(taken)
+        value = int.from_bytes(pending[1:], "big")
+        pending.clear()
+        return value, pos + needed
+
+    def _after_dims(self, pos: int, completed: list[TensorInfo]) -> None:
+        if len(self._dims) < self._ndims:
+            return
+        self._count = element_count(tuple(self._dims), self._start)
+        if self._type in ELEMENT_SIZES:
+            self._left = self._count * ELEMENT_SIZES[self._type]
+            self._phase = _Phase.FIXED_DATA
+            if self._left == 0:
+                self._complete(pos, completed)
+        else:
+            self._phase = _Phase.SECTION_LENGTH
+
+    def _on_section_length(self, length: int, pos: int, completed: list[TensorInfo]) -> None:
+        if self._count > length:
+            raise TensorError(
+                f"{self._type} section of {length} bytes cannot hold the {self._count} elements "
+                f"of shape {tuple(self._dims)}",
+                self._base + pos,
+            )
+        self._section_length = self._section_left = length
+        self._elements_left = self._count
+        self._after_element(pos, completed)
+
+    def _on_element_length(self, view: memoryview, pos: int, completed: list[TensorInfo]) -> int:
+        if not self._varint:
+            width = 1 if view[pos] < 253 else 1 + VARINT_WIDTHS[view[pos]]
+            if width > self._section_left:
+                raise TensorError(
+                    f"element length of {width} bytes runs past the end of the {self._type} "
+                    f"section ({self._section_left} bytes left of the declared length)",
+                    self._base + pos,
+                )
+            self._section_left -= width
+        length, pos = self._read_varint(view, pos)
+        if length is None:
+            return pos
+        if length > self._section_left:
+            raise TensorError(
+                f"{self._type} element of {length} bytes runs past the end of its section "
+                f"({self._section_left} bytes left of the declared length)",
+                self._base + pos,
+            )
+        self._section_left -= length
+        self._left = length
+        if self._type == "string":
+            self._phase = _Phase.STRING_DATA
+            self._utf8.reset()
+        elif self._type == "binary":
+            self._phase = _Phase.BINARY_DATA
+        elif length == 0:
+            raise TensorError(
+                f"{self._type} element is empty: its format length byte is missing",
+                self._base + pos,
+            )
+        else:
+            self._phase = _Phase.FORMAT_LENGTH
+        if length == 0:
+            self._end_element(pos, completed)
+        return pos
+
+    def _on_format_length(self, view: memoryview, pos: int, completed: list[TensorInfo]) -> int:
+        format_length = view[pos]
+        if 1 + format_length > self._left:
+            raise TensorError(
+                f"format length {format_length} of {self._type} element runs past the element "
+                f"({self._left - 1} bytes follow it)",
+                self._base + pos,
+            )
+        self._left -= 1 + format_length
+        self._format_length = format_length
+        self._format.clear()
+        self._format_at = self._base + pos + 1
+        self._phase = _Phase.FORMAT
+        return self._on_format(view, pos + 1, completed) if format_length == 0 else pos + 1
+
+    def _on_format(self, view: memoryview, pos: int, completed: list[TensorInfo]) -> int:
+        wanted = self._format_length - len(self._format)
+        taken = view[pos : pos + wanted]
+        self._format += taken
+        pos += len(taken)
+        if len(taken) < wanted:
+            return pos
+        try:
+            str(self._format, "utf-8")
+        except UnicodeDecodeError as error:
+            raise TensorError(
+                f"invalid UTF-8 in {self._type} format: {error.reason}",
+                self._format_at + error.start,
+            ) from None
+        self._phase = _Phase.MEDIA_DATA
+        if self._left == 0:
+            self._end_element(pos, completed)
+        return pos
+
+    def _skip_payload(self, view: memoryview, pos: int, completed: list[TensorInfo]) -> int:
+        taken = view[pos : pos + self._left]
+        at = self._base + pos
+        if self._phase is _Phase.FIXED_DATA and self._type == "boolean":
+            check_booleans(taken, at)
+        elif self._phase is _Phase.STRING_DATA:
+            for start in range(0, len(taken), _UTF8_SLICE):
+                self._check_utf8(taken[start : start + _UTF8_SLICE], at + start, final=False)
+        self._left -= len(taken)
+        pos += len(taken)
+        if self._left == 0:
+            if self._phase is _Phase.FIXED_DATA:
+                self._complete(pos, completed)
+            else:
+                self._end_element(pos, completed)
+        return pos
+
+    def _check_utf8(self, data: memoryview | bytes, at: int, final: bool) -> None:
+        pending = len(self._utf8.getstate()[0])
+        try:
+            self._utf8.decode(data, final)
+        except UnicodeDecodeError as error:
+            raise TensorError(
+                f"invalid UTF-8 in string element: {error.reason}", at - pending + error.start
+            ) from None
+
+    def _end_element(self, pos: int, completed: list[TensorInfo]) -> None:
+        if self._phase is _Phase.STRING_DATA:
+            self._check_utf8(b"", self._base + pos, final=True)
+        self._elements_left -= 1
+        self._after_element(pos, completed)
+
+    def _after_element(self, pos: int, completed: list[TensorInfo]) -> None:
+        if self._elements_left:
+            if self._section_left == 0:
+                raise TensorError(
+                    f"{self._type} section of {self._section_length} bytes ends with "
+                    f"{self._elements_left} elements still missing",
+                    self._base + pos,
+                )
+            self._phase = _Phase.ELEMENT_LENGTH
+        elif self._section_left:
+            raise TensorError(
+                f"{self._type} section declares {self._section_length} bytes but its "
+                f"{self._count} elements use {self._section_length - self._section_left}",
+                self._base + pos,
+            )
+        else:
+            self._complete(pos, completed)
+
+    def _complete(self, pos: int, completed: list[TensorInfo]) -> None:
+        end = self._base + pos
+        completed.append(TensorInfo(self._start, end, self._type, tuple(self._dims)))
+        self._phase = _Phase.TYPE
+        self._type = ""
