@@ -15,7 +15,7 @@ class StateNotFound(StoreError):
     def __init__(self, model_id: str, state_id: str | None) -> None:
         self.model_id = model_id
         self.state_id = state_id
-        what = f"state {state_id!r}" if state_id is not None else "an active state"
+        what = f"state {state_id!r}" if state_id is not None else "active state"
         super().__init__(f"model {model_id!r} has no {what}")
 
 
