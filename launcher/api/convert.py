@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from launcher.errors import RequestError
-from launcher.v1 import common_pb2
+from launcher.v1 import common_pb2, model_pb2
 
 _FIELD_NAMES = {
     "parameterName": "parameter_name",
@@ -26,3 +28,53 @@ def empty_ok() -> common_pb2.EmptyResponse:
 
 def empty_error(err: RequestError) -> common_pb2.EmptyResponse:
     return common_pb2.EmptyResponse(error=error_to_proto(err))
+
+
+def create_state_response(response: dict[str, Any]) -> model_pb2.CreateStateResponse:
+    """The seed's createState response dict (see ``launcher.outcomes``) on the wire."""
+    if "error" in response:
+        err = response["error"]
+        fields = {k: v for k, v in err.items() if k != "code"}
+        return model_pb2.CreateStateResponse(
+            error=error_to_proto(RequestError(err["code"], **fields))
+        )
+    result = response["result"]
+    if "success" in result:
+        success = result["success"]
+        return model_pb2.CreateStateResponse(
+            result=model_pb2.CreateStateResult(
+                success=model_pb2.CreateStateSuccess(
+                    durations=_durations(success["durations"]), state_id=success["stateId"]
+                )
+            )
+        )
+    failed = result["failed"]
+    error = failed["error"]
+    proto_error = model_pb2.FailedError(code=error["code"], at=error.get("at", ""))
+    if "exitCode" in error:
+        proto_error.exit_code = error["exitCode"]
+    if "signal" in error:
+        proto_error.signal = error["signal"]
+    proto_error.oom = bool(error.get("oom", False))
+    if "exceptionDetails" in error:
+        proto_error.exception_details = error["exceptionDetails"]
+    proto_error.reason = error.get("reason", "")
+    return model_pb2.CreateStateResponse(
+        result=model_pb2.CreateStateResult(
+            failed=model_pb2.CreateStateFailed(
+                durations=_durations(failed["durations"]), error=proto_error
+            )
+        )
+    )
+
+
+def _durations(durations: dict[str, float]) -> model_pb2.Durations:
+    msg = model_pb2.Durations(total=durations["total"])
+    for key, field in (
+        ("createLauncher", "create_launcher"),
+        ("codeStartup", "code_startup"),
+        ("createState", "create_state"),
+    ):
+        if key in durations:
+            setattr(msg, field, durations[key])
+    return msg

@@ -1,0 +1,141 @@
+"""The PersistentLauncher service: create, list, sample and delete persistent launchers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from launcher import outcomes as oc
+from launcher.api import convert
+from launcher.api.validation import check_id, check_name, spec_from_proto
+from launcher.errors import RequestError, invalid
+from launcher.jobs.manager import JobManager
+from launcher.launchers.persistent import PersistentLauncherRecord, PersistentLaunchers
+from launcher.launchers.sysinfo import SysinfoSampler
+from launcher.spec import LauncherSpec
+from launcher.v1 import common_pb2, persistent_launcher_pb2_grpc
+from launcher.v1 import persistent_launcher_pb2 as pl_pb2
+
+MAX_PAGE = 1000
+
+
+def _spec_proto(spec: LauncherSpec) -> common_pb2.LauncherSpec:
+    msg = common_pb2.LauncherSpec(cpus=spec.cpus, memory_mebibytes=spec.memory_mebibytes)
+    if spec.disk_mebibytes is not None:
+        msg.disk_mebibytes = spec.disk_mebibytes
+    if spec.swap_mebibytes is not None:
+        msg.swap_mebibytes = spec.swap_mebibytes
+    if spec.gpus is not None:
+        msg.gpus.model = spec.gpus.model
+        msg.gpus.count = spec.gpus.count
+    return msg
+
+
+class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncherServicer):
+    def __init__(
+        self, launchers: PersistentLaunchers, jobs: JobManager, sandbox: Any, root: Path
+    ) -> None:
+        self.launchers = launchers
+        self.jobs = jobs
+        self.sandbox = sandbox
+        self.sampler = SysinfoSampler(root)
+
+    def _ensure_sampling(self) -> None:
+        if self.sampler._task is None:
+            self.sampler.start()
+
+    async def CreatePersistentLauncher(  # noqa: N802
+        self, request: pl_pb2.CreatePersistentLauncherRequest, context: grpc.aio.ServicerContext
+    ) -> pl_pb2.CreatePersistentLauncherResponse:
+        self._ensure_sampling()
+        try:
+            name = check_name("name", request.name)
+            if not request.HasField("spec"):
+                raise invalid("spec", "a persistent launcher needs a spec {cpus, memoryMebibytes}")
+            spec = spec_from_proto("spec", request.spec)
+            record = await asyncio.to_thread(self.launchers.create, name, spec)
+        except RequestError as e:
+            return pl_pb2.CreatePersistentLauncherResponse(error=convert.error_to_proto(e))
+        return pl_pb2.CreatePersistentLauncherResponse(
+            result=pl_pb2.CreatePersistentLauncherResponse.Result(persistent_launcher_id=record.id)
+        )
+
+    def _info(self, record: PersistentLauncherRecord) -> pl_pb2.PersistentLauncherInfo:
+        running = [
+            pl_pb2.RunningOperation(id=job.state_id, type="createState")
+            for job in self.jobs.jobs.values()
+            if job.request.persistent_launcher_id == record.id and not job.response.done()
+        ]
+        return pl_pb2.PersistentLauncherInfo(
+            id=record.id,
+            name=record.name,
+            created_at=record.created_at,
+            spec=_spec_proto(record.spec),
+            state="active",
+            running=running,
+        )
+
+    async def GetPersistentLaunchers(  # noqa: N802
+        self, request: pl_pb2.GetPersistentLaunchersRequest, context: grpc.aio.ServicerContext
+    ) -> pl_pb2.GetPersistentLaunchersResponse:
+        limit = request.limit or 20
+        if limit > MAX_PAGE:
+            return pl_pb2.GetPersistentLaunchersResponse(
+                error=convert.error_to_proto(invalid("limit", f"at most {MAX_PAGE}"))
+            )
+        records = await asyncio.to_thread(self.launchers.list)
+        if request.ids:
+            wanted = set(request.ids)
+            records = [r for r in records if r.id in wanted]
+        page = records[request.offset : request.offset + limit]
+        return pl_pb2.GetPersistentLaunchersResponse(
+            result=pl_pb2.GetPersistentLaunchersResponse.Result(
+                persistent_launchers=[self._info(r) for r in page],
+                total=len(records),
+                offset=request.offset,
+                limit=limit,
+            )
+        )
+
+    async def GetSysinfo(  # noqa: N802
+        self, request: pl_pb2.GetSysinfoRequest, context: grpc.aio.ServicerContext
+    ) -> pl_pb2.GetSysinfoResponse:
+        self._ensure_sampling()
+        try:
+            check_id("persistentLauncherId", request.persistent_launcher_id, "a launcher id")
+        except RequestError as e:
+            return pl_pb2.GetSysinfoResponse(error=convert.error_to_proto(e))
+        if not await asyncio.to_thread(self.launchers.exists, request.persistent_launcher_id):
+            return pl_pb2.GetSysinfoResponse(
+                error=convert.error_to_proto(RequestError("persistent_launcher_not_found"))
+            )
+        since = request.from_timestamp if request.HasField("from_timestamp") else None
+        samples = await asyncio.to_thread(self.sampler.since, since)
+        return pl_pb2.GetSysinfoResponse(
+            result=pl_pb2.GetSysinfoResponse.Result(
+                sysinfo=[
+                    pl_pb2.SysinfoSample(
+                        timestamp=s.timestamp, cpus=s.cpus, memory=s.memory, disk=s.disk
+                    )
+                    for s in samples
+                ],
+                sandbox_layers=[f"{k}: {v}" for k, v in self.sandbox.layers().items()],
+            )
+        )
+
+    async def DeletePersistentLauncher(  # noqa: N802
+        self, request: pl_pb2.PersistentLauncherRef, context: grpc.aio.ServicerContext
+    ) -> common_pb2.EmptyResponse:
+        try:
+            check_id("persistentLauncherId", request.persistent_launcher_id, "a launcher id")
+        except RequestError as e:
+            return convert.empty_error(e)
+        if not await asyncio.to_thread(self.launchers.delete, request.persistent_launcher_id):
+            return convert.empty_error(RequestError("persistent_launcher_not_found"))
+        for job in list(self.jobs.jobs.values()):
+            if job.request.persistent_launcher_id == request.persistent_launcher_id:
+                job.cancel(oc.LauncherTerminated())
+        return convert.empty_ok()

@@ -1,0 +1,251 @@
+"""The state half of the Model service: list models, download, upload, rename, activate, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from launcher.api import convert
+from launcher.api.validation import check_id, check_name
+from launcher.errors import RequestError, invalid
+from launcher.store.errors import StoreError
+from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
+from launcher.store.states import StateRecord, StateStore
+from launcher.v1 import common_pb2, model_pb2
+
+CHUNK = 1 << 20
+MAX_PAGE = 1000
+
+
+def _state_info(record: StateRecord) -> model_pb2.StateInfo:
+    return model_pb2.StateInfo(
+        id=record.id,
+        name=record.name,
+        created_at=record.created_at,
+        being_deleted=record.being_deleted,
+        keys=[model_pb2.StateKeyInfo(key=k.key, byte_size=k.byte_size) for k in record.keys],
+        mounted_models=[
+            model_pb2.MountedModelInfo(model_id=m["modelId"], snapshot_id=m.get("snapshotId"))
+            for m in record.mounted_models
+        ],
+    )
+
+
+class StateApi:
+    """Mixed into the Model servicer; every method answers errors as values."""
+
+    def __init__(self, models: ModelRegistry, states: StateStore, snapshots: Any = None) -> None:
+        self.models = models
+        self.states = states
+        self.snapshots = snapshots
+
+    def _model_info(self, model_id: str) -> model_pb2.ModelInfo:
+        info = model_pb2.ModelInfo(id=model_id, name=model_id)
+        try:
+            config = self.models.load(model_id)
+            info.name = config.name
+            info.created_at = config.created_at
+            info.max_durations_seconds.code_startup = config.max_code_startup
+            info.max_durations_seconds.create_state = config.max_create_state
+        except (ModelConfigError, ModelReadError, KeyError):
+            pass  # listed all the same: its createState answers why it cannot run
+        active = self.states.active_state_id(model_id)
+        if active is not None:
+            info.active_state = active
+        info.states.extend(_state_info(r) for r in self.states.list(model_id))
+        if self.snapshots is not None:
+            info.snapshots.extend(self.snapshots.infos(model_id))
+        return info
+
+    def _get_models(self, request: model_pb2.GetModelsRequest) -> model_pb2.GetModelsResponse:
+        limit = request.limit or 20
+        if limit > MAX_PAGE:
+            raise invalid("limit", f"at most {MAX_PAGE}")
+        ids = self.models.list_ids()
+        if request.ids:
+            wanted = set(request.ids)
+            ids = [i for i in ids if i in wanted]
+        infos = [self._model_info(i) for i in ids]
+        if request.names:
+            names = set(request.names)
+            infos = [m for m in infos if m.name in names]
+        if request.HasField("search_name"):
+            needle = request.search_name.lower()
+            infos = [m for m in infos if needle in m.name.lower()]
+        page = infos[request.offset : request.offset + limit]
+        return model_pb2.GetModelsResponse(
+            result=model_pb2.GetModelsResponse.Result(
+                models=page, total=len(infos), offset=request.offset, limit=limit
+            )
+        )
+
+    async def GetModels(  # noqa: N802
+        self, request: model_pb2.GetModelsRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.GetModelsResponse:
+        try:
+            return await asyncio.to_thread(self._get_models, request)
+        except RequestError as e:
+            return model_pb2.GetModelsResponse(error=convert.error_to_proto(e))
+
+    def _check_model(self, model_id: str) -> None:
+        check_id("modelId", model_id, "a model id")
+        if not self.models.exists(model_id):
+            raise RequestError("model_not_found")
+
+    async def GetModelState(  # noqa: N802
+        self, request: model_pb2.GetModelStateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[model_pb2.StateDataChunk]:
+        try:
+            self._check_model(request.model_id)
+            state_id = request.state_id if request.HasField("state_id") else None
+            record = await asyncio.to_thread(self.states.get, request.model_id, state_id)
+            names = [k.key for k in record.keys]
+            keys = list(request.keys) or names
+            for key in keys:
+                if key not in names:
+                    raise RequestError("state_key_not_found")
+            readers = [
+                await asyncio.to_thread(self.states.open_key, request.model_id, record.id, key)
+                for key in keys
+            ]
+        except RequestError as e:
+            yield model_pb2.StateDataChunk(error=convert.error_to_proto(e))
+            return
+        except StoreError as e:
+            yield model_pb2.StateDataChunk(error=convert.error_to_proto(RequestError(e.code)))
+            return
+        try:
+            for key, reader in zip(keys, readers, strict=True):
+                chunks = reader.chunks(CHUNK)
+                first = True
+                while True:
+                    data = await asyncio.to_thread(next, chunks, None)
+                    if data is None:
+                        break
+                    if first:
+                        yield model_pb2.StateDataChunk(
+                            key=key, byte_size=reader.byte_size, data=data
+                        )
+                        first = False
+                    else:
+                        yield model_pb2.StateDataChunk(data=data)
+                if first:
+                    yield model_pb2.StateDataChunk(key=key, byte_size=0)
+        finally:
+            for reader in readers:
+                reader.close()
+
+    async def UploadState(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[model_pb2.UploadStateRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> model_pb2.UploadStateResponse:
+        try:
+            state_id = await self._upload(request_iterator)
+        except RequestError as e:
+            return model_pb2.UploadStateResponse(error=convert.error_to_proto(e))
+        except StoreError as e:
+            return model_pb2.UploadStateResponse(error=convert.error_to_proto(RequestError(e.code)))
+        return model_pb2.UploadStateResponse(
+            result=model_pb2.UploadStateResponse.Result(state_id=state_id)
+        )
+
+    async def _upload(self, messages: AsyncIterator[model_pb2.UploadStateRequest]) -> str:
+        first = await anext(messages, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise invalid("header", "the first message of UploadState must be the header")
+        header = first.header
+        self._check_model(header.model_id)
+        check_name("name", header.name)
+        seen: set[str] = set()
+        for i, key in enumerate(header.keys):
+            check_name(f"data[{i}].key", key.key)
+            if key.key in seen:
+                raise invalid(f"data[{i}].key", f"the key {key.key!r} is given twice")
+            seen.add(key.key)
+            if key.byte_size > 1 << 30:
+                raise invalid(f"data[{i}].data", "a state key holds at most 1 GiB")
+        if len(header.keys) > 100:
+            raise invalid("data", "a state has at most 100 keys")
+        for state_id in header.delete_states:
+            await asyncio.to_thread(self.states.get, header.model_id, state_id)
+        pending = await asyncio.to_thread(self.states.begin, header.model_id, header.name)
+        try:
+            index = 0
+            writer = None
+            left = 0
+            keys = list(header.keys)
+
+            def next_writer() -> None:
+                nonlocal index, writer, left
+                while index < len(keys) and (writer is None or left == 0):
+                    if writer is not None:
+                        writer.finish()
+                    writer = pending.key_writer(keys[index].key)
+                    left = keys[index].byte_size
+                    index += 1
+
+            next_writer()
+            async for message in messages:
+                if message.WhichOneof("part") != "chunk":
+                    raise invalid("header", "the header may be sent only once")
+                data = memoryview(message.chunk)
+                while data:
+                    if writer is None or (left == 0 and index >= len(keys)):
+                        raise invalid("data", "more bytes than the keys' declared sizes")
+                    n = min(left, len(data))
+                    writer.write(data[:n])
+                    left -= n
+                    data = data[n:]
+                    if left == 0:
+                        await asyncio.to_thread(next_writer)
+            if left or index < len(keys):
+                raise invalid("data", "fewer bytes than the keys' declared sizes")
+            if writer is not None:
+                await asyncio.to_thread(writer.finish)
+            record = await asyncio.to_thread(pending.commit)
+        except BaseException:
+            await asyncio.to_thread(pending.abort)
+            raise
+        for state_id in header.delete_states:
+            try:
+                await asyncio.to_thread(self.states.delete, header.model_id, state_id)
+            except StoreError:
+                pass  # already gone, or active: the new state is still created
+        return record.id
+
+    async def _simple(self, model_id: str, action: Any, *args: Any) -> common_pb2.EmptyResponse:
+        try:
+            self._check_model(model_id)
+            await asyncio.to_thread(action, model_id, *args)
+        except RequestError as e:
+            return convert.empty_error(e)
+        except StoreError as e:
+            return convert.empty_error(RequestError(e.code))
+        return convert.empty_ok()
+
+    async def UpdateModelState(  # noqa: N802
+        self, request: model_pb2.UpdateModelStateRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.EmptyResponse:
+        if not request.HasField("name"):
+            return convert.empty_ok()
+        try:
+            check_name("properties.name", request.name)
+        except RequestError as e:
+            return convert.empty_error(e)
+        return await self._simple(
+            request.model_id, self.states.rename, request.state_id, request.name
+        )
+
+    async def SetActiveModelState(  # noqa: N802
+        self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
+    ) -> common_pb2.EmptyResponse:
+        return await self._simple(request.model_id, self.states.set_active, request.state_id)
+
+    async def DeleteModelState(  # noqa: N802
+        self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
+    ) -> common_pb2.EmptyResponse:
+        return await self._simple(request.model_id, self.states.delete, request.state_id)

@@ -1,0 +1,93 @@
+"""Request validation as data: each field's rule in one table, each reason from one place."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import psutil
+
+from launcher.errors import invalid
+from launcher.spec import GpuRequest, LauncherSpec
+from launcher.v1 import common_pb2
+
+MAX_NAME = 256
+MAX_PARAMS = 256
+MAX_MOUNTS = 16
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    field: str  # the seed's name
+    minimum: float
+    maximum: float
+    unit: str
+
+    def check(self, path: str, value: float) -> None:
+        if not math.isfinite(value) or not self.minimum <= value <= self.maximum:
+            raise invalid(
+                f"{path}.{self.field}",
+                f"must be between {self.minimum:g} and {self.maximum:g} {self.unit}; got {value!r}",
+            )
+
+
+def _machine_mib() -> int:
+    return int(psutil.virtual_memory().total // (1 << 20))
+
+
+def spec_rules() -> dict[str, NumberRule]:
+    cpus = float(os.cpu_count() or 1)
+    mib = _machine_mib()
+    return {
+        "cpus": NumberRule("cpus", 0.1, cpus, "CPUs (this machine's count is the maximum)"),
+        "memory_mebibytes": NumberRule("memoryMebibytes", 32, mib, "MiB (this machine's memory)"),
+        "disk_mebibytes": NumberRule("diskMebibytes", 1, 1 << 24, "MiB"),
+        "swap_mebibytes": NumberRule("swapMebibytes", 0, 1 << 24, "MiB"),
+    }
+
+
+def check_id(path: str, value: str, what: str) -> str:
+    if not _ID.fullmatch(value):
+        raise invalid(
+            path,
+            f"{what} must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit; got {value[:80]!r}",
+        )
+    return value
+
+
+def check_name(path: str, value: str) -> str:
+    if not value or len(value) > MAX_NAME or not value.isprintable():
+        raise invalid(path, f"must be 1-{MAX_NAME} printable characters")
+    return value
+
+
+def spec_from_proto(path: str, spec: common_pb2.LauncherSpec) -> LauncherSpec:
+    """A validated LauncherSpec from the wire; every bound is reported with its path."""
+    rules = spec_rules()
+    rules["cpus"].check(path, spec.cpus)
+    rules["memory_mebibytes"].check(path, spec.memory_mebibytes)
+    disk = swap = None
+    if spec.HasField("disk_mebibytes"):
+        rules["disk_mebibytes"].check(path, spec.disk_mebibytes)
+        disk = spec.disk_mebibytes
+    if spec.HasField("swap_mebibytes"):
+        rules["swap_mebibytes"].check(path, spec.swap_mebibytes)
+        swap = spec.swap_mebibytes
+    gpus = None
+    if spec.HasField("gpus"):
+        if spec.gpus.count < 1 or spec.gpus.count > 64:
+            raise invalid(f"{path}.gpus.count", "must be between 1 and 64")
+        if not spec.gpus.model or len(spec.gpus.model) > MAX_NAME:
+            raise invalid(f"{path}.gpus.model", "must name a GPU model")
+        gpus = GpuRequest(spec.gpus.model, spec.gpus.count)
+    return LauncherSpec(
+        cpus=spec.cpus,
+        memory_mebibytes=spec.memory_mebibytes,
+        disk_mebibytes=disk,
+        swap_mebibytes=swap,
+        gpus=gpus,
+    )

@@ -1,0 +1,1 @@
+"""The createState job: phases, durations, deadlines, cancellation, outcomes."""

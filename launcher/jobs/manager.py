@@ -1,0 +1,122 @@
+"""Admission and bookkeeping of createState jobs: limits, the running table, records.
+
+Which worker runs a job is the runner's business; this module decides whether a job
+may run now, later (queued, first come first served) or not at all
+(``server_overloaded``), keeps the id -> job table for cancellation and listing, and
+records every job durably so ``wait_for_state_to_be_created`` answers after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from launcher import outcomes as oc
+from launcher.jobs.job import Job
+from launcher.jobs.request import JobRequest
+from launcher.jobs.runner import JobRunner
+from launcher.store.jobs import JobRecords
+
+log = logging.getLogger("launcher.jobs")
+
+
+class JobManager:
+    def __init__(
+        self,
+        runner: JobRunner,
+        records: JobRecords,
+        new_state_id: Any,
+        max_concurrent: int,
+        max_queued: int,
+    ) -> None:
+        self.runner = runner
+        self.records = records
+        self._new_state_id = new_state_id
+        self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._running = 0
+        self._queued = 0
+        self.jobs: dict[str, Job] = {}
+        self._draining = False
+
+    @property
+    def load(self) -> tuple[int, int]:
+        return self._running, self._queued
+
+    async def submit(self, request: JobRequest) -> Job:
+        """Accept a resolved request: assign the state id and start (or queue) the job."""
+        state_id = self._new_state_id()
+        job = Job(state_id, request)
+        await asyncio.to_thread(
+            self.records.started, state_id, request.model_id, request.name, job.started_at
+        )
+        self.jobs[state_id] = job
+        overloaded = self._draining or (
+            self._running >= self.max_concurrent and self._queued >= self.max_queued
+        )
+        if overloaded:
+            job.task = asyncio.create_task(self._finish_now(job, oc.ServerOverloaded()))
+        else:
+            self._queued += 1
+            job.task = asyncio.create_task(self._run(job))
+        return job
+
+    async def _finish_now(self, job: Job, outcome: oc.Failure) -> None:
+        durations = oc.Durations(total=time.monotonic() - job.accepted)
+        await self._record(job, oc.response_json(outcome, durations))
+
+    async def _run(self, job: Job) -> None:
+        queued = True
+        try:
+            try:
+                await self._slots.acquire()
+            except asyncio.CancelledError:
+                if not job.cancel_requested:
+                    raise
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                self._queued -= 1
+                queued = False
+                await self._finish_now(job, job.cancel_outcome)
+                return
+            self._queued -= 1
+            queued = False
+            self._running += 1
+            try:
+                outcome, durations = await self.runner.run(job)
+            finally:
+                self._running -= 1
+                self._slots.release()
+            await self._record(job, oc.response_json(outcome, durations))
+        finally:
+            if queued:
+                self._queued -= 1
+            job.request.close()
+            if not job.response.done():  # shutdown cancelled it: lost to the launcher
+                outcome_json = oc.response_json(
+                    oc.LauncherTerminated(), oc.Durations(total=time.monotonic() - job.accepted)
+                )
+                job.finish(outcome_json)
+
+    async def _record(self, job: Job, response: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self.records.finished, job.state_id, response)
+        finally:
+            self.jobs.pop(job.state_id, None)
+            job.finish(response)
+
+    def creating(self, model_id: str) -> list[Job]:
+        return [j for j in self.jobs.values() if j.model_id == model_id and not j.response.done()]
+
+    async def drain(self, deadline: float) -> None:
+        """Stop accepting; wait up to ``deadline`` seconds, then end the rest as terminated."""
+        self._draining = True
+        tasks = [j.task for j in self.jobs.values() if j.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)

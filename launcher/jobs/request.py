@@ -1,0 +1,45 @@
+"""A createState request after validation and resolution: everything a job needs to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from launcher.outcomes import Failure
+from launcher.params import ParamSource
+from launcher.spec import LauncherSpec
+from launcher.store.models import ModelConfig
+
+
+@dataclass
+class ResolvedMount:
+    model_id: str
+    path: str  # the other model's folder (read-only in the worker)
+    state_id: str | None
+    snapshot_id: str | None
+    keys: dict[str, ParamSource]  # its state's keys, each one element of raw bytes
+
+    def to_json(self) -> dict[str, str]:
+        out = {"modelId": self.model_id}
+        if self.snapshot_id is not None:
+            out["snapshotId"] = self.snapshot_id
+        return out
+
+
+@dataclass
+class JobRequest:
+    model_id: str
+    name: str
+    model: ModelConfig | None  # None when loading it failed (see ``startup_failure``)
+    startup_failure: Failure | None  # invalid_executable_file / read_executable_file_failed
+    params: dict[str, ParamSource] = field(default_factory=dict)
+    mounts: list[ResolvedMount] = field(default_factory=list)
+    spec: LauncherSpec | None = None  # temporary launcher
+    persistent_launcher_id: str | None = None
+
+    def close(self) -> None:
+        """Release every open param and mount file."""
+        for source in self.params.values():
+            source.close()
+        for mount in self.mounts:
+            for source in mount.keys.values():
+                source.close()

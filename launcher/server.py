@@ -1,0 +1,186 @@
+"""``launcher serve``: build stores, sandbox, job manager and gRPC server; run until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from launcher.api.dataset import DatasetServicer
+from launcher.api.intake import Intake
+from launcher.api.model import ModelServicer
+from launcher.api.persistent import PersistentLauncherServicer
+from launcher.config import ServeOptions
+from launcher.jobs.manager import JobManager
+from launcher.jobs.runner import JobRunner
+from launcher.launchers.persistent import PersistentLaunchers
+from launcher.sandbox import SandboxConfig, create_sandbox
+from launcher.store.datasets import DatasetStore
+from launcher.store.db import Database
+from launcher.store.jobs import JobRecords
+from launcher.store.models import ModelRegistry
+from launcher.store.states import StateStore
+from launcher.v1 import (
+    dataset_pb2,
+    dataset_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    persistent_launcher_pb2,
+    persistent_launcher_pb2_grpc,
+)
+
+log = logging.getLogger("launcher")
+
+#: How long SIGTERM lets running jobs finish before they end as launcher_terminated.
+DRAIN_SECONDS = 30.0
+SERVICES = ("launcher.v1.Model", "launcher.v1.Dataset", "launcher.v1.PersistentLauncher")
+
+
+@dataclass
+class Launcher:
+    """The running daemon's parts, for the server and for tests that drive it in-process."""
+
+    server: grpc.aio.Server
+    jobs: JobManager
+    health: health.aio.HealthServicer
+    run_dir: Path
+    addresses: list[str]
+
+    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
+        for service in ("", *SERVICES):
+            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.jobs.drain(drain)
+        await self.server.stop(grace=2)
+        await self.jobs.runner.sandbox.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _check_listen(address: str, options: ServeOptions) -> None:
+    if address.startswith("unix:"):
+        return
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not options.allow_public and options.tls_cert is None:
+        raise SystemExit(
+            f"refusing to listen on {address}: not a loopback address and no TLS; "
+            "pass --tls-cert/--tls-key, or --allow-public to accept the risk"
+        )
+
+
+def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
+    if options.tls_cert is None or options.tls_key is None:
+        return None
+    ca = options.tls_client_ca.read_bytes() if options.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(options.tls_key.read_bytes(), options.tls_cert.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+async def start_launcher(options: ServeOptions) -> Launcher:
+    root = options.root.resolve()
+    for sub in ("models", "states", "datasets", "tmp", "logs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    db = Database(root / "launcher.db")
+    models = ModelRegistry(root / "models")
+    states = StateStore(root, db)
+    records = JobRecords(db)
+    datasets = DatasetStore(root, db)
+    launchers = PersistentLaunchers(db)
+    await asyncio.to_thread(states.reconcile)
+    lost = await asyncio.to_thread(records.reconcile, time.time())
+    if lost:
+        log.warning("%d jobs were lost with the previous launcher: launcher_terminated", lost)
+    # Worker sockets live in a short private folder (Unix socket paths are limited to 108 bytes).
+    run_dir = Path(tempfile.mkdtemp(prefix="launcher-run-"))
+    os.chmod(run_dir, 0o711)
+    sandbox = await create_sandbox(
+        SandboxConfig(disable=options.sandbox_disable, hidden_paths=(root,))
+    )
+    for layer, state in sandbox.layers().items():
+        log.info("sandbox layer %s: %s", layer, state)
+    runner = JobRunner(sandbox, states, run_dir, root / "logs" / "jobs")
+    jobs = JobManager(
+        runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
+    )
+    intake = Intake(models, states, datasets, launchers, root / "tmp")
+
+    server = grpc.aio.server()
+    model_pb2_grpc.add_ModelServicer_to_server(
+        ModelServicer(intake, jobs, records, models, states=states), server
+    )
+    dataset_pb2_grpc.add_DatasetServicer_to_server(DatasetServicer(datasets), server)
+    persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
+        PersistentLauncherServicer(launchers, jobs, sandbox, root), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        model_pb2.DESCRIPTOR.services_by_name["Model"].full_name,
+        dataset_pb2.DESCRIPTOR.services_by_name["Dataset"].full_name,
+        persistent_launcher_pb2.DESCRIPTOR.services_by_name["PersistentLauncher"].full_name,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    ]
+    reflection.enable_server_reflection(names, server)
+    credentials = _credentials(options)
+    addresses = []
+    for address in options.listen:
+        _check_listen(address, options)
+        if credentials is not None and not address.startswith("unix:"):
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+        if address.startswith("unix:"):
+            addresses.append(address)
+        else:
+            addresses.append(f"{address.rsplit(':', 1)[0]}:{port}")
+    await server.start()
+    for address in options.listen:
+        if address.startswith("unix:"):
+            os.chmod(address.removeprefix("unix://").removeprefix("unix:"), 0o600)
+    for service in ("", *SERVICES):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return Launcher(server, jobs, health_servicer, run_dir, addresses)
+
+
+async def _serve(options: ServeOptions) -> int:
+    launcher = await start_launcher(options)
+    for address in launcher.addresses:
+        log.info("listening on %s", address)
+        print(f"launcher listening on {address}", flush=True)
+    print(
+        f"try: launcher --address {launcher.addresses[0]} create-state hello --name first",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: draining running jobs (up to %.0f s)", DRAIN_SECONDS)
+    await launcher.stop()
+    return 0
+
+
+def run_server(options: ServeOptions) -> int:
+    logging.basicConfig(
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(_serve(options))

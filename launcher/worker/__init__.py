@@ -1,0 +1,1 @@
+"""Host side of the worker protocol: framing, a connected session, serving data."""
