@@ -1,0 +1,129 @@
+"""What the command line prints: JSON of results, and the live phases of a createState job."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from typing import Any, TextIO
+
+import numpy
+
+
+def jsonable(value: Any) -> Any:
+    """Results as JSON values: bytes as base64 text; tensors as ``{"type", "shape", "value"}``
+    where ``value`` is the nested list of elements (base64 text for binary elements, and
+    ``{"format", "data"}`` for media)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "numpy") and hasattr(value, "shape") and hasattr(value, "type"):
+        return {"type": value.type(), "shape": list(value.shape()), "value": _elements(value)}
+    return value
+
+
+def _elements(tensor: Any) -> Any:
+    array = tensor.numpy()
+    if array.dtype != numpy.dtype(object):
+        return array.tolist()
+    flat = [
+        {"format": v.format, "data": jsonable(v.data)} if hasattr(v, "format") else jsonable(v)
+        for v in array.ravel().tolist()
+    ]
+    return numpy.array(flat, dtype=object).reshape(array.shape).tolist() if flat else []
+
+
+def dumps(response: dict[str, Any]) -> str:
+    return json.dumps(jsonable(response), indent=2)
+
+
+def exit_code(response: dict[str, Any]) -> int:
+    """0 for a result, 1 for an ``error`` or a ``result.failed`` outcome."""
+    if "error" in response or "failed" in response.get("result", {}):
+        return 1
+    return 0
+
+
+def describe_outcome(response: dict[str, Any]) -> str:
+    """One person-readable paragraph for a createState response."""
+    if "error" in response:
+        error = response["error"]
+        details = "".join(f"\n  {k}: {v}" for k, v in error.items() if k != "code")
+        return f"error: {error['code']}{details}"
+    result = response["result"]
+    if "success" in result:
+        success = result["success"]
+        return f"state {success['stateId']} created in {success['durations']['total']:.2f} s"
+    failed = result["failed"]
+    error = failed["error"]
+    text = f"state creation failed after {failed['durations']['total']:.2f} s: {error['code']}"
+    extra = {k: v for k, v in error.items() if k not in ("code", "exceptionDetails")}
+    text += "".join(f"\n  {k}: {v}" for k, v in extra.items())
+    if "exceptionDetails" in error:
+        text += "\n" + error["exceptionDetails"].rstrip("\n")
+    return text
+
+
+class PhaseDisplay:
+    """Shows createState phases as they happen.
+
+    On a terminal: one line rewritten in place (finished phases with their durations, the
+    running phase with its elapsed time, ticking). Elsewhere: one plain line per finished phase.
+    """
+
+    TICK_SECONDS = 0.1
+
+    def __init__(self, out: TextIO, live: bool) -> None:
+        self._out = out
+        self._live = live
+        self._lock = threading.Lock()
+        self._finished: list[str] = []
+        self._running = "waiting"
+        self._since = time.monotonic()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if live:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def event(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if event["event"] == "phaseStarted":
+                self._running, self._since = event["phase"], time.monotonic()
+            else:
+                line = f"{event['phase']} finished in {event['duration']:.3f} s"
+                self._finished.append(f"{event['phase']} {event['duration']:.3f} s")
+                self._running = ""
+                if not self._live:
+                    print(line, file=self._out, flush=True)
+            self._draw()
+
+    def close(self) -> None:
+        """Stop ticking; on a terminal, leave the finished phases on their line."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        with self._lock:
+            if self._live:
+                self._running = ""
+                self._draw()
+                self._out.write("\n")
+                self._out.flush()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.TICK_SECONDS):
+            with self._lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        if not self._live:
+            return
+        parts = list(self._finished)
+        if self._running:
+            parts.append(f"{self._running} {time.monotonic() - self._since:.1f} s ...")
+        self._out.write("\r\x1b[2K" + " | ".join(parts))
+        self._out.flush()

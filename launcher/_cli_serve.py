@@ -1,0 +1,84 @@
+"""``launcher serve``: its flags, turned into ``ServeOptions`` for ``launcher.server``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from launcher._cli_args import csv
+from launcher.config import ServeOptions
+
+DEFAULT_ROOT = "launcher-data"
+DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("serve", help="run the launcher daemon")
+    p.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT), help="data root folder")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="ADDR",
+        help=f"unix:///path.sock, unix:relative.sock or HOST:PORT (repeatable; default "
+        f"{DEFAULT_LISTEN})",
+    )
+    p.add_argument("--max-concurrent-jobs", type=_positive, default=4, metavar="N")
+    p.add_argument("--max-queued-jobs", type=_non_negative, default=64, metavar="M")
+    p.add_argument(
+        "--sandbox-disable",
+        type=csv,
+        default=[],
+        metavar="LAYER,..",
+        help="sandbox layers not to apply (names as reported by get-sysinfo)",
+    )
+    p.add_argument(
+        "--allow-public", action="store_true", help="allow listening on non-loopback addresses"
+    )
+    p.add_argument("--tls-cert", type=Path, metavar="PEM")
+    p.add_argument("--tls-key", type=Path, metavar="PEM")
+    p.add_argument("--tls-client-ca", type=Path, metavar="PEM", help="require client certs")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected an integer of at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {value}")
+    return value
+
+
+def options(args: argparse.Namespace) -> ServeOptions:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise argparse.ArgumentTypeError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise argparse.ArgumentTypeError("--tls-client-ca needs --tls-cert and --tls-key")
+    return ServeOptions(
+        root=args.root,
+        listen=args.listen or [DEFAULT_LISTEN],
+        max_concurrent_jobs=args.max_concurrent_jobs,
+        max_queued_jobs=args.max_queued_jobs,
+        sandbox_disable=frozenset(args.sandbox_disable),
+        allow_public=args.allow_public,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        log_level=args.log_level,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    serve_options = options(args)
+    # Imported here so that the client commands work without the daemon's dependencies.
+    from launcher.server import run_server
+
+    return run_server(serve_options)

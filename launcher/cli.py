@@ -1,0 +1,68 @@
+"""The ``launcher`` command: ``serve`` runs the daemon; the other subcommands call its API.
+
+Exit codes: 0 success, 1 an error or failed outcome, 2 usage error, 3 transport failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from launcher import _cli_commands, _cli_create, _cli_serve
+from launcher._cli_output import dumps, exit_code
+from launcher.client import LauncherClient, LauncherConnectionError
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+EXIT_USAGE = 2
+EXIT_TRANSPORT = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="launcher", description="Run the launcher daemon, or call its API."
+    )
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("LAUNCHER_ADDRESS", DEFAULT_ADDRESS),
+        help="unix:///path.sock, unix:relative.sock or HOST:PORT "
+        f"(default: $LAUNCHER_ADDRESS or {DEFAULT_ADDRESS})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LAUNCHER_API_KEY"),
+        help="API key sent with every call (default: $LAUNCHER_API_KEY)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _cli_serve.add_parser(commands)
+    _cli_create.add_parser(commands)
+    _cli_commands.add_parsers(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "serve":
+            return _cli_serve.run(args)
+        with LauncherClient(args.address, api_key=args.api_key) as client:
+            if args.handler is None:
+                return int(args.run(client, args))
+            response = args.handler(client, args)
+            print(dumps(response))
+            return exit_code(response)
+    except argparse.ArgumentTypeError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"launcher: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LauncherConnectionError as exc:
+        print(f"launcher: cannot complete the call to {args.address}: {exc}", file=sys.stderr)
+        return EXIT_TRANSPORT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
