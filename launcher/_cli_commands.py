@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy
 
@@ -16,7 +16,7 @@ from launcher import _cli_args as parse
 from launcher.client import LauncherClient
 
 Handler = Callable[[LauncherClient, argparse.Namespace], dict[str, Any]]
-Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _command(commands: Commands, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
