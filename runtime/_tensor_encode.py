@@ -31,6 +31,13 @@ _SUPPORTED = (
     "float32, float64, int8..int64, uint8..uint64, bool, str, object arrays of str or bytes, "
     "and object arrays of Media with type image/audio/video"
 )
+#: Python values accepted for each fixed-size dtype kind in ``from_values``.
+_VALUE_CLASSES: dict[str, tuple[type, ...]] = {
+    "b": (bool, np.bool_),
+    "i": (int, np.integer),
+    "u": (int, np.integer),
+    "f": (int, float, np.integer, np.floating),
+}
 _ELEMENT_CLASSES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "binary": (bytes, bytearray, memoryview),
@@ -148,15 +155,24 @@ def from_values(name: str, values: Any, shape: Any | None) -> tuple[str, tuple[i
     dims = check_shape((len(values),) if shape is None else shape, len(values))
     if name not in FIXED_DTYPES:
         return name, dims, check_elements(list(values), name)
-    if not values:
-        return name, dims, np.empty(0, FIXED_DTYPES[name])
-    try:
-        array = np.array(values)
-    except (OverflowError, ValueError) as error:
-        raise TensorError(f"values for {name} are not a flat list of numbers: {error}") from None
-    if array.ndim != 1:
-        raise TensorError(f"values for {name} must be a flat list of numbers")
-    return name, dims, fixed_flat(array, name)
+    return name, dims, _fixed_from_values(list(values), name)
+
+
+def _fixed_from_values(values: list[Any], name: str) -> np.ndarray:
+    target = FIXED_DTYPES[name]
+    classes = _VALUE_CLASSES[target.kind]
+    for index, value in enumerate(values):
+        if not isinstance(value, classes):
+            raise TensorError(
+                f"{name} value {index} is a {type(value).__name__}; expected "
+                + " or ".join(cls.__name__ for cls in classes)
+            )
+    if target.kind in "iu" and values:
+        info = np.iinfo(target)
+        low, high = int(min(values)), int(max(values))
+        if low < info.min or high > info.max:
+            raise TensorError(f"values {low}..{high} do not fit {name} ({info.min}..{info.max})")
+    return np.array(values, dtype=target)
 
 
 def from_scalar(value: Any) -> tuple[str, tuple[int, ...], Flat]:
