@@ -1,0 +1,194 @@
+"""The gRPC Dataset service: requests checked and translated to ``DatasetStore`` calls.
+
+No dataset logic lives here: each RPC validates its fields (``invalid_parameter`` with a
+path), runs the store's blocking disk work in a thread so the event loop stays responsive,
+and answers every refusal as the response's ``error`` value. Only a stream that breaks the
+protocol itself (a chunk before the header) is aborted with a gRPC status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from launcher.api.convert import empty_error, empty_ok, error_to_proto
+from launcher.errors import RequestError, invalid
+from launcher.store._dataset_rules import check_id
+from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
+from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 1000
+MAX_FILTER_IDS = 1000
+
+
+class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
+    def __init__(self, store: DatasetStore) -> None:
+        self._store = store
+
+    async def CreateDataset(
+        self, request: dataset_pb2.CreateDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> dataset_pb2.CreateDatasetResponse:
+        try:
+            keys = _keys_from_proto(request.keys)
+            info = await asyncio.to_thread(
+                self._store.create, request.name, request.description, keys
+            )
+        except RequestError as err:
+            return dataset_pb2.CreateDatasetResponse(error=error_to_proto(err))
+        return dataset_pb2.CreateDatasetResponse(
+            result=dataset_pb2.CreateDatasetResponse.Result(
+                dataset_id=info.id, dataset_version_id=info.version_id
+            )
+        )
+
+    async def AddEntries(
+        self,
+        request_iterator: AsyncIterator[dataset_pb2.AddEntriesRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> dataset_pb2.AddEntriesResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("header"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "AddEntries: the first message must be the header",
+            )
+        header = first.header
+        try:
+            check_id(header.dataset_id, "datasetId")
+            pending = await asyncio.to_thread(
+                self._store.begin_add,
+                header.dataset_id,
+                [(k.key, k.byte_size) for k in header.keys],
+            )
+        except RequestError as err:
+            return dataset_pb2.AddEntriesResponse(error=error_to_proto(err))
+        committed = False
+        try:
+            async for message in request_iterator:
+                if message.HasField("header"):
+                    raise invalid("header", "only the first message may be a header")
+                if message.chunk:
+                    await asyncio.to_thread(pending.write, message.chunk)
+            version_id = await asyncio.to_thread(pending.commit)
+            committed = True
+        except RequestError as err:
+            return dataset_pb2.AddEntriesResponse(error=error_to_proto(err))
+        finally:
+            if not committed:
+                await asyncio.to_thread(pending.abort)
+        return dataset_pb2.AddEntriesResponse(
+            result=dataset_pb2.AddEntriesResponse.Result(dataset_version_id=version_id)
+        )
+
+    async def GetDatasets(
+        self, request: dataset_pb2.GetDatasetsRequest, context: grpc.aio.ServicerContext
+    ) -> dataset_pb2.GetDatasetsResponse:
+        limit = request.limit or DEFAULT_PAGE
+        try:
+            if limit > MAX_PAGE:
+                raise invalid("limit", f"{limit} is more than the page maximum {MAX_PAGE}")
+            if len(request.ids) > MAX_FILTER_IDS:
+                raise invalid("filter.ids", f"{len(request.ids)} ids; at most {MAX_FILTER_IDS}")
+            for i, dataset_id in enumerate(request.ids):
+                check_id(dataset_id, f"filter.ids[{i}]")
+        except RequestError as err:
+            return dataset_pb2.GetDatasetsResponse(error=error_to_proto(err))
+        ids = list(request.ids) or None
+        datasets, total = await asyncio.to_thread(self._store.page, request.offset, limit, ids)
+        return dataset_pb2.GetDatasetsResponse(
+            result=dataset_pb2.GetDatasetsResponse.Result(
+                datasets=[_info_to_proto(d) for d in datasets],
+                total=total,
+                offset=request.offset,
+                limit=limit,
+            )
+        )
+
+    async def GetEntries(
+        self, request: dataset_pb2.GetEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[dataset_pb2.GetEntriesChunk]:
+        try:
+            check_id(request.dataset_id, "datasetId")
+            selection = _selection(request.entries, request.HasField("entries"))
+            snapshot = await asyncio.to_thread(
+                self._store.read_entries, request.dataset_id, selection
+            )
+        except RequestError as err:
+            yield dataset_pb2.GetEntriesChunk(error=error_to_proto(err))
+            return
+        try:
+            batches = snapshot.batches()
+            while batch := await asyncio.to_thread(next, batches, None):
+                for key, index, data in batch:
+                    yield dataset_pb2.GetEntriesChunk(key=key, index=index, data=data)
+        finally:
+            snapshot.close()
+
+    async def RemoveEntries(
+        self, request: dataset_pb2.RemoveEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.EmptyResponse:
+        try:
+            check_id(request.dataset_id, "datasetId")
+            selection = _selection(request.entries, request.HasField("entries"))
+            await asyncio.to_thread(self._store.remove_entries, request.dataset_id, selection)
+        except RequestError as err:
+            return empty_error(err)
+        return empty_ok()
+
+    async def DeleteDataset(
+        self, request: dataset_pb2.DatasetRef, context: grpc.aio.ServicerContext
+    ) -> common_pb2.EmptyResponse:
+        try:
+            check_id(request.dataset_id, "datasetId")
+            await asyncio.to_thread(self._store.delete, request.dataset_id)
+        except RequestError as err:
+            return empty_error(err)
+        return empty_ok()
+
+
+def _keys_from_proto(keys: Sequence[dataset_pb2.DatasetKey]) -> list[KeyDef]:
+    out = []
+    for i, k in enumerate(keys):
+        if k.rules.shape and not k.rules.has_shape:
+            raise invalid(
+                f"keys[{i}].rules.hasShape", "a shape is given but hasShape is false; set both"
+            )
+        shape = tuple(k.rules.shape) if k.rules.has_shape else None
+        out.append(KeyDef(k.name, k.required, KeyRules(shape, tuple(k.rules.allowed_types))))
+    return out
+
+
+def _selection(entries: dataset_pb2.EntrySelection, given: bool) -> EntryRange | list[int]:
+    kind = entries.WhichOneof("selection") if given else None
+    if kind == "range":
+        return EntryRange(entries.range.start, entries.range.end)
+    if kind == "indexes":
+        return list(entries.indexes.indexes)
+    raise invalid("entries", "give a range {start, end} or a list of indexes")
+
+
+def _info_to_proto(info: DatasetInfo) -> dataset_pb2.DatasetInfo:
+    return dataset_pb2.DatasetInfo(
+        id=info.id,
+        name=info.name,
+        description=info.description,
+        created_at=info.created_at,
+        keys=[
+            dataset_pb2.DatasetKey(
+                name=k.name,
+                required=k.required,
+                rules=dataset_pb2.KeyRules(
+                    shape=k.rules.shape or (),
+                    has_shape=k.rules.shape is not None,
+                    allowed_types=k.rules.allowed_types,
+                ),
+            )
+            for k in info.keys
+        ],
+        entries=info.entries,
+        byte_size=info.byte_size,
+        dataset_version_id=info.version_id,
+    )

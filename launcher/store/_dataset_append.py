@@ -1,0 +1,179 @@
+"""Receiving one ``add_entries`` upload: route bytes to keys, validate, stage to disk.
+
+The upload is the keys' byte streams one after another (header order, each ``byte_size``
+long). Each key's bytes go to an anonymous staging file (``O_TMPFILE``: nothing is left
+behind by a crash) and through a ``StreamValidator`` as they arrive, so a bad tensor is refused
+at the chunk that carries it and no key is ever held in memory. The store appends the staged
+bytes to the dataset's data files only once the whole upload is valid.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from launcher.errors import RequestError, invalid
+from launcher.store._dataset_rules import KeyRules, check_tensor
+from runtime.tensor import StreamValidator, TensorError
+
+
+@dataclass
+class KeyUpload:
+    """One key's part of the upload; offsets are relative to the start of its staging file."""
+
+    req_pos: int
+    key_pos: int
+    name: str
+    rules: KeyRules
+    byte_size: int
+    file: BinaryIO
+    validator: StreamValidator = field(default_factory=StreamValidator)
+    received: int = 0
+    offsets: array = field(default_factory=lambda: array("Q"))
+    lengths: array = field(default_factory=lambda: array("Q"))
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    def path(self, index: int | None = None) -> str:
+        base = f"keys[{self.req_pos}].data"
+        return base if index is None else f"{base}[{index}]"
+
+
+class EntryAppender:
+    """Accepts the upload's chunks in order; ``finish`` checks completeness and counts."""
+
+    def __init__(self, staging_dir: Path, parts: list[tuple[int, str, KeyRules, int]]) -> None:
+        """``parts``: per key in header order, (dataset key position, name, rules, byte_size)."""
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        self.keys: list[KeyUpload] = []
+        try:
+            for req_pos, (key_pos, name, rules, byte_size) in enumerate(parts):
+                staged = tempfile.TemporaryFile(dir=staging_dir)
+                self.keys.append(KeyUpload(req_pos, key_pos, name, rules, byte_size, staged))
+        except BaseException:
+            self.close()
+            raise
+        self._current = 0
+        self._count: int | None = None
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            key = self._next_open_key()
+            if key is None:
+                expected = sum(k.byte_size for k in self.keys)
+                raise invalid(
+                    "chunk",
+                    f"more bytes than announced: the header's byte_size values total {expected}",
+                )
+            piece = view[: key.byte_size - key.received]
+            view = view[len(piece) :]
+            key.file.write(piece)
+            self._validate(key, piece)
+            key.received += len(piece)
+
+    def finish(self) -> int:
+        """The number of entries; refuses a short upload, a truncated tensor or unequal counts."""
+        key = self._next_open_key()
+        if key is not None:
+            raise invalid(
+                key.path(),
+                f"the upload ended after {key.received} of the {key.byte_size} bytes announced "
+                f"for key {key.name!r}",
+            )
+        for k in self.keys:
+            k.file.flush()
+        return self._count if self._count is not None else 0
+
+    def close(self) -> None:
+        for key in self.keys:
+            key.file.close()
+
+    def _next_open_key(self) -> KeyUpload | None:
+        """The key still receiving bytes, closing (and checking) each key that is complete."""
+        while self._current < len(self.keys):
+            key = self.keys[self._current]
+            if key.received < key.byte_size:
+                return key
+            self._complete(key)
+            self._current += 1
+        return None
+
+    def _validate(self, key: KeyUpload, piece: memoryview) -> None:
+        before = copy.deepcopy(key.validator)
+        try:
+            infos = key.validator.feed(piece)
+        except TensorError as err:
+            index = key.count + _completed_before_failure(before, piece)
+            raise self._tensor_error(key, err, index) from None
+        for info in infos:
+            check_tensor(key.rules, info.type, tuple(info.shape), key.path(key.count))
+            key.offsets.append(info.start)
+            key.lengths.append(info.end - info.start)
+
+    def _complete(self, key: KeyUpload) -> None:
+        try:
+            key.validator.finish()
+        except TensorError as err:
+            raise self._tensor_error(key, err, key.count) from None
+        if self._count is None:
+            self._count = key.count
+        elif key.count != self._count:
+            first = self.keys[0]
+            raise invalid(
+                key.path(),
+                f"key {key.name!r} has {key.count} tensors but key {first.name!r} has "
+                f"{self._count}; every key needs exactly one tensor per entry",
+            )
+
+    @staticmethod
+    def _tensor_error(key: KeyUpload, err: TensorError, index: int) -> RequestError:
+        return invalid(
+            key.path(index),
+            f"not a valid tensor: {err} (at byte {err.offset} of key {key.name!r}'s data)",
+        )
+
+
+def _completed_before_failure(validator: StreamValidator, piece: memoryview) -> int:
+    """How many tensors ``piece`` completes before the byte that fails validation.
+
+    ``feed`` reports nothing for a chunk that fails, so the chunk is fed again, halved, to
+    copies of the validator's state from before it: log2(len) copies, only on the error path.
+    """
+    if len(piece) <= 1:
+        return 0
+    half = len(piece) // 2
+    trial = copy.deepcopy(validator)
+    try:
+        done = len(trial.feed(piece[:half]))
+    except TensorError:
+        return _completed_before_failure(validator, piece[:half])
+    return done + _completed_before_failure(trial, piece[half:])
+
+
+def append_file(src: BinaryIO, dst_fd: int, dst_offset: int, size: int) -> None:
+    """Copy ``size`` bytes of ``src`` to ``dst_fd`` at ``dst_offset``, in the kernel if it can."""
+    src_fd = src.fileno()
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(src_fd, dst_fd, size - copied, copied, dst_offset + copied)
+            if n == 0:
+                raise OSError(f"staging file ended after {copied} of {size} bytes")
+            copied += n
+    except OSError as err:
+        if err.errno is None or copied:
+            raise
+        # Filesystems without copy_file_range: a bounded user-space copy.
+        while copied < size:
+            block = os.pread(src_fd, min(1 << 20, size - copied), copied)
+            if not block:
+                raise OSError(f"staging file ended after {copied} of {size} bytes") from None
+            copied += os.pwrite(dst_fd, block, dst_offset + copied)

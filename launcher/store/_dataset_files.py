@@ -1,0 +1,71 @@
+"""On-disk layout of one dataset: append-only data files and immutable, versioned indexes.
+
+``<root>/datasets/<id>/`` holds, per key (by position, since key names are free text),
+``key<pos>.<gen>.data``: serialized tensors appended one after another and never rewritten
+below the committed end; and per dataset version ``<version>.idx``: a ``.npy`` array of shape
+``(entries, keys, 2)`` (uint64 offset and length of each entry of each key, in entry order;
+length 0 marks an optional key absent from that entry). An index file is written once and only
+unlinked when a newer version is committed, so a reader holding a version's index and the data
+fds keeps reading exactly that version.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+INDEX_DTYPE = np.uint64
+
+
+def data_path(dataset_dir: Path, key_pos: int, gen: int) -> Path:
+    return dataset_dir / f"key{key_pos}.{gen}.data"
+
+
+def index_path(dataset_dir: Path, version_id: str) -> Path:
+    return dataset_dir / f"{version_id}.idx"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def empty_index(key_count: int) -> np.ndarray:
+    return np.zeros((0, key_count, 2), dtype=INDEX_DTYPE)
+
+
+def write_index(dataset_dir: Path, version_id: str, index: np.ndarray) -> None:
+    """Write a version's index durably (temp file, fsync, rename) before it is committed."""
+    final = index_path(dataset_dir, version_id)
+    tmp = final.with_suffix(".idx.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(index, dtype=INDEX_DTYPE), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    fsync_dir(dataset_dir)
+
+
+def load_index(dataset_dir: Path, version_id: str, entries: int, key_count: int) -> np.ndarray:
+    """A version's index, memory-mapped (read-only) so large indexes are paged, not loaded."""
+    if entries == 0:
+        return empty_index(key_count)
+    index = np.load(index_path(dataset_dir, version_id), mmap_mode="r", allow_pickle=False)
+    if index.shape != (entries, key_count, 2):
+        raise OSError(
+            f"index of version {version_id} has shape {index.shape}, "
+            f"expected {(entries, key_count, 2)}"
+        )
+    return index
+
+
+def unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
