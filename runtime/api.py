@@ -97,10 +97,10 @@ class DataLoader:
     async def next(self, amount: int | float = 1) -> list[Tensor]:
         """The next ``amount`` tensors (fewer at the end), decoded; advances the position."""
         where = "DataLoader next"
+        self._call.check_open(where)
         wanted = min(_count(amount, where, "amount"), self.remaining())
         if wanted <= 0:
             return []
-        self._call.check_open(where)
         start = self._position
         self._position += wanted
         blobs = await self._call.read(self._dataset, start, wanted, self._page, self._total_bytes)

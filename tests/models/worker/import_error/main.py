@@ -1,0 +1,6 @@
+def helper():
+    raise ValueError("boom at import")
+
+
+helper()
+model = None

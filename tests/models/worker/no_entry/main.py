@@ -1,0 +1,6 @@
+class Model:
+    def train(self, options):
+        pass
+
+
+model = Model()

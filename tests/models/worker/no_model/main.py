@@ -1,0 +1,1 @@
+modle = object()  # misspelled on purpose

@@ -1,0 +1,7 @@
+class Model:
+    def createModelState(self, options):
+        options.state_provider.provide("partial", b"x")
+        raise RuntimeError("boom inside createModelState")
+
+
+model = Model()
