@@ -1,0 +1,1 @@
+model = {"createModelState": lambda options: None}

@@ -1,0 +1,8 @@
+import os
+
+
+def create(options):
+    os._exit(3)
+
+
+model = {"createModelState": create}

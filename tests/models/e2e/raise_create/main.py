@@ -1,0 +1,5 @@
+def create(options):
+    raise ValueError("createModelState failed on purpose")
+
+
+model = {"createModelState": create}

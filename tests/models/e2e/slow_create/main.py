@@ -1,0 +1,8 @@
+import time
+
+
+def create(options):
+    time.sleep(60)
+
+
+model = {"createModelState": create}

@@ -1,0 +1,4 @@
+import time
+
+time.sleep(30)
+model = {"createModelState": lambda options: None}

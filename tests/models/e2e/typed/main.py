@@ -1,0 +1,1 @@
+model = {"createModelState": lambda options: options.state_provider.provide("k", b"v")}
