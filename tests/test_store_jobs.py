@@ -8,6 +8,7 @@ import pytest
 
 from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
+from launcher.store.states import StateStore
 
 SUCCESS = {"result": {"success": {"stateId": "s-1", "durations": {"total": 1.5}}}}
 
@@ -82,6 +83,19 @@ def test_reconcile_turns_lost_jobs_into_launcher_terminated(tmp_path: Path) -> N
     assert after.get("m", "s-done") == ("finished", SUCCESS)
     assert after.running("m") == []
     assert after.reconcile(now=200.0) == 0
+
+
+def test_reconcile_answers_success_when_the_state_was_committed(tmp_path: Path) -> None:
+    db = Database(tmp_path / "launcher.db")
+    jobs = JobRecords(db)
+    jobs.started("s-made", "m", "made", 100.0)
+    StateStore(tmp_path, db).begin("m", "made", state_id="s-made").commit()
+    assert jobs.reconcile(now=1e12) == 1
+    status, response = jobs.get("m", "s-made") or ("", None)
+    assert status == "finished" and response is not None
+    success = response["result"]["success"]
+    assert success["stateId"] == "s-made"
+    assert 0 < success["durations"]["total"] < 1e12 - 100.0
 
 
 def test_response_that_is_not_json_is_refused(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ answering after a job ends, and after a crash (unfinished jobs become ``launcher
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from launcher.store.db import Database
@@ -69,24 +70,31 @@ class JobRecords:
         ]
 
     def reconcile(self, now: float) -> int:
-        """At start: every job still "running" was lost with the previous launcher process;
-        record it as failed with ``launcher_terminated``. Returns how many there were."""
+        """At start: every job still "running" was lost with the previous launcher process.
+        Record it as failed with ``launcher_terminated``, unless its state was committed before
+        the crash (the response was not recorded in time): that state is durable, so the job
+        answers success, with ``total`` up to the commit. Returns how many jobs were lost."""
         with self._db.transaction() as conn:
             rows = conn.execute(
-                "SELECT state_id, started_at FROM jobs WHERE status = 'running'"
+                "SELECT j.state_id, j.started_at, s.created_at FROM jobs j"
+                " LEFT JOIN states s ON s.id = j.state_id AND s.model_id = j.model_id"
+                " WHERE j.status = 'running'"
             ).fetchall()
             conn.executemany(
                 "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
-                [(json.dumps(_terminated(now - r["started_at"])), r["state_id"]) for r in rows],
+                [(json.dumps(_lost_job_response(r, now)), r["state_id"]) for r in rows],
             )
         return len(rows)
 
 
-def _terminated(total: float) -> dict[str, Any]:
+def _lost_job_response(row: sqlite3.Row, now: float) -> dict[str, Any]:
+    if row["created_at"] is not None:
+        total = max(0.0, row["created_at"] - row["started_at"])
+        return {"result": {"success": {"durations": {"total": total}, "stateId": row["state_id"]}}}
     return {
         "result": {
             "failed": {
-                "durations": {"total": max(0.0, total)},
+                "durations": {"total": max(0.0, now - row["started_at"])},
                 "error": {"code": "launcher_terminated"},
             }
         }
