@@ -1,0 +1,416 @@
+"""The client against a test double of the launcher, over a real Unix socket.
+
+``FakeLauncher`` is NOT the real server: it is a minimal gRPC servicer answering canned
+responses and recording what it received, so that the client's wire behaviour (streaming,
+metadata, status mapping) is checked without the daemon. The CLI tests use it too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy
+import pytest
+
+from launcher.client import LauncherClient, LauncherConnectionError
+from launcher.v1 import (
+    common_pb2,
+    dataset_pb2,
+    dataset_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    persistent_launcher_pb2,
+    persistent_launcher_pb2_grpc,
+)
+from runtime import tensor
+
+MiB = 1 << 20
+
+
+def success_events(state_id: str = "s-1") -> list[model_pb2.CreateStateEvent]:
+    """A typical job on a temporary launcher: accepted, three phases, success."""
+    events = [model_pb2.CreateStateEvent(accepted_state_id=state_id)]
+    for phase, seconds in (("createLauncher", 0.012), ("codeStartup", 0.1), ("createState", 0.05)):
+        events.append(
+            model_pb2.CreateStateEvent(phase=model_pb2.PhaseEvent(phase=phase, state_id=state_id))
+        )
+        events.append(
+            model_pb2.CreateStateEvent(
+                phase=model_pb2.PhaseEvent(
+                    finished=True, phase=phase, state_id=state_id, duration=seconds
+                )
+            )
+        )
+    durations = model_pb2.Durations(
+        total=0.21, create_launcher=0.012, code_startup=0.1, create_state=0.05
+    )
+    success = model_pb2.CreateStateSuccess(durations=durations, state_id=state_id)
+    response = model_pb2.CreateStateResponse(result=model_pb2.CreateStateResult(success=success))
+    events.append(model_pb2.CreateStateEvent(response=response))
+    return events
+
+
+class FakeLauncher(
+    model_pb2_grpc.ModelServicer,
+    dataset_pb2_grpc.DatasetServicer,
+    persistent_launcher_pb2_grpc.PersistentLauncherServicer,
+):
+    """Canned answers; every request and its metadata is recorded in ``received``."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, Any]] = []
+        self.metadata: list[dict[str, str]] = []
+        self.abort: tuple[grpc.StatusCode, str] | None = None
+        self.create_state_events = success_events()
+        self.state_chunks: list[model_pb2.StateDataChunk] = []
+        self.entry_chunks: list[dataset_pb2.GetEntriesChunk] = []
+        self.models = model_pb2.GetModelsResponse(result=model_pb2.GetModelsResponse.Result())
+        self.sysinfo = persistent_launcher_pb2.GetSysinfoResponse(
+            result=persistent_launcher_pb2.GetSysinfoResponse.Result()
+        )
+
+    def _record(self, name: str, request: Any, context: grpc.ServicerContext) -> None:
+        self.metadata.append(dict(context.invocation_metadata()))  # type: ignore[arg-type]
+        self.received.append((name, request))
+        if self.abort is not None:
+            context.abort(*self.abort)
+
+    def CreateState(
+        self, request_iterator: Iterator[model_pb2.CreateStateRequest], context: Any
+    ) -> Iterator[model_pb2.CreateStateEvent]:
+        messages = iter(request_iterator)
+        header = next(messages).header
+        chunks: list[tuple[int, int]] = []  # (param index, chunk size): no data kept
+        data: dict[int, bytearray] = {}
+        for message in messages:
+            chunks.append((message.chunk.param_index, len(message.chunk.data)))
+            if sum(size for _, size in chunks) <= 8 * MiB:
+                data.setdefault(message.chunk.param_index, bytearray()).extend(message.chunk.data)
+        self._record("CreateState", {"header": header, "chunks": chunks, "data": data}, context)
+        yield from self.create_state_events
+
+    def GetModels(self, request: Any, context: Any) -> model_pb2.GetModelsResponse:
+        self._record("GetModels", request, context)
+        return self.models
+
+    def GetModelState(self, request: Any, context: Any) -> Iterator[model_pb2.StateDataChunk]:
+        self._record("GetModelState", request, context)
+        yield from self.state_chunks
+
+    def UploadState(self, request_iterator: Any, context: Any) -> model_pb2.UploadStateResponse:
+        messages = iter(request_iterator)
+        header = next(messages).header
+        data = b"".join(message.chunk for message in messages)
+        self._record("UploadState", {"header": header, "data": data}, context)
+        return model_pb2.UploadStateResponse(
+            result=model_pb2.UploadStateResponse.Result(state_id="s-up")
+        )
+
+    def SetActiveModelState(self, request: Any, context: Any) -> common_pb2.EmptyResponse:
+        self._record("SetActiveModelState", request, context)
+        error = common_pb2.Error(code="state_not_found")
+        return common_pb2.EmptyResponse(error=error)
+
+    def AddEntries(self, request_iterator: Any, context: Any) -> dataset_pb2.AddEntriesResponse:
+        messages = iter(request_iterator)
+        header = next(messages).header
+        data = b"".join(message.chunk for message in messages)
+        self._record("AddEntries", {"header": header, "data": data}, context)
+        result = dataset_pb2.AddEntriesResponse.Result(dataset_version_id="v-2")
+        return dataset_pb2.AddEntriesResponse(result=result)
+
+    def GetEntries(self, request: Any, context: Any) -> Iterator[dataset_pb2.GetEntriesChunk]:
+        self._record("GetEntries", request, context)
+        yield from self.entry_chunks
+
+    def GetSysinfo(self, request: Any, context: Any) -> persistent_launcher_pb2.GetSysinfoResponse:
+        self._record("GetSysinfo", request, context)
+        return self.sysinfo
+
+    def last(self, name: str) -> Any:
+        return [request for method, request in self.received if method == name][-1]
+
+
+class FakeServer:
+    """A FakeLauncher served on ``unix:<tmp>/fake.sock`` by a real grpc server."""
+
+    def __init__(self, directory: Path) -> None:
+        self.fake = FakeLauncher()
+        self.address = f"unix:{directory / 'fake.sock'}"
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        model_pb2_grpc.add_ModelServicer_to_server(self.fake, self.server)
+        dataset_pb2_grpc.add_DatasetServicer_to_server(self.fake, self.server)
+        persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
+            self.fake, self.server
+        )
+        self.server.add_insecure_port(self.address)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(grace=None)
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Iterator[FakeServer]:
+    server = FakeServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(fake_server: FakeServer) -> Iterator[LauncherClient]:
+    with LauncherClient(fake_server.address, api_key="k-123", timeout=20) as c:
+        yield c
+
+
+TEMPORARY = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 512}}
+
+
+def test_create_state_stream_yields_phase_events_then_the_response(
+    client: LauncherClient,
+) -> None:
+    items = list(
+        client.model.create_state_stream(
+            model_id="m", name="n", params=[], execution_location=TEMPORARY
+        )
+    )
+    assert items[0] == {"event": "phaseStarted", "phase": "createLauncher", "stateId": "s-1"}
+    assert items[1] == {
+        "event": "phaseFinished",
+        "phase": "createLauncher",
+        "stateId": "s-1",
+        "duration": 0.012,
+    }
+    assert len(items) == 7
+    assert items[-1] == {
+        "result": {
+            "success": {
+                "durations": {
+                    "total": 0.21,
+                    "createLauncher": 0.012,
+                    "codeStartup": 0.1,
+                    "createState": 0.05,
+                },
+                "stateId": "s-1",
+            }
+        }
+    }
+
+
+def test_create_state_streams_inline_params_in_order_in_chunks_of_at_most_one_mebibyte(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    big = numpy.arange(600_000, dtype=numpy.float32)  # 2.4 MB: three chunks
+    params = [
+        {"name": "a", "data": [big, 7]},
+        {"name": "d", "data": {"type": "dataset", "datasetId": "ds", "datasetKey": "x"}},
+        {"name": "b", "data": [b"\x0b\x00\x02ab"]},
+    ]
+    response = client.model.create_state(
+        model_id="m", name="n", params=params, execution_location=TEMPORARY
+    )
+    assert response["result"]["success"]["stateId"] == "s-1"
+    received = fake_server.fake.last("CreateState")
+    header = received["header"]
+    expected_a = tensor.serialize(big) + tensor.serialize(7)
+    assert [p.WhichOneof("data") for p in header.params] == ["inline", "dataset", "inline"]
+    assert header.params[0].inline.byte_size == len(expected_a)
+    assert header.params[1].dataset.dataset_id == "ds"
+    assert header.params[2].inline.byte_size == 5
+    assert header.execution_location.temporary_launcher_spec.memory_mebibytes == 512
+    assert bytes(received["data"][0]) == expected_a
+    assert bytes(received["data"][2]) == b"\x0b\x00\x02ab"
+    assert [index for index, _ in received["chunks"]] == [0, 0, 0, 2]
+    assert max(size for _, size in received["chunks"]) <= MiB
+
+
+def test_every_call_carries_the_api_key_as_bearer_metadata(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    client.model.get_models()
+    client.model.create_state(model_id="m", name="n", params=[], execution_location=TEMPORARY)
+    assert [m["authorization"] for m in fake_server.fake.metadata] == ["Bearer k-123"] * 2
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, "bad_credentials"),
+        (grpc.StatusCode.PERMISSION_DENIED, "access_denied"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "too_many_requests"),
+    ],
+)
+def test_auth_statuses_become_error_values(
+    client: LauncherClient, fake_server: FakeServer, status: grpc.StatusCode, code: str
+) -> None:
+    fake_server.fake.abort = (status, "no")
+    assert client.model.get_models() == {"error": {"code": code}}
+    assert client.model.get_model_state(model_id="m") == {"error": {"code": code}}
+    response = client.model.create_state(
+        model_id="m", name="n", params=[], execution_location=TEMPORARY
+    )
+    assert response == {"error": {"code": code}}
+
+
+def test_other_statuses_raise_launcher_connection_error(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    fake_server.fake.abort = (grpc.StatusCode.INTERNAL, "boom")
+    with pytest.raises(LauncherConnectionError, match="INTERNAL"):
+        client.model.get_models()
+    with pytest.raises(LauncherConnectionError, match="boom"):
+        client.dataset.get_entries(dataset_id="d", entries=[0])
+
+
+def test_nothing_listening_raises_launcher_connection_error_quickly(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with LauncherClient(f"unix:{tmp_path / 'none.sock'}") as client:
+        with pytest.raises(LauncherConnectionError, match="UNAVAILABLE"):
+            client.model.get_models()
+        with pytest.raises(LauncherConnectionError):
+            client.model.create_state(
+                model_id="m", name="n", params=[], execution_location=TEMPORARY
+            )
+    assert time.monotonic() - started < 10
+
+
+def test_create_state_without_a_final_response_raises(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    fake_server.fake.create_state_events = success_events()[:-1]
+    with pytest.raises(LauncherConnectionError, match="without a response"):
+        client.model.create_state(model_id="m", name="n", params=[], execution_location=TEMPORARY)
+
+
+def _state_chunks() -> list[model_pb2.StateDataChunk]:
+    return [
+        model_pb2.StateDataChunk(key="weights", byte_size=5, data=b"abc"),
+        model_pb2.StateDataChunk(data=b"de"),
+        model_pb2.StateDataChunk(key="a/b", byte_size=0),
+        model_pb2.StateDataChunk(key="..", byte_size=1, data=b"z"),
+    ]
+
+
+def test_get_model_state_returns_each_keys_bytes(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    fake_server.fake.state_chunks = _state_chunks()
+    response = client.model.get_model_state(model_id="m", state_id="s", keys=["weights"])
+    assert response == {
+        "result": {
+            "data": [
+                {"key": "weights", "data": b"abcde"},
+                {"key": "a/b", "data": b""},
+                {"key": "..", "data": b"z"},
+            ]
+        }
+    }
+    request = fake_server.fake.last("GetModelState")
+    assert (request.state_id, list(request.keys)) == ("s", ["weights"])
+
+
+def test_download_state_writes_one_file_per_key_with_safe_names(
+    client: LauncherClient, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    fake_server.fake.state_chunks = _state_chunks()
+    out = tmp_path / "out"
+    response = client.model.download_state(model_id="m", to_dir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["%2E.", "a%2Fb", "weights"]
+    assert (out / "weights").read_bytes() == b"abcde"
+    assert response["result"]["data"][0] == {
+        "key": "weights",
+        "path": str(out / "weights"),
+        "byteSize": 5,
+    }
+
+
+def test_download_state_leaves_no_file_when_the_stream_fails(
+    client: LauncherClient, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    error = model_pb2.StateDataChunk(error=common_pb2.Error(code="state_key_not_found"))
+    fake_server.fake.state_chunks = [_state_chunks()[0], error]
+    response = client.model.download_state(model_id="m", to_dir=tmp_path / "out")
+    assert response == {"error": {"code": "state_key_not_found"}}
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_truncated_state_key_raises(client: LauncherClient, fake_server: FakeServer) -> None:
+    fake_server.fake.state_chunks = [model_pb2.StateDataChunk(key="k", byte_size=9, data=b"x")]
+    with pytest.raises(LauncherConnectionError, match="1 of 9 bytes"):
+        client.model.get_model_state(model_id="m")
+
+
+def test_upload_state_streams_bytes_and_files(
+    client: LauncherClient, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"x" * (MiB + 3))
+    response = client.model.upload_state(
+        model_id="m", name="up", data=[{"key": "a", "data": b"hi"}, {"key": "w", "data": path}]
+    )
+    assert response == {"result": {"stateId": "s-up"}}
+    received = fake_server.fake.last("UploadState")
+    assert [(k.key, k.byte_size) for k in received["header"].keys] == [("a", 2), ("w", MiB + 3)]
+    assert received["data"] == b"hi" + b"x" * (MiB + 3)
+
+
+def test_error_outcomes_are_values(client: LauncherClient) -> None:
+    response = client.model.set_active_model_state(model_id="m", state_id="s")
+    assert response == {"error": {"code": "state_not_found"}}
+
+
+def test_add_entries_sends_each_keys_serialized_tensors(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    rows = [numpy.array([1.0, 2.0]), numpy.array([3.0, 4.0])]
+    response = client.dataset.add_entries(dataset_id="d", keys=[{"key": "x", "data": rows}])
+    assert response == {"result": {"datasetVersionId": "v-2"}}
+    received = fake_server.fake.last("AddEntries")
+    assert received["header"].dataset_id == "d"
+    assert received["data"] == tensor.serialize_many(rows)
+    assert received["header"].keys[0].byte_size == len(received["data"])
+
+
+def test_get_entries_decodes_tensors_grouped_by_key(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    chunk = dataset_pb2.GetEntriesChunk
+    fake_server.fake.entry_chunks = [
+        chunk(key="x", index=3, data=tensor.serialize(numpy.float32(1.5))),
+        chunk(key="y", index=3, data=tensor.serialize("hi")),
+        chunk(key="x", index=4, data=tensor.serialize(numpy.float32(2.5))),
+    ]
+    response = client.dataset.get_entries(dataset_id="d", entries={"start": 3, "end": 5})
+    keys = response["result"]["keys"]
+    assert [k["name"] for k in keys] == ["x", "y"]
+    assert [(e["index"], e["data"].item()) for e in keys[0]["data"]] == [(3, 1.5), (4, 2.5)]
+    assert keys[1]["data"][0]["data"].type() == "string"
+    request = fake_server.fake.last("GetEntries")
+    assert (request.entries.range.start, request.entries.range.end) == (3, 5)
+
+
+def test_get_entries_refuses_an_invalid_tensor_from_the_server(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    fake_server.fake.entry_chunks = [dataset_pb2.GetEntriesChunk(key="x", data=b"\x63\x00")]
+    with pytest.raises(LauncherConnectionError, match="invalid tensor"):
+        client.dataset.get_entries(dataset_id="d", entries=[0])
+
+
+def test_get_sysinfo_sends_seconds_and_returns_milliseconds(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    sample = persistent_launcher_pb2.SysinfoSample(timestamp=1700000000.25, cpus=0.5, memory=10)
+    fake_server.fake.sysinfo.result.sysinfo.append(sample)
+    response = client.persistent_launcher.get_sysinfo(
+        persistent_launcher_id="p", from_timestamp=1700000000000
+    )
+    assert response["result"]["sysinfo"] == [
+        {"timestamp": 1700000000250, "cpus": 0.5, "memory": 10, "disk": 0}
+    ]
+    assert fake_server.fake.last("GetSysinfo").from_timestamp == 1700000000.0
