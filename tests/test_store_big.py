@@ -31,7 +31,9 @@ def _raw_write_seconds(path: Path, chunk: bytes) -> float:
     return time.perf_counter() - start
 
 
-def test_256_mib_key_streams_in_bounded_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_256_mib_key_streams_in_bounded_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = StateStore(tmp_path, Database(tmp_path / "launcher.db"))
     chunk = os.urandom(CHUNK)
     process = psutil.Process()
