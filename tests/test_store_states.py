@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
+from launcher.store.blobs import KeyWriter
 from launcher.store.db import Database
 from launcher.store.states import (
     CorruptBlob,
@@ -93,16 +95,17 @@ def test_leaving_with_block_without_commit_aborts(store: StateStore, tmp_path: P
     assert _files(tmp_path / "tmp") == []
 
 
-def test_failed_row_insert_leaves_no_files(store: StateStore, tmp_path: Path) -> None:
+def test_failed_row_insert_leaves_no_files(tmp_path: Path) -> None:
+    db = Database(tmp_path / "launcher.db")
+    store = StateStore(tmp_path, db)
     pending = store.begin("m", "s")
     writer = pending.key_writer("k")
     writer.write(b"abc")
     writer.finish()
-    # Simulate a database failure at commit time: another connection holds the write lock.
+    # A database failure at commit time: another connection holds the write lock.
+    db.connect().execute("PRAGMA busy_timeout=50")
     blocker = sqlite3.connect(tmp_path / "launcher.db", timeout=0)
     blocker.execute("BEGIN IMMEDIATE")
-    conn = store._db.connect()
-    conn.execute("PRAGMA busy_timeout=50")
     try:
         with pytest.raises(sqlite3.OperationalError, match="locked"):
             pending.commit()
@@ -111,6 +114,8 @@ def test_failed_row_insert_leaves_no_files(store: StateStore, tmp_path: Path) ->
         blocker.close()
     assert _files(tmp_path / "tmp") == []
     assert _files(tmp_path / "states") == []
+    with pytest.raises(StateNotFound):
+        store.get("m", pending.state_id)
 
 
 def test_commit_refuses_unfinished_keys(store: StateStore) -> None:
@@ -281,3 +286,36 @@ def test_reconcile_removes_leftovers_and_keeps_committed(store: StateStore, tmp_
     assert sorted(p.name for p in (tmp_path / "states").iterdir()) == [kept]
     with store.open_key("m", kept, "k") as reader:
         assert reader.read_all() == b"keep"
+
+
+def test_concurrent_commits_from_threads_make_exactly_one_active(store: StateStore) -> None:
+    made: list[str] = []
+
+    def create(i: int) -> None:
+        made.append(_commit(store, "m", {"k": str(i).encode()}, name=f"s{i}"))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.id for r in store.list("m")) == sorted(made)
+    assert store.active_state_id("m") in made
+    for state_id in made:
+        with store.open_key("m", state_id, "k") as reader:
+            assert reader.read_all() == store.get("m", state_id).name[1:].encode()
+
+
+def test_key_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
+    writer = KeyWriter("k", tmp_path / "k", max_bytes=10)
+    writer.write(b"x" * 6)
+    with pytest.raises(ValueError, match="larger than 10 bytes"):
+        writer.write(b"x" * 5)
+    writer.write(b"x" * 4)
+    assert writer.finish().byte_size == 10
+
+
+def test_chunk_size_must_be_positive(store: StateStore) -> None:
+    state_id = _commit(store, "m", {"k": b"x"})
+    with store.open_key("m", state_id, "k") as reader, pytest.raises(ValueError, match="positive"):
+        next(reader.chunks(0))
