@@ -207,7 +207,7 @@ def _numpy_view(array: Any) -> memoryview:
     if array.dtype.hasobject:
         raise TypeError("StateProvider: a numpy array of Python objects has no raw bytes")
     flat = numpy.ascontiguousarray(array).reshape(-1)
-    return memoryview(flat.view(numpy.uint8))
+    return flat.view(numpy.uint8).data
 
 
 class CreateModelStateOptions:
