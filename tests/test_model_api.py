@@ -99,7 +99,8 @@ def test_provide_sends_one_event_with_the_buffers_bytes(wire: tuple[Call, socket
         "params": {"commandId": "cmd-1", "names": ["a", "b"]},
     }
     rest = host.recv(8 + 6 + 8 + 3 + 1, socket.MSG_WAITALL)
-    assert rest == struct.pack(">Q", 6) + b"\x00\x00\x01\x00\x02\x00" + struct.pack(">Q", 3) + b"xyz\x00"
+    int16s = b"\x00\x00\x01\x00\x02\x00"
+    assert rest == struct.pack(">Q", 6) + int16s + struct.pack(">Q", 3) + b"xyz\x00"
 
 
 @pytest.mark.parametrize(
