@@ -9,6 +9,8 @@ protocol itself (a chunk before the header) is aborted with a gRPC status.
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
@@ -18,6 +20,8 @@ from launcher.errors import RequestError, invalid
 from launcher.store._dataset_rules import check_id
 from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
+
+log = logging.getLogger("launcher.api")
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 1000
@@ -36,7 +40,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             info = await asyncio.to_thread(
                 self._store.create, request.name, request.description, keys
             )
-        except RequestError as err:
+        except Exception as exc:
+            err = _request_error(exc, "CreateDataset")
             return dataset_pb2.CreateDatasetResponse(error=error_to_proto(err))
         return dataset_pb2.CreateDatasetResponse(
             result=dataset_pb2.CreateDatasetResponse.Result(
@@ -55,6 +60,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "AddEntries: the first message must be the header",
             )
+        assert first is not None  # abort() raised otherwise
         header = first.header
         try:
             check_id(header.dataset_id, "datasetId")
@@ -63,7 +69,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
                 header.dataset_id,
                 [(k.key, k.byte_size) for k in header.keys],
             )
-        except RequestError as err:
+        except Exception as exc:
+            err = _request_error(exc, "AddEntries")
             return dataset_pb2.AddEntriesResponse(error=error_to_proto(err))
         committed = False
         try:
@@ -74,7 +81,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
                     await asyncio.to_thread(pending.write, message.chunk)
             version_id = await asyncio.to_thread(pending.commit)
             committed = True
-        except RequestError as err:
+        except Exception as exc:
+            err = _request_error(exc, "AddEntries")
             return dataset_pb2.AddEntriesResponse(error=error_to_proto(err))
         finally:
             if not committed:
@@ -94,10 +102,11 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
                 raise invalid("filter.ids", f"{len(request.ids)} ids; at most {MAX_FILTER_IDS}")
             for i, dataset_id in enumerate(request.ids):
                 check_id(dataset_id, f"filter.ids[{i}]")
-        except RequestError as err:
+            ids = list(request.ids) or None
+            datasets, total = await asyncio.to_thread(self._store.page, request.offset, limit, ids)
+        except Exception as exc:
+            err = _request_error(exc, "GetDatasets")
             return dataset_pb2.GetDatasetsResponse(error=error_to_proto(err))
-        ids = list(request.ids) or None
-        datasets, total = await asyncio.to_thread(self._store.page, request.offset, limit, ids)
         return dataset_pb2.GetDatasetsResponse(
             result=dataset_pb2.GetDatasetsResponse.Result(
                 datasets=[_info_to_proto(d) for d in datasets],
@@ -116,7 +125,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             snapshot = await asyncio.to_thread(
                 self._store.read_entries, request.dataset_id, selection
             )
-        except RequestError as err:
+        except Exception as exc:
+            err = _request_error(exc, "GetEntries")
             yield dataset_pb2.GetEntriesChunk(error=error_to_proto(err))
             return
         try:
@@ -134,8 +144,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             check_id(request.dataset_id, "datasetId")
             selection = _selection(request.entries, request.HasField("entries"))
             await asyncio.to_thread(self._store.remove_entries, request.dataset_id, selection)
-        except RequestError as err:
-            return empty_error(err)
+        except Exception as exc:
+            return empty_error(_request_error(exc, "RemoveEntries"))
         return empty_ok()
 
     async def DeleteDataset(
@@ -144,9 +154,20 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         try:
             check_id(request.dataset_id, "datasetId")
             await asyncio.to_thread(self._store.delete, request.dataset_id)
-        except RequestError as err:
-            return empty_error(err)
+        except Exception as exc:
+            return empty_error(_request_error(exc, "DeleteDataset"))
         return empty_ok()
+
+
+def _request_error(exc: Exception, rpc: str) -> RequestError:
+    """The refusal itself, or ``unknown`` (logged with an id) for an internal fault."""
+    if isinstance(exc, RequestError):
+        return exc
+    # Same form as launcher.api.model.unknown_error, which cannot be imported here without
+    # pulling in the whole job stack; it belongs in launcher.api.convert.
+    log_id = uuid.uuid4().hex[:12]
+    log.error("Dataset.%s failed with an internal error [log id %s]", rpc, log_id, exc_info=exc)
+    return RequestError("unknown", reason=f"internal error, see the launcher log id {log_id}")
 
 
 def _keys_from_proto(keys: Sequence[dataset_pb2.DatasetKey]) -> list[KeyDef]:
