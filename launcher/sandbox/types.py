@@ -18,14 +18,14 @@ class WorkerPlan:
     the host never translates paths.
     """
 
-    argv: list[str]                 # e.g. [python, "-m", "runtime"]
-    env: dict[str, str]             # the whole environment (IPC_PATH included)
-    model_dir: Path                 # read-only inside
-    job_dir: Path                   # writable, private; holds the IPC socket
+    argv: list[str]  # e.g. [python, "-m", "runtime"]
+    env: dict[str, str]  # the whole environment (IPC_PATH included)
+    model_dir: Path  # read-only inside
+    job_dir: Path  # writable, private; holds the IPC socket
     spec: LauncherSpec
     mounts: list[Path] = field(default_factory=list)  # other models' folders, read-only
     gpu_ids: list[str] = field(default_factory=list)  # exclusively assigned GPUs
-    fork_runtime: bool = True       # may be forked from the warm zygote (runtime = "python")
+    fork_runtime: bool = True  # may be forked from the warm zygote (runtime = "python")
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class Termination:
     """How a worker process ended. Exactly one of exit_code and signal is set."""
 
     exit_code: int | None = None
-    signal: str | None = None      # a name such as "SIGKILL"
-    oom: bool = False              # proven: a memory limit killed it
+    signal: str | None = None  # a name such as "SIGKILL"
+    oom: bool = False  # proven: a memory limit killed it
 
 
 class WorkerProcess(Protocol):

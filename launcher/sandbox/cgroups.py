@@ -1,0 +1,191 @@
+"""Per-worker cgroups (v1 here, v2 where present): limits, OOM proof, kill, removal.
+
+Cgroups are created only below the launcher's own cgroup, one per worker, named
+``<prefix>-<launcher pid>-<n>``; leftovers of a dead launcher are removed at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from launcher.spec import LauncherSpec
+
+_V1_CONTROLLERS = ("memory", "cpu", "pids")
+_CFS_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class CgroupHost:
+    """Where this launcher may create worker cgroups: controller → parent directory."""
+
+    version: int
+    parents: dict[str, Path]
+    memsw: bool  # v1: swap accounting present
+
+    def describe(self) -> str:
+        return f"v{self.version} ({', '.join(sorted(self.parents))})"
+
+
+def _mount_points() -> list[tuple[str, str, str, set[str]]]:
+    """(mount root, mount point, fs type, options) for each cgroup mount."""
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if rfields and rfields[0] in ("cgroup", "cgroup2"):
+            opts = set(rfields[2].split(",")) if len(rfields) > 2 else set()
+            out.append((fields[3], fields[4], rfields[0], opts))
+    return out
+
+
+def _own_dir(mount_root: str, mount_point: str, own_path: str) -> Path:
+    rel = os.path.relpath(own_path, mount_root) if own_path.startswith(mount_root) else own_path
+    return Path(mount_point) / rel.lstrip("/").removeprefix(".")
+
+
+def _writable(parent: Path, probe_name: str) -> str | None:
+    """None when a child cgroup can be made and removed below ``parent``, else why not."""
+    probe = parent / probe_name
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        return f"cannot create a cgroup in {parent}: {exc.strerror}"
+    return None
+
+
+def detect(prefix: str) -> tuple[CgroupHost | None, str]:
+    """The usable cgroup host, or None and the reason."""
+    own: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for name in controllers.split(",") if controllers else [""]:
+            own[name] = path
+    mounts = _mount_points()
+    probe = f"{prefix}-probe-{os.getpid()}"
+    v1: dict[str, Path] = {}
+    for root, point, fstype, opts in mounts:
+        for ctl in _V1_CONTROLLERS:
+            if fstype == "cgroup" and ctl in opts and ctl in own:
+                v1[ctl] = _own_dir(root, point, own[ctl])
+    if "memory" in v1:
+        why = _writable(v1["memory"], probe)
+        if why:
+            return None, why
+        usable = {ctl: p for ctl, p in v1.items() if _writable(p, probe) is None}
+        memsw = (v1["memory"] / "memory.memsw.limit_in_bytes").exists()
+        return CgroupHost(1, usable, memsw), ""
+    for root, point, fstype, _ in mounts:
+        if fstype == "cgroup2" and "" in own:
+            parent = _own_dir(root, point, own[""])
+            controllers = (parent / "cgroup.controllers").read_text().split()
+            if "memory" not in controllers:
+                continue
+            why = _writable(parent, probe)
+            if why:
+                return None, why
+            try:
+                (parent / "cgroup.subtree_control").write_text(
+                    " ".join(f"+{c}" for c in ("memory", "cpu", "pids") if c in controllers)
+                )
+            except OSError as exc:
+                return None, f"cannot enable controllers in {parent}: {exc.strerror}"
+            return CgroupHost(2, {"unified": parent}, True), ""
+    return None, "no writable memory cgroup controller (v1 or v2) for this process"
+
+
+def remove_stale(host: CgroupHost, prefix: str) -> None:
+    """Remove worker cgroups left behind by launchers that are gone."""
+    for parent in host.parents.values():
+        for child in parent.glob(f"{prefix}-*"):
+            pid = child.name.removeprefix(f"{prefix}-").split("-")[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+
+
+class WorkerCgroup:
+    """The cgroup(s) of one worker."""
+
+    _counter = itertools.count()
+
+    def __init__(self, host: CgroupHost, prefix: str, spec: LauncherSpec, pids_max: int) -> None:
+        name = f"{prefix}-{os.getpid()}-{next(self._counter)}"
+        self.version = host.version
+        self.dirs = {ctl: parent / name for ctl, parent in host.parents.items()}
+        for path in self.dirs.values():
+            path.mkdir()
+        memory = spec.memory_mebibytes * 1024 * 1024
+        swap = (spec.swap_mebibytes or 0) * 1024 * 1024
+        quota = max(1000, int(spec.cpus * _CFS_PERIOD_US))
+        if host.version == 1:
+            mem = self.dirs["memory"]
+            (mem / "memory.limit_in_bytes").write_text(str(memory))
+            if host.memsw:
+                (mem / "memory.memsw.limit_in_bytes").write_text(str(memory + swap))
+            if "cpu" in self.dirs:
+                (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
+                (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
+            if "pids" in self.dirs:
+                (self.dirs["pids"] / "pids.max").write_text(str(pids_max))
+        else:
+            unified = self.dirs["unified"]
+            (unified / "memory.max").write_text(str(memory))
+            (unified / "memory.swap.max").write_text(str(swap))
+            with contextlib.suppress(OSError):
+                (unified / "cpu.max").write_text(f"{quota} {_CFS_PERIOD_US}")
+            with contextlib.suppress(OSError):
+                (unified / "pids.max").write_text(str(pids_max))
+
+    def procs_files(self) -> list[str]:
+        """The ``cgroup.procs`` files a worker writes itself into."""
+        return [str(path / "cgroup.procs") for path in self.dirs.values()]
+
+    def oom_killed(self) -> bool:
+        """Proven from the cgroup's own counter: did the OOM killer act in it?"""
+        if self.version == 1:
+            text = (self.dirs["memory"] / "memory.oom_control").read_text()
+        else:
+            text = (self.dirs["unified"] / "memory.events").read_text()
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value) > 0
+        return False
+
+    def _pids(self) -> set[int]:
+        pids: set[int] = set()
+        for path in self.dirs.values():
+            with contextlib.suppress(OSError):
+                pids.update(int(p) for p in (path / "cgroup.procs").read_text().split())
+        return pids
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup (repeated: a fork bomb keeps forking)."""
+        for _ in range(100):
+            pids = self._pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    async def remove(self) -> None:
+        """Kill what is left and remove the directories (processes may take a moment to go)."""
+        for _ in range(50):
+            self.kill_all()
+            for path in list(self.dirs.values()):
+                with contextlib.suppress(FileNotFoundError):
+                    try:
+                        path.rmdir()
+                    except OSError:
+                        continue
+            if not any(path.exists() for path in self.dirs.values()):
+                return
+            await asyncio.sleep(0.02)

@@ -1,0 +1,97 @@
+"""The worker process's own confinement, applied last before the model's code runs.
+
+Order matters: rlimits and the capability bounding set need root, so they come before the
+uid drop; the uid drop clears PR_SET_PDEATHSIG, so it is set again after; no_new_privs
+comes before seccomp (which requires it).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import runpy
+import select
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from launcher.sandbox import libc, seccomp
+from launcher.sandbox.recipe import Recipe
+
+_FAILED = 125
+
+
+def _drop_privileges(uid: int, gid: int) -> None:
+    last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last_cap + 1):
+        libc.prctl(libc.PR_CAPBSET_DROP, cap)
+    libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def _confine(recipe: Recipe, parent: int, alive_fd: int) -> None:
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    for name, value in recipe.rlimits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    if recipe.uid is not None:
+        _drop_privileges(recipe.uid, recipe.gid if recipe.gid is not None else recipe.uid)
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent or select.select([alive_fd], [], [], 0)[0]:
+        os._exit(_FAILED)
+    libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+    if recipe.seccomp:
+        seccomp.install()
+    os.chdir(recipe.cwd)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+
+
+def _run_module(recipe: Recipe, module: str) -> None:
+    """Run ``module`` as ``python -m`` would, in this (forked, pre-imported) interpreter."""
+    os.environ.clear()
+    os.environ.update(recipe.env)
+    sys.argv = [recipe.argv[0]]
+    sys.path[0] = recipe.cwd
+    code = 0
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # What interpreter shutdown would do: join threads, atexit, flush; never return to the
+    # zygote's loop, whose frames are still on this stack.
+    threading._shutdown()  # type: ignore[attr-defined]
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
+def run_worker(recipe: Recipe, parent: int, alive_fd: int) -> None:
+    """Body of the worker process; never returns."""
+    try:
+        _confine(recipe, parent, alive_fd)
+    except OSError as exc:
+        os.write(2, f"sandbox: confining the worker failed: {exc}\n".encode())
+        os._exit(_FAILED)
+    if recipe.run_module is not None:
+        _run_module(recipe, recipe.run_module)
+    try:
+        os.execvpe(recipe.argv[0], recipe.argv, recipe.env)
+    except OSError as exc:
+        os.write(2, f"sandbox: cannot execute {recipe.argv[0]!r}: {exc}\n".encode())
+        os._exit(127)

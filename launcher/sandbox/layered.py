@@ -1,0 +1,153 @@
+"""The Sandbox: turns a WorkerPlan into a Recipe with every available layer, and starts it.
+
+Three ways to start, strongest first: fork from the warm zygote; the exec'd entry helper
+(zygote off); the plain fallback (no child-side layer available or wanted).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from dataclasses import replace
+from importlib.util import find_spec
+from pathlib import Path
+
+from launcher.sandbox import libc
+from launcher.sandbox.cgroups import WorkerCgroup
+from launcher.sandbox.config import SandboxConfig
+from launcher.sandbox.detect import NAMESPACE_LAYERS, Layers, detect
+from launcher.sandbox.mounts import FsLayout
+from launcher.sandbox.plain import start_entered, start_plain
+from launcher.sandbox.recipe import Recipe
+from launcher.sandbox.types import WorkerPlan, WorkerProcess
+from launcher.sandbox.zygote_host import ZygoteHost
+
+_NS_FLAGS = {
+    "pidns": libc.CLONE_NEWPID,
+    "netns": libc.CLONE_NEWNET,
+    "mountns": libc.CLONE_NEWNS,
+    "ipcns": libc.CLONE_NEWIPC,
+    "utsns": libc.CLONE_NEWUTS,
+}
+_CHILD_SIDE = ("uid", "seccomp", "rlimits", "cgroup", *NAMESPACE_LAYERS)
+
+
+def _support_paths(packages: tuple[str, ...]) -> list[str]:
+    """What the worker's interpreter reads: installations, site-packages, project packages."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib"))
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    for name in packages:
+        spec = find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            paths.update(spec.submodule_search_locations)
+    return sorted(p for p in paths if p and os.path.exists(p))
+
+
+def _validate(plan: WorkerPlan) -> None:
+    if not plan.argv:
+        raise ValueError("the worker plan has an empty argv")
+    if not plan.job_dir.is_dir():
+        raise ValueError(f"the job directory {plan.job_dir} does not exist")
+    if not plan.model_dir.is_dir():
+        raise ValueError(f"the model directory {plan.model_dir} does not exist")
+    for mount in plan.mounts:
+        if not mount.is_dir():
+            raise ValueError(f"the mounted model directory {mount} does not exist")
+
+
+class LayeredSandbox:
+    """The Sandbox implementation; see the module docstring."""
+
+    def __init__(self, config: SandboxConfig, layers: Layers) -> None:
+        self._config = config
+        self._layers = layers
+        self._support = _support_paths(config.packages)
+        self._zygote: ZygoteHost | None = None
+        if layers.on("zygote"):
+            self._zygote = ZygoteHost(config.state_dir)
+        self._child_side = any(layers.on(name) for name in _CHILD_SIDE)
+
+    def layers(self) -> dict[str, str]:
+        return dict(self._layers.states)
+
+    def recipe(self, plan: WorkerPlan, cgroup: WorkerCgroup | None, forked: bool) -> Recipe:
+        """The plan joined with every layer that is on."""
+        on = self._layers.on
+        config = self._config
+        env = dict(plan.env)
+        if plan.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(plan.gpu_ids)
+        recipe = Recipe(argv=list(plan.argv), env=env, cwd=str(plan.job_dir))
+        if forked and plan.fork_runtime and len(plan.argv) == 3 and plan.argv[1] == "-m":
+            if os.path.realpath(plan.argv[0]) == os.path.realpath(sys.executable):
+                recipe.run_module = plan.argv[2]
+        for name, flag in _NS_FLAGS.items():
+            if on(name):
+                recipe.namespaces |= flag
+        if on("mountns"):
+            disk = plan.spec.disk_mebibytes or config.default_disk_mebibytes
+            staging = config.state_dir / "root"
+            staging.mkdir(parents=True, exist_ok=True)
+            recipe.layout = FsLayout(
+                staging=str(staging),
+                support=[*self._support, *(str(p) for p in config.expose)],
+                read_only=[str(plan.model_dir), *(str(p) for p in plan.mounts)],
+                writable=[str(plan.job_dir)],
+                hidden=[str(p) for p in (*config.hide, config.state_dir)],
+                devices=_gpu_devices() if plan.gpu_ids else [],
+                tmp_mebibytes=disk,
+                fresh_proc=on("pidns"),
+            )
+        if cgroup is not None:
+            recipe.cgroup_procs = cgroup.procs_files()
+        if on("uid"):
+            recipe.uid, recipe.gid = config.uid, config.gid
+        recipe.seccomp = on("seccomp")
+        if on("rlimits"):
+            recipe.rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": config.open_files}
+            if plan.spec.disk_mebibytes is not None:
+                recipe.rlimits["RLIMIT_FSIZE"] = plan.spec.disk_mebibytes * 1024 * 1024
+            if cgroup is None and on("uid"):
+                # Per-uid, not per-worker: a coarse fork-bomb guard when no pids cgroup.
+                recipe.rlimits["RLIMIT_NPROC"] = config.pids_max
+        return recipe
+
+    async def start(self, plan: WorkerPlan) -> WorkerProcess:
+        _validate(plan)
+        memory = plan.spec.memory_mebibytes * 1024 * 1024
+        if not self._child_side and self._zygote is None:
+            env = dict(plan.env)
+            if plan.gpu_ids:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(plan.gpu_ids)
+            return await start_plain(replace(plan, env=env), watchdog_bytes=memory)
+        host = self._layers.cgroup
+        cgroup = (
+            WorkerCgroup(host, self._config.cgroup_prefix, plan.spec, self._config.pids_max)
+            if host is not None
+            else None
+        )
+        watchdog = None if cgroup is not None else memory
+        try:
+            if self._zygote is not None:
+                return await self._zygote.start(self.recipe(plan, cgroup, True), cgroup, watchdog)
+            return await start_entered(self.recipe(plan, cgroup, False), cgroup, watchdog)
+        except BaseException:
+            if cgroup is not None:
+                await cgroup.remove()
+            raise
+
+    async def close(self) -> None:
+        if self._zygote is not None:
+            await self._zygote.close()
+
+
+def _gpu_devices() -> list[str]:
+    return [str(p) for p in sorted(Path("/dev").glob("nvidia*")) if not p.is_dir()]
+
+
+async def create_sandbox(config: SandboxConfig) -> LayeredSandbox:
+    """Detect every layer once (logged) and return the sandbox."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    return LayeredSandbox(config, await detect(config))

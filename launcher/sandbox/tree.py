@@ -1,0 +1,163 @@
+"""The child side: the worker's process tree, built from a Recipe in a single-threaded process.
+
+Three processes, each with one job:
+- the *keeper* (host pid namespace, root): unshares the namespaces, is the child subreaper,
+  waits, cleans up, and finally ends exactly as the worker did (re-raising its signal, so a
+  SIGKILL stays a SIGKILL). SIGTERM asks it to kill the whole tree.
+- the *init* (pid 1 of the new pid namespace): joins the cgroups, builds the file system
+  view, reaps orphans; when it exits the kernel kills everything left in the namespace.
+- the *worker*: rlimits, uid drop, capabilities dropped, no_new_privs, seccomp, then exec
+  (or, forked from the zygote, runs the module in place).
+Each sets PR_SET_PDEATHSIG, so the chain dies with the launcher.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import struct
+import sys
+from pathlib import Path
+
+from launcher.sandbox import confine, libc
+from launcher.sandbox.mounts import build_root
+from launcher.sandbox.recipe import Recipe
+
+SETUP_FAILED = 125
+
+
+def _die_with_parent(alive_fd: int | None = None) -> None:
+    """PDEATHSIG, then make sure the parent did not already go (alive_fd: EOF if so)."""
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if alive_fd is not None and select.select([alive_fd], [], [], 0)[0]:
+        os._exit(SETUP_FAILED)
+
+
+def _children() -> list[int]:
+    me = str(os.getpid())
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[1] == me:
+                out.append(int(entry.name))
+    return out
+
+
+def kill_descendants() -> None:
+    """Kill and reap every child until none is left (orphans keep arriving: subreaper)."""
+    while True:
+        for pid in _children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def end_like(status: int) -> None:
+    """Exit the way a wait status says (a signal is re-raised on ourselves)."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if number not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+        os.kill(os.getpid(), number)
+        os._exit(128 + number)
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
+def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int) -> None:
+    """Body of the keeper process; never returns."""
+    try:
+        os.setsid()
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(SETUP_FAILED)
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        if recipe.namespaces:
+            libc.unshare(recipe.namespaces)
+        status_r, status_w = os.pipe()
+        alive_r, alive_w = os.pipe()
+    except OSError as exc:
+        os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
+    init = os.fork()
+    if init == 0:
+        os.close(status_r)
+        os.close(alive_w)
+        _run_init(recipe, status_w, alive_r)
+    os.close(status_w)
+    os.close(alive_r)
+    killed = False
+
+    def on_term(_signum: int, _frame: object) -> None:
+        nonlocal killed
+        killed = True
+        os.kill(init, signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, on_term)
+    while True:
+        pid, init_status = os.waitpid(-1, 0)
+        if pid == init:
+            break
+    report = os.read(status_r, 4)
+    kill_descendants()
+    if killed:
+        end_like(signal.SIGKILL)
+    end_like(struct.unpack("i", report)[0] if len(report) == 4 else init_status)
+
+
+def _run_init(recipe: Recipe, status_w: int, alive_r: int) -> None:
+    try:
+        _die_with_parent(alive_r)
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        for procs in recipe.cgroup_procs:
+            Path(procs).write_text("0")
+        if recipe.namespaces & libc.CLONE_NEWUTS:
+            libc.sethostname(recipe.hostname)
+        if recipe.layout is not None:
+            build_root(recipe.layout)
+        if recipe.uid is not None:
+            for path in [recipe.cwd, *[str(p) for p in Path(recipe.cwd).iterdir()]]:
+                os.lchown(path, recipe.uid, recipe.gid if recipe.gid is not None else -1)
+    except OSError as exc:
+        os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
+    me = os.getpid()
+    worker = os.fork()
+    if worker == 0:
+        os.close(status_w)
+        confine.run_worker(recipe, me, alive_r)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == worker:
+            break
+    os.write(status_w, struct.pack("i", status))
+    if not recipe.namespaces & libc.CLONE_NEWPID:
+        kill_descendants()
+    os._exit(0)
+
+
+def main_from_zygote(recipe: Recipe, log_fd: int, zygote_pid: int) -> None:
+    """Entry of a process just forked from the zygote: a clean slate, then the keeper."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.stdout.flush()
+    run_keeper(recipe, log_fd, zygote_pid)

@@ -1,0 +1,92 @@
+"""The host-side handle of one running worker: log, limits bookkeeping, wait and kill.
+
+Subclasses say how the worker's top process is waited for and signalled (an asyncio child,
+or a child of the zygote); everything else (bounded log, cgroup, watchdog, oom proof) is
+here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+
+from launcher.sandbox.cgroups import WorkerCgroup
+from launcher.sandbox.logbuf import BoundedLog, pump
+from launcher.sandbox.status import from_wait_status
+from launcher.sandbox.types import Termination
+from launcher.sandbox.watchdog import watch_memory
+
+# After the worker's top process ended, how long its output pipe may still be drained.
+_DRAIN_SECONDS = 0.5
+
+
+class SandboxedWorker(ABC):
+    """A started worker. ``pid`` is the host pid of its top process."""
+
+    def __init__(
+        self,
+        pid: int,
+        log_fd: int,
+        cgroup: WorkerCgroup | None,
+        watchdog_bytes: int | None,
+    ) -> None:
+        self.pid = pid
+        self._log = BoundedLog()
+        self._pump = asyncio.create_task(pump(log_fd, self._log))
+        self._cgroup = cgroup
+        self._watchdog_oom = False
+        self._watchdog: asyncio.Task[None] | None = None
+        if watchdog_bytes is not None:
+            self._watchdog = asyncio.create_task(
+                watch_memory(pid, watchdog_bytes, self._kill_for_memory)
+            )
+        self._termination: Termination | None = None
+        self._closed = False
+
+    @abstractmethod
+    async def _wait_status(self) -> int:
+        """The raw wait status of the top process."""
+
+    @abstractmethod
+    def _kill_top(self) -> None:
+        """Kill the top process (which takes its whole tree down)."""
+
+    def _kill_for_memory(self) -> None:
+        self._watchdog_oom = True
+        self.kill()
+
+    async def wait(self) -> Termination:
+        if self._termination is None:
+            status = await self._wait_status()
+            if self._cgroup is not None:
+                self._cgroup.kill_all()
+            oom = self._watchdog_oom or (self._cgroup is not None and self._cgroup.oom_killed())
+            self._termination = from_wait_status(status, oom=oom)
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._pump), _DRAIN_SECONDS)
+        return self._termination
+
+    def kill(self) -> None:
+        if self._termination is not None:
+            return
+        self._kill_top()
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+
+    def log_tail(self) -> str:
+        return self._log.text()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.kill()
+        await self.wait()
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        if self._cgroup is not None:
+            await self._cgroup.remove()

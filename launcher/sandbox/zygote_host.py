@@ -1,0 +1,198 @@
+"""The launcher's side of the zygote: starting it, asking it to spawn and kill, restarting it.
+
+If the zygote dies, the workers it owned die with it (their keepers have PDEATHSIG set) and
+are reported as killed by SIGKILL; the next start launches a fresh zygote.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from launcher.sandbox.cgroups import WorkerCgroup
+from launcher.sandbox.recipe import Recipe
+from launcher.sandbox.worker import SandboxedWorker
+
+log = logging.getLogger("launcher.sandbox")
+
+_START_TIMEOUT = 60.0
+_SINGLE_THREADED = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+class ZygoteWorker(SandboxedWorker):
+    """A worker whose keeper is a child of the zygote."""
+
+    def __init__(
+        self,
+        zygote: _Zygote,
+        worker_id: str,
+        pid: int,
+        log_fd: int,
+        cgroup: WorkerCgroup | None,
+        watchdog_bytes: int | None,
+    ) -> None:
+        super().__init__(pid, log_fd, cgroup, watchdog_bytes)
+        self._zygote = zygote
+        self._id = worker_id
+
+    async def _wait_status(self) -> int:
+        return await self._zygote.exits[self._id]
+
+    def _kill_top(self) -> None:
+        self._zygote.send({"op": "kill", "id": self._id})
+
+
+class _Zygote:
+    """One running zygote process and its socket."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, sock: socket.socket) -> None:
+        self.proc = proc
+        self.sock = sock
+        self.exits: dict[str, asyncio.Future[int]] = {}
+        self._started: dict[str, asyncio.Future[int]] = {}
+        self._ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.alive = True
+        self._reader = asyncio.create_task(self._read())
+
+    async def ready(self) -> int:
+        return await asyncio.wait_for(asyncio.shield(self._ready), _START_TIMEOUT)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await loop.sock_recv(self.sock, 65536)
+                if not data:
+                    break
+                self._dispatch(json.loads(data))
+        except (OSError, ValueError) as exc:
+            log.error("zygote connection failed: %s", exc)
+        finally:
+            self._lost()
+
+    def _dispatch(self, message: dict[str, object]) -> None:
+        op = message["op"]
+        if op == "ready":
+            self._ready.set_result(int(message["pid"]))  # type: ignore[call-overload]
+        elif op == "started":
+            future = self._started.pop(str(message["id"]), None)
+            if future is not None and not future.done():
+                future.set_result(int(message["pid"]))  # type: ignore[call-overload]
+        elif op == "exited":
+            exit_future = self.exits.get(str(message["id"]))
+            if exit_future is not None and not exit_future.done():
+                exit_future.set_result(int(message["status"]))  # type: ignore[call-overload]
+
+    def _lost(self) -> None:
+        self.alive = False
+        error = RuntimeError("the sandbox zygote exited")
+        for future in (self._ready, *self._started.values()):
+            if not future.done():
+                future.set_exception(error)
+        # Its keepers die with it (PDEATHSIG): report that as the kill it is.
+        for future in self.exits.values():
+            if not future.done():
+                future.set_result(signal.SIGKILL)
+
+    def send(self, message: dict[str, object], fds: tuple[int, ...] = ()) -> None:
+        if not self.alive:
+            return
+        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        # Packets are small and the zygote always reads: a full buffer means it is stuck.
+        self.sock.sendmsg([json.dumps(message).encode()], ancillary)
+
+    async def spawn(self, worker_id: str, recipe: Recipe, log_fd: int) -> int:
+        loop = asyncio.get_running_loop()
+        started: asyncio.Future[int] = loop.create_future()
+        self._started[worker_id] = started
+        self.exits[worker_id] = loop.create_future()
+        self.send({"op": "spawn", "id": worker_id, "recipe": recipe.to_json()}, (log_fd,))
+        return await started
+
+    async def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        await self.proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        self.sock.close()
+
+
+class ZygoteHost:
+    """Starts the zygote on first use and again whenever it has died."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._state_dir = state_dir
+        self._zygote: _Zygote | None = None
+        self._lock = asyncio.Lock()
+        self._ids = itertools.count()
+
+    async def _get(self) -> _Zygote:
+        async with self._lock:
+            if self._zygote is not None and self._zygote.alive:
+                return self._zygote
+            if self._zygote is not None:
+                log.warning("sandbox zygote died; restarting it")
+                await self._zygote.stop()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "launcher.sandbox.zygote",
+                    str(theirs.fileno()),
+                    str(os.getpid()),
+                    pass_fds=(theirs.fileno(),),
+                    env={**os.environ, **_SINGLE_THREADED},
+                    stdin=asyncio.subprocess.DEVNULL,
+                )
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            zygote = _Zygote(proc, ours)
+            try:
+                pid = await zygote.ready()
+            except BaseException:
+                await zygote.stop()
+                raise
+            log.info("sandbox zygote started (pid %d)", pid)
+            self._zygote = zygote
+            return zygote
+
+    async def start(
+        self, recipe: Recipe, cgroup: WorkerCgroup | None, watchdog_bytes: int | None
+    ) -> ZygoteWorker:
+        zygote = await self._get()
+        read_fd, write_fd = os.pipe()
+        worker_id = str(next(self._ids))
+        try:
+            pid = await zygote.spawn(worker_id, recipe, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return ZygoteWorker(zygote, worker_id, pid, read_fd, cgroup, watchdog_bytes)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._zygote is not None:
+                await self._zygote.stop()
+                self._zygote = None
