@@ -1,10 +1,7 @@
 """Model states: key bytes in files under ``<root>/states/<stateId>/``, metadata in SQLite.
 
-Commit protocol (the only way a state comes to exist): every key is streamed into
-``<root>/tmp/states/<stateId>/`` and fsync'd; that folder is fsync'd and renamed, in one atomic
-step, to ``<root>/states/<stateId>/``; the parents are fsync'd; then one SQLite transaction
-(``synchronous=FULL``) inserts the state's rows. A state folder without a row is a leftover of a
-crash and ``reconcile`` removes it, so after any crash a state is either complete or absent.
+Creating a state goes through ``PendingState`` (``launcher.store.pending``, which holds the commit
+protocol); this module reads, renames, activates, deletes and reconciles committed states.
 """
 
 from __future__ import annotations
@@ -17,10 +14,7 @@ import os
 import re
 import secrets
 import sqlite3
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from launcher.store.blobs import KeyReader, KeyWriter, StateKey, fsync_dir, remove_tree
@@ -32,6 +26,7 @@ from launcher.store.errors import (
     StateNotFound,
     StoreError,
 )
+from launcher.store.pending import PendingState, StateRecord
 
 __all__ = [
     "CorruptBlob",
@@ -49,147 +44,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MAX_KEYS = 100
 _STATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Folders being removed get this suffix; '.' never occurs in a state id, so no clash.
 _TRASH_SUFFIX = ".deleted"
-
-
-@dataclass(frozen=True)
-class StateRecord:
-    id: str
-    model_id: str
-    name: str
-    created_at: float
-    keys: tuple[StateKey, ...]
-    mounted_models: tuple[dict[str, Any], ...]
-    being_deleted: bool
-
-    def to_json(self) -> dict[str, Any]:
-        """The contract's STATE shape (camelCase keys)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "createdAt": self.created_at,
-            "beingDeleted": self.being_deleted,
-            "state": [{"key": k.key, "byteSize": k.byte_size} for k in self.keys],
-            "mountedModels": [dict(m) for m in self.mounted_models],
-            "trainingOperations": [],
-        }
-
-
-class PendingState:
-    """A state being created. Nothing of it is visible until ``commit`` returns; ``abort``
-    (or leaving a ``with`` block without committing) removes every file it wrote."""
-
-    def __init__(
-        self,
-        db: Database,
-        states_dir: Path,
-        work_dir: Path,
-        state_id: str,
-        model_id: str,
-        name: str,
-        mounted_models: str,
-    ) -> None:
-        self.state_id = state_id
-        self.model_id = model_id
-        self.name = name
-        self._db = db
-        self._states_dir = states_dir
-        self._work_dir = work_dir
-        self._final_dir = states_dir / state_id
-        self._mounted_models = mounted_models
-        self._writers: list[KeyWriter] = []
-        self._renamed = False
-        self._done = False
-        try:
-            work_dir.mkdir()
-        except FileExistsError:
-            raise ValueError(f"state id {state_id!r} is already being created") from None
-
-    def key_writer(self, key: str) -> KeyWriter:
-        """A writer for a new key (``ValueError``: bad, duplicate or one key too many)."""
-        if self._done:
-            raise ValueError(f"state {self.state_id!r} is already committed or aborted")
-        if not isinstance(key, str) or not key:
-            raise ValueError("a state key must be a non-empty string")
-        if any(w.key == key for w in self._writers):
-            raise ValueError(f"state key {key!r} provided twice")
-        if len(self._writers) >= MAX_KEYS:
-            raise ValueError(f"a state has at most {MAX_KEYS} keys")
-        writer = KeyWriter(key, self._work_dir / f"k{len(self._writers):03d}")
-        self._writers.append(writer)
-        return writer
-
-    def commit(self) -> StateRecord:
-        """Make the state durable and visible; on any failure, nothing of it remains."""
-        if self._done:
-            raise ValueError(f"state {self.state_id!r} is already committed or aborted")
-        unfinished = [w.key for w in self._writers if w.result is None]
-        if unfinished:
-            raise ValueError(f"state keys not finished: {', '.join(map(repr, unfinished))}")
-        keys = tuple(w.result for w in self._writers if w.result is not None)
-        try:
-            fsync_dir(self._work_dir)
-            os.rename(self._work_dir, self._final_dir)
-            self._renamed = True
-            fsync_dir(self._states_dir)
-            fsync_dir(self._work_dir.parent)
-            created_at = time.time()
-            with self._db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO states (id, model_id, name, created_at, mounted_models)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (self.state_id, self.model_id, self.name, created_at, self._mounted_models),
-                )
-                conn.executemany(
-                    "INSERT INTO state_keys (state_id, position, key, file, byte_size, sha256)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (self.state_id, i, k.key, w.path.name, k.byte_size, k.sha256)
-                        for i, (k, w) in enumerate(zip(keys, self._writers, strict=True))
-                    ],
-                )
-                conn.execute(
-                    "INSERT OR IGNORE INTO active_states (model_id, state_id) VALUES (?, ?)",
-                    (self.model_id, self.state_id),
-                )
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-        return StateRecord(
-            id=self.state_id,
-            model_id=self.model_id,
-            name=self.name,
-            created_at=created_at,
-            keys=keys,
-            mounted_models=tuple(json.loads(self._mounted_models)),
-            being_deleted=False,
-        )
-
-    def abort(self) -> None:
-        """Remove every file of this state; idempotent, and a no-op after a commit."""
-        if self._done:
-            return
-        self._done = True
-        for writer in self._writers:
-            writer.discard()
-        remove_tree(self._work_dir)
-        if self._renamed:
-            remove_tree(self._final_dir)
-
-    def __enter__(self) -> PendingState:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.abort()
 
 
 class StateStore:
