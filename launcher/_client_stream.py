@@ -64,21 +64,16 @@ def tensor_payload(value: object, name: str) -> Payload:
         if isinstance(value, list | tuple):
             if not value:
                 raise ValueError("an empty list has no element type; use a numpy array")
-            value = numpy.asarray(value, dtype=object if _has_text(value) else None)
+            array = numpy.asarray(value)
+            # Text would come back as fixed-width items (bytes lose trailing zeros, mixed
+            # lists turn numbers into text): build text arrays from the original objects.
+            value = numpy.asarray(value, dtype=object) if array.dtype.kind in "USO" else array
         if isinstance(value, numpy.ndarray):
             value = _array_tensor(value)
         size, pieces = _tensor_module().serialize_parts(value)
     except (ValueError, TypeError, OverflowError) as exc:
         raise invalid(name, f"not a tensor: {exc}") from None
     return Payload(size, pieces)
-
-
-def _has_text(values: list[Any] | tuple[Any, ...]) -> bool:
-    # numpy would turn bytes into fixed-width "S" items, losing trailing zero bytes.
-    first = values
-    while isinstance(first, list | tuple) and first:
-        first = first[0]
-    return isinstance(first, str | bytes)
 
 
 def tensors_payload(value: object, name: str) -> Payload:
