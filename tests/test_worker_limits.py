@@ -75,6 +75,14 @@ def test_use_after_completion_raises(host: Host, case: str) -> None:
     assert "the createModelState call has already completed" in outcome.error["details"]
 
 
+def test_long_traceback_is_cut_and_written_whole_to_stderr(host: Host) -> None:
+    details = run_case(host, "huge_exception").error["details"]
+    assert details.startswith("Traceback") and "more characters" in details
+    assert len(details) < protocol.MAX_EXCEPTION_DETAILS + 200
+    assert host.close() == 0
+    assert "x the end" in host.stderr()
+
+
 def _worker_exit_after(tmp_path: Path, frame: bytes) -> tuple[int, str]:
     h = Host(tmp_path)
     h.sock.sendall(frame)

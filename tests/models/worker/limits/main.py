@@ -39,6 +39,8 @@ async def create_model_state(options):
         await options.params["case"].next("3")
     elif case == "set_position_too_far":
         options.params["case"].set_position(5)
+    elif case == "huge_exception":
+        raise ValueError("x" * 20_000 + " the end")
     elif case == "keep":
         previous["options"] = options
     elif case == "read_after":
