@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -244,3 +245,16 @@ def test_a_chunk_before_the_header_breaks_the_stream(server: DatasetServer) -> N
         server.stub.AddEntries(iter([pb.AddEntriesRequest(chunk=b"abc")]))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "header" in caught.value.details()
+
+
+def test_an_internal_fault_is_answered_as_unknown_with_a_log_id(
+    server: DatasetServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dataset_id = server.create_ok([key("x")])
+    server.add(dataset_id, {"x": tensors(1)})
+    shutil.rmtree(server.store.dir / dataset_id)  # the disk lost the dataset's files
+    err = error_of(server.entries(dataset_id, range=pb.EntrySelection.Range(start=0, end=1))[0])
+    assert err["code"] == "unknown"
+    log_id = err["reason"].rsplit(" ", 1)[-1]
+    assert "log id" in err["reason"]
+    assert any(log_id in record.getMessage() for record in caplog.records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,84 @@ def test_datasets_survive_reopening_the_store(tmp_path: Path, store: DatasetStor
     assert [b for batch in snapshot.batches() for b in batch] == [("x", 1, tensors(2))]
     snapshot.close()
     db.close()
+
+
+def test_removing_most_entries_compacts_into_a_new_file(tmp_path: Path) -> None:
+    db = Database(tmp_path / "launcher.db")
+    store = DatasetStore(tmp_path, db, compact_min_garbage=0)
+    dataset_id = store.create("d", "", [KeyDef("x"), KeyDef("y", required=False)]).id
+    add(store, dataset_id, {"x": tensors(*range(10))})
+    add(store, dataset_id, {"x": tensors(10), "y": tensors("y")})
+    before = store.open_param(dataset_id, "x", "p")
+    store.remove_entries(dataset_id, [0, 1, 2, 4, 5, 6, 7])
+    after = store.open_param(dataset_id, "x", "p")
+    try:
+        names = sorted(p.name for p in (store.dir / dataset_id).iterdir() if p.suffix == ".data")
+        assert names == ["key0.1.data", "key1.0.data"]  # y kept all its bytes: not compacted
+        assert os.path.getsize(store.dir / dataset_id / "key0.1.data") == len(tensors(3, 8, 9, 10))
+        assert read_all(after) == [tensors(v) for v in (3, 8, 9, 10)]
+        assert read_all(before) == [tensors(v) for v in range(11)]
+        add(store, dataset_id, {"x": tensors(11)})
+        latest = store.open_param(dataset_id, "x", "p")
+        assert read_all(latest) == [tensors(v) for v in (3, 8, 9, 10, 11)]
+        latest.close()
+        assert read_all(store.open_param(dataset_id, "y", "p")) == [tensors("y")]
+    finally:
+        before.close()
+        after.close()
+        db.close()
+
+
+def test_reopening_the_store_sweeps_what_a_crash_left(tmp_path: Path, store: DatasetStore) -> None:
+    dataset_id = store.create("d", "", [KeyDef("x")]).id
+    add(store, dataset_id, {"x": tensors(1, 2)})
+    dataset_dir = store.dir / dataset_id
+    kept = sorted(p.name for p in dataset_dir.iterdir())
+    for leftover in ("0f0f.idx", "0f0f.idx.tmp", "key0.1.data"):
+        (dataset_dir / leftover).write_bytes(b"x")
+    orphan = store.dir / "00000000-0000-4000-8000-000000000001"
+    orphan.mkdir()
+    (orphan / "key0.0.data").write_bytes(b"x")
+    db = Database(tmp_path / "launcher.db")
+    reopened = DatasetStore(tmp_path, db)
+    assert sorted(p.name for p in dataset_dir.iterdir()) == kept
+    assert not orphan.exists()
+    assert read_all(reopened.open_param(dataset_id, "x", "p")) == [tensors(1), tensors(2)]
+    db.close()
+
+
+def test_concurrent_adds_all_land_and_readers_see_whole_adds(store: DatasetStore) -> None:
+    dataset_id = store.create("d", "", [KeyDef("x"), KeyDef("y")]).id
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(10):
+                value = n * 100 + i
+                add(store, dataset_id, {"x": tensors(value, value), "y": tensors(-value, -value)})
+        except BaseException as err:
+            errors.append(err)
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                source = store.open_param(dataset_id, "y", "p")
+                assert source.amount % 2 == 0
+                values = read_all(source)
+                source.close()
+                assert values[::2] == values[1::2]
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    done.set()
+    watcher.join(timeout=60)
+    assert errors == []
+    assert store.get(dataset_id).entries == 80

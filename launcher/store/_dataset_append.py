@@ -10,7 +10,6 @@ bytes to the dataset's data files only once the whole upload is valid.
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 from array import array
 from dataclasses import dataclass, field
@@ -156,24 +155,3 @@ def _completed_before_failure(validator: StreamValidator, piece: memoryview) -> 
     except TensorError:
         return _completed_before_failure(validator, piece[:half])
     return done + _completed_before_failure(trial, piece[half:])
-
-
-def append_file(src: BinaryIO, dst_fd: int, dst_offset: int, size: int) -> None:
-    """Copy ``size`` bytes of ``src`` to ``dst_fd`` at ``dst_offset``, in the kernel if it can."""
-    src_fd = src.fileno()
-    copied = 0
-    try:
-        while copied < size:
-            n = os.copy_file_range(src_fd, dst_fd, size - copied, copied, dst_offset + copied)
-            if n == 0:
-                raise OSError(f"staging file ended after {copied} of {size} bytes")
-            copied += n
-    except OSError as err:
-        if err.errno is None or copied:
-            raise
-        # Filesystems without copy_file_range: a bounded user-space copy.
-        while copied < size:
-            block = os.pread(src_fd, min(1 << 20, size - copied), copied)
-            if not block:
-                raise OSError(f"staging file ended after {copied} of {size} bytes") from None
-            copied += os.pwrite(dst_fd, block, dst_offset + copied)

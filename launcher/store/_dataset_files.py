@@ -64,6 +64,37 @@ def load_index(dataset_dir: Path, version_id: str, entries: int, key_count: int)
     return index
 
 
+def sweep(dataset_dir: Path, version_id: str, gens: list[int]) -> None:
+    """Remove what a crash left in a dataset's folder: all but its current index and data."""
+    keep = {index_path(dataset_dir, version_id).name}
+    keep.update(data_path(dataset_dir, pos, gen).name for pos, gen in enumerate(gens))
+    for path in dataset_dir.iterdir():
+        if path.name not in keep:
+            unlink_quietly(path)
+
+
+def copy_range(src_fd: int, src_offset: int, dst_fd: int, dst_offset: int, size: int) -> None:
+    """Copy ``size`` bytes between files, in the kernel where the filesystem allows it."""
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(
+                src_fd, dst_fd, size - copied, src_offset + copied, dst_offset + copied
+            )
+            if n == 0:
+                raise OSError(f"source ended after {copied} of {size} bytes")
+            copied += n
+    except OSError as err:
+        if err.errno is None or copied:
+            raise
+        # Filesystems without copy_file_range: a bounded user-space copy.
+        while copied < size:
+            block = os.pread(src_fd, min(1 << 20, size - copied), src_offset + copied)
+            if not block:
+                raise OSError(f"source ended after {copied} of {size} bytes") from None
+            copied += os.pwrite(dst_fd, block, dst_offset + copied)
+
+
 def unlink_quietly(path: Path) -> None:
     try:
         path.unlink()
