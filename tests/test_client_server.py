@@ -206,7 +206,7 @@ def test_create_state_streams_inline_params_in_order_in_chunks_of_at_most_one_me
     client: LauncherClient, fake_server: FakeServer
 ) -> None:
     big = numpy.arange(600_000, dtype=numpy.float32)  # 2.4 MB: three chunks
-    params = [
+    params: list[dict[str, Any]] = [
         {"name": "a", "data": [big, 7]},
         {"name": "d", "data": {"type": "dataset", "datasetId": "ds", "datasetKey": "x"}},
         {"name": "b", "data": [b"\x0b\x00\x02ab"]},
@@ -414,3 +414,16 @@ def test_get_sysinfo_sends_seconds_and_returns_milliseconds(
         {"timestamp": 1700000000250, "cpus": 0.5, "memory": 10, "disk": 0}
     ]
     assert fake_server.fake.last("GetSysinfo").from_timestamp == 1700000000.0
+
+
+def test_tls_client_against_a_plaintext_server_raises_connection_error(
+    fake_server: FakeServer,
+) -> None:
+    with LauncherClient(fake_server.address, tls=True, timeout=10) as client:
+        with pytest.raises(LauncherConnectionError):
+            client.model.get_models()
+
+
+def test_an_empty_address_is_refused() -> None:
+    with pytest.raises(ValueError, match="address"):
+        LauncherClient("  ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy
 import pytest
@@ -18,7 +19,13 @@ TEMPORARY = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes":
 
 
 def test_chunks_recut_pieces_into_full_blocks_without_losing_bytes() -> None:
-    pieces = [b"a" * 3, memoryview(b"b" * (2 * MiB + 5)), b"", b"c" * (MiB - 1), b"d"]
+    pieces: list[bytes | memoryview] = [
+        b"a" * 3,
+        memoryview(b"b" * (2 * MiB + 5)),
+        b"",
+        b"c" * (MiB - 1),
+        b"d",
+    ]
     blocks = list(chunks(pieces))
     assert b"".join(blocks) == b"".join(bytes(p) for p in pieces)
     assert all(len(b) == CHUNK_SIZE for b in blocks[:-1])
@@ -99,7 +106,7 @@ def offline_client(tmp_path: Path) -> LauncherClient:
     ],
 )
 def test_bad_params_are_refused_as_invalid_parameter_without_sending(
-    offline_client: LauncherClient, params: object, parameter: str
+    offline_client: LauncherClient, params: Any, parameter: str
 ) -> None:
     response = offline_client.model.create_state(
         model_id="m", name="n", params=params, execution_location=TEMPORARY
