@@ -1,0 +1,5 @@
+"""Loop forever."""
+
+print("spinning", flush=True)
+while True:
+    pass
