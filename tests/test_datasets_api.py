@@ -258,3 +258,27 @@ def test_an_internal_fault_is_answered_as_unknown_with_a_log_id(
     log_id = err["reason"].rsplit(" ", 1)[-1]
     assert "log id" in err["reason"]
     assert any(log_id in record.getMessage() for record in caplog.records)
+
+
+def test_entries_bigger_than_a_batch_stream_in_order_and_a_cancel_is_harmless(
+    server: DatasetServer,
+) -> None:
+    dataset_id = server.create_ok([key("x")])
+    big = [np.full(300_000, i, dtype=np.float32) for i in range(6)]  # 6 x 1.2 MB
+    assert server.add(dataset_id, {"x": tensors(*big)}, chunk_size=1 << 20).result
+    request = pb.GetEntriesRequest(
+        dataset_id=dataset_id,
+        entries=pb.EntrySelection(range=pb.EntrySelection.Range(start=0, end=6)),
+    )
+    assert [c.data for c in server.stub.GetEntries(request)] == [tensors(b) for b in big]
+    call = server.stub.GetEntries(request)
+    assert next(call).index == 0
+    call.cancel()
+    assert server.info(dataset_id).entries == 6
+    assert len(list(server.stub.GetEntries(request))) == 6
+
+
+def test_names_with_control_characters_are_refused(server: DatasetServer) -> None:
+    err = error_of(server.create([key("a\nb")]))
+    assert (err["code"], err["parameterName"]) == ("invalid_parameter", "keys[0].name")
+    assert "control characters" in err["reason"]

@@ -9,6 +9,7 @@ are those of that version even if entries are removed or the dataset deleted mea
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ class EntriesSnapshot:
         self._fds = fds
         self._index = index
         self._positions = positions
+        # A cancelled stream closes the snapshot while a worker thread may still be reading.
+        self._lock = threading.Lock()
 
     def batches(self, max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple[str, int, bytes]]]:
         """``(key, index, tensor bytes)`` per present entry, grouped up to ``max_bytes``."""
@@ -72,7 +75,11 @@ class EntriesSnapshot:
                 offset, length = (int(v) for v in column[entry])
                 if length == 0:
                     continue  # this optional key is absent from the entry
-                batch.append((name, int(entry), os.pread(self._fds[pos], length, offset)))
+                with self._lock:
+                    if not self._fds:
+                        return
+                    data = os.pread(self._fds[pos], length, offset)
+                batch.append((name, int(entry), data))
                 size += length
                 if size >= max_bytes:
                     yield batch
@@ -81,6 +88,7 @@ class EntriesSnapshot:
                 yield batch
 
     def close(self) -> None:
-        fds, self._fds = self._fds, []
+        with self._lock:
+            fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)

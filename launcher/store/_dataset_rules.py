@@ -16,7 +16,7 @@ from launcher.errors import invalid
 TENSOR_TYPES = (
     "f32 f64 i8 i16 i32 i64 u8 u16 u32 u64 string binary boolean image audio video".split()
 )
-MAX_NAME_CHARS = 255
+MAX_NAME_CHARS = 256
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_KEYS = 100
 MAX_RANK = 255
@@ -51,6 +51,8 @@ def check_name(value: str, path: str, what: str) -> None:
         raise invalid(path, f"{what} must not be empty")
     if len(value) > MAX_NAME_CHARS:
         raise invalid(path, f"{what} has {len(value)} characters; at most {MAX_NAME_CHARS}")
+    if not value.isprintable():
+        raise invalid(path, f"{what} must not contain control characters")
 
 
 def check_definition(name: str, description: str, keys: Sequence[KeyDef]) -> None:
