@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 import numpy
 
+from runtime.tensor import Media, Tensor
+
 
 def jsonable(value: Any) -> Any:
     """Results as JSON values: bytes as base64 text; tensors as ``{"type", "shape", "value"}``
@@ -21,17 +23,17 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(value).decode("ascii")
-    if hasattr(value, "numpy") and hasattr(value, "shape") and hasattr(value, "type"):
+    if isinstance(value, Tensor):
         return {"type": value.type(), "shape": list(value.shape()), "value": _elements(value)}
     return value
 
 
-def _elements(tensor: Any) -> Any:
+def _elements(tensor: Tensor) -> Any:
     array = tensor.numpy()
     if array.dtype != numpy.dtype(object):
         return array.tolist()
     flat = [
-        {"format": v.format, "data": jsonable(v.data)} if hasattr(v, "format") else jsonable(v)
+        {"format": v.format, "data": jsonable(v.data)} if isinstance(v, Media) else jsonable(v)
         for v in array.ravel().tolist()
     ]
     return numpy.array(flat, dtype=object).reshape(array.shape).tolist() if flat else []

@@ -19,7 +19,7 @@ import pytest
 from test_client_server import FakeServer, success_events
 
 from launcher import _cli_args as parse
-from launcher._cli_output import PhaseDisplay
+from launcher._cli_output import PhaseDisplay, jsonable
 from launcher.cli import main
 from launcher.config import ServeOptions
 from launcher.v1 import common_pb2, dataset_pb2, model_pb2
@@ -311,3 +311,13 @@ def test_an_error_result_of_a_subcommand_exits_1(
 ) -> None:
     assert run(server, "activate-state", "m", "s") == 1
     assert json.loads(capsys.readouterr().out) == {"error": {"code": "state_not_found"}}
+
+
+def test_tensor_json_keeps_shape_and_encodes_bytes_and_media_as_base64() -> None:
+    image = tensor.Tensor.from_values("image", [tensor.Media("png", b"xy")], (1,))
+    strings = tensor.Tensor.from_values("string", ["a", "b", "c", "d"], (2, 2))
+    assert jsonable({"i": image, "s": strings, "b": b"\xff"}) == {
+        "i": {"type": "image", "shape": [1], "value": [{"format": "png", "data": "eHk="}]},
+        "s": {"type": "string", "shape": [2, 2], "value": [["a", "b"], ["c", "d"]]},
+        "b": "/w==",
+    }
