@@ -110,10 +110,10 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     run_dir = Path(tempfile.mkdtemp(prefix="launcher-run-"))
     os.chmod(run_dir, 0o711)
     sandbox = await create_sandbox(
-        SandboxConfig(disable=options.sandbox_disable, hidden_paths=(root,))
+        SandboxConfig(
+            state_dir=run_dir / "sandbox", disable=frozenset(options.sandbox_disable), hide=(root,)
+        )
     )
-    for layer, state in sandbox.layers().items():
-        log.info("sandbox layer %s: %s", layer, state)
     runner = JobRunner(sandbox, states, run_dir, root / "logs" / "jobs")
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs

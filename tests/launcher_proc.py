@@ -64,9 +64,20 @@ class LauncherProcess:
         populate_models(self.root / "models")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "launcher.cli", "serve", "--root", str(self.root),
-             "--listen", self.address, *self.args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT,
+            [
+                sys.executable,
+                "-m",
+                "launcher.cli",
+                "serve",
+                "--root",
+                str(self.root),
+                "--listen",
+                self.address,
+                *self.args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=PROJECT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()

@@ -178,8 +178,9 @@ class Intake:
         rest: AsyncIterator[model_pb2.CreateStateRequest],
     ) -> None:
         rules = {r.name: r for r in request.model.parameters} if request.model else {}
+        names = {p.name for p in header.params}
         for name, rule in rules.items():
-            if rule.required and name not in request.params:
+            if rule.required and name not in names:
                 raise invalid("params", f"the model requires a param named {name!r}")
         inline = [(i, p) for i, p in enumerate(header.params) if p.WhichOneof("data") == "inline"]
         pending: list[tuple[int, model_pb2.Param, _Spool]] = []

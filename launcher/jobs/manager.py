@@ -90,6 +90,9 @@ class JobManager:
                 self._running -= 1
                 self._slots.release()
             await self._record(job, oc.response_json(outcome, durations))
+        except Exception:
+            log.exception("job %s: recording its outcome failed", job.state_id)
+            raise
         finally:
             if queued:
                 self._queued -= 1

@@ -180,7 +180,7 @@ class JobRunner:
         async with WorkerListener(job_dir / "ipc.sock") as listener:
             process = await self.sandbox.start(plan)
             accept = asyncio.ensure_future(listener.accept())
-            exited = asyncio.ensure_future(process.wait())
+            exited = asyncio.shield(process.wait())  # cancelling our wait must not stop theirs
             try:
                 done, _ = await asyncio.wait(
                     {accept, exited},
@@ -229,7 +229,7 @@ class JobRunner:
 
     async def _termination(self, worker: Worker):  # noqa: ANN202
         try:
-            return await asyncio.wait_for(worker.process.wait(), EXIT_GRACE)
+            return await asyncio.wait_for(asyncio.shield(worker.process.wait()), EXIT_GRACE)
         except TimeoutError:
             worker.process.kill()
             return await worker.process.wait()
