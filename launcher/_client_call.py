@@ -74,12 +74,18 @@ class Caller:
     def stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
         """The messages of a server-streaming call; status errors raise as for ``unary``."""
         responses = method(request, metadata=self.metadata, timeout=self.timeout)
+        ended = False
         try:
             yield from responses
+            ended = True
         except grpc.RpcError as exc:
+            ended = True
             raise StatusAnswer(status_error(exc)) from exc
         finally:
-            responses.cancel()
+            # Only a reader that stops early cancels: a cancel after the server's last message
+            # would race the call's normal end and show up on the server as a cancelled RPC.
+            if not ended:
+                responses.cancel()
 
 
 class StatusAnswer(Exception):

@@ -82,20 +82,30 @@ class ModelApi:
             yield refused(err)
             return
         requests = create_state_requests(header, inline)
+        answered = False
         try:
+            # Read to the stream's end, after the response too, so that the call ends cleanly.
             for event in self._call.stream(self._stub.CreateState, requests):
                 kind = event.WhichOneof("event")
+                if answered:
+                    continue
                 if kind == "phase":
                     yield resp.phase_event(event.phase)
                 elif kind == "response":
+                    answered = True
                     yield resp.create_state_response(event.response)
-                    return
         except StatusAnswer as answer:
-            yield answer.answer
+            if not answered:
+                yield answer.answer
             return
-        raise LauncherConnectionError(
-            "the launcher ended the createState stream without a response"
-        )
+        except LauncherConnectionError:
+            if not answered:
+                raise
+            return  # the answer arrived; trouble after it changes nothing
+        if not answered:
+            raise LauncherConnectionError(
+                "the launcher ended the createState stream without a response"
+            )
 
     @answering
     def cancel_create_state(self, model_id: str, state_id: str) -> dict[str, Any]:

@@ -427,3 +427,16 @@ def test_tls_client_against_a_plaintext_server_raises_connection_error(
 def test_an_empty_address_is_refused() -> None:
     with pytest.raises(ValueError, match="address"):
         LauncherClient("  ")
+
+
+def test_create_state_reads_past_the_response_and_yields_it_last(
+    client: LauncherClient, fake_server: FakeServer
+) -> None:
+    extra = model_pb2.CreateStateEvent(phase=model_pb2.PhaseEvent(phase="late", state_id="s-1"))
+    fake_server.fake.create_state_events = [*success_events(), extra]
+    items = list(
+        client.model.create_state_stream(
+            model_id="m", name="n", params=[], execution_location=TEMPORARY
+        )
+    )
+    assert len(items) == 7 and "result" in items[-1]
