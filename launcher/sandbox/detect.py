@@ -68,7 +68,14 @@ async def detect(config: SandboxConfig) -> Layers:
     )
     for name in NAMESPACE_LAYERS:
         states[name] = disabled if "namespaces" in config.disable else probed.get(name, "off")
-    states["uid"] = disabled if "uid" in config.disable else probed.get("uid", "off")
+    if "uid" in config.disable:
+        states["uid"] = disabled
+    elif states["mountns"] != "on":
+        # Host paths (an interpreter under /root, a job dir under a 0700 folder) are often
+        # unreadable to the worker uid; only the mount namespace re-exposes them readable.
+        states["uid"] = "off: needs the mount namespace"
+    else:
+        states["uid"] = probed.get("uid", "off")
     states["capabilities"] = "on" if states["uid"] == "on" else "off: runs with the launcher's uid"
     if "seccomp" in config.disable:
         states["seccomp"] = disabled
