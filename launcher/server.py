@@ -24,6 +24,8 @@ from launcher.api.persistent import PersistentLauncherServicer
 from launcher.config import ServeOptions
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
+from launcher.jobs.workers import WorkerStarter
+from launcher.launchers.sessions import SessionPool
 from launcher.launchers.persistent import PersistentLaunchers
 from launcher.sandbox import SandboxConfig, create_sandbox
 from launcher.store.datasets import DatasetStore
@@ -61,6 +63,7 @@ class Launcher:
         for service in ("", *SERVICES):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.jobs.drain(drain)
+        await self.jobs.runner.sessions.close()
         await self.server.stop(grace=2)
         await self.jobs.runner.sandbox.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -114,7 +117,9 @@ async def start_launcher(options: ServeOptions) -> Launcher:
             state_dir=run_dir / "sandbox", disable=frozenset(options.sandbox_disable), hide=(root,)
         )
     )
-    runner = JobRunner(sandbox, states, run_dir, root / "logs" / "jobs")
+    starter = WorkerStarter(sandbox, run_dir, root / "logs" / "jobs")
+    sessions = SessionPool(lambda worker: starter.stop(worker, "session"))
+    runner = JobRunner(starter, states, sessions)
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
     )

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 from launcher.errors import RequestError
 from launcher.v1 import common_pb2, model_pb2
+
+log = logging.getLogger("launcher.api")
+
+
+def unknown_error(what: str) -> RequestError:
+    """Log the current exception under a fresh id and return the ``unknown`` error naming it."""
+    log_id = uuid.uuid4().hex[:12]
+    log.exception("%s failed with an internal error [log id %s]", what, log_id)
+    return RequestError("unknown", reason=f"internal error, see the launcher log id {log_id}")
+
 
 _FIELD_NAMES = {
     "parameterName": "parameter_name",

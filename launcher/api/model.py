@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from launcher.api import convert
+from launcher.api.convert import unknown_error
 from launcher.api.intake import Intake
 from launcher.api.states import StateApi
 from launcher.errors import RequestError
@@ -27,13 +27,6 @@ def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
     return model_pb2.CreateStateEvent(
         response=model_pb2.CreateStateResponse(error=convert.error_to_proto(err))
     )
-
-
-def unknown_error(what: str) -> RequestError:
-    """Log the current exception under a fresh id and return the ``unknown`` error naming it."""
-    log_id = uuid.uuid4().hex[:12]
-    log.exception("%s failed with an internal error [log id %s]", what, log_id)
-    return RequestError("unknown", reason=f"internal error, see the launcher log id {log_id}")
 
 
 class ModelServicer(StateApi, model_pb2_grpc.ModelServicer):

@@ -138,4 +138,5 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         for job in list(self.jobs.jobs.values()):
             if job.request.persistent_launcher_id == request.persistent_launcher_id:
                 job.cancel(oc.LauncherTerminated())
+        self.jobs.runner.sessions.drop_launcher(request.persistent_launcher_id)
         return convert.empty_ok()

@@ -14,24 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 from launcher import outcomes as oc
 from launcher.jobs.job import Job, PhaseEvent
-from launcher.sandbox.types import Sandbox, WorkerPlan, WorkerProcess
-from launcher.spec import LauncherSpec
+from launcher.jobs.workers import PhaseFailed, Worker, WorkerStarter, terminated
+from launcher.launchers.sessions import SessionPool
 from launcher.store.models import ModelConfig
 from launcher.store.states import StateStore
 from launcher.worker.frames import ConnectionEnded, ProtocolViolation
-from launcher.worker.listener import WorkerListener
-from launcher.worker.session import CallResult, OtherModelSources, WorkerSession
+from launcher.worker.session import CallResult, OtherModelSources
 
 log = logging.getLogger("launcher.jobs")
 
@@ -39,59 +34,17 @@ log = logging.getLogger("launcher.jobs")
 EXIT_GRACE = 5.0
 
 
-class PhaseFailed(Exception):
-    def __init__(self, outcome: oc.Failure) -> None:
-        super().__init__(repr(outcome))
-        self.outcome = outcome
-
-
-@dataclass
-class Worker:
-    process: WorkerProcess
-    session: WorkerSession
-
-
-def worker_plan(
-    model: ModelConfig, job_dir: Path, spec: LauncherSpec, mounts: list[Path]
-) -> WorkerPlan:
-    """The plan of a worker for ``model``: our runtime, or the official one, unchanged."""
-    ipc = str(job_dir / "ipc.sock")
-    if model.runtime == "decthings-model":
-        argv = [sys.executable, "-m", "decthings_model"]
-        env = {"IPC_PATH": ipc}
-    else:
-        argv = [sys.executable, "-m", "runtime"]
-        threads = str(max(1, int(spec.cpus)))
-        env = {
-            "IPC_PATH": ipc,
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(job_dir),
-            "TMPDIR": "/tmp",
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "OPENBLAS_NUM_THREADS": threads,
-            "OMP_NUM_THREADS": threads,
-            "MKL_NUM_THREADS": threads,
-        }
-    return WorkerPlan(
-        argv=argv,
-        env=env,
-        model_dir=model.path,
-        job_dir=job_dir,
-        spec=spec,
-        mounts=mounts,
-        fork_runtime=model.runtime == "python",
-    )
-
-
 class JobRunner:
-    """Runs jobs against one sandbox and one state store."""
+    """Runs jobs: workers from ``starter`` (or warm ones from ``sessions``), state to ``states``."""
 
-    def __init__(self, sandbox: Sandbox, states: StateStore, run_dir: Path, log_dir: Path) -> None:
-        self.sandbox = sandbox
+    def __init__(self, starter: WorkerStarter, states: StateStore, sessions: SessionPool) -> None:
+        self.starter = starter
         self.states = states
-        self.run_dir = run_dir
-        self.log_dir = log_dir
+        self.sessions = sessions
+
+    @property
+    def sandbox(self):  # noqa: ANN201 - the starter's sandbox, for shutdown
+        return self.starter.sandbox
 
     async def run(self, job: Job) -> tuple[oc.Outcome, oc.Durations]:
         durations = oc.Durations()
@@ -128,25 +81,34 @@ class JobRunner:
             return request.startup_failure
         model = request.model
         assert model is not None and request.spec is not None
-        job_dir = self.run_dir / job.state_id
-        job_dir.mkdir(mode=0o700)
-        pending = self.states.begin(
-            model.model_id, request.name, job.state_id, [m.to_json() for m in request.mounts]
+        mounts = tuple(m.path for m in request.mounts)
+        pending = await asyncio.to_thread(
+            self.states.begin,
+            model.model_id,
+            request.name,
+            job.state_id,
+            [m.to_json() for m in request.mounts],
         )
+        launcher_id = request.persistent_launcher_id
         worker: Worker | None = None
+        keep_worker = False
         committed = False
         try:
-            if request.persistent_launcher_id is None:
+            if launcher_id is None:
                 async with self._phase(job, "createLauncher", durations):
-                    worker = await self._start_worker(model, job_dir, request.spec, request)
+                    worker = await self.starter.start(
+                        model, request.spec, list(mounts), model.max_code_startup
+                    )
                 async with self._phase(job, "codeStartup", durations):
-                    result = await self._initialize(worker, model)
-            else:  # a persistent launcher: starting its worker is part of codeStartup
-                async with self._phase(job, "codeStartup", durations):
-                    worker = await self._start_worker(model, job_dir, request.spec, request)
-                    result = await self._initialize(worker, model)
-            if result.error_details is not None:
-                return oc.ModelException("codeStartup", result.error_details)
+                    await self._initialize(worker, model)
+            else:
+                worker = self.sessions.take(launcher_id, model.model_id, model.code_version, mounts)
+                if worker is None:  # a persistent launcher: the worker start is codeStartup's
+                    async with self._phase(job, "codeStartup", durations):
+                        worker = await self.starter.start(
+                            model, request.spec, list(mounts), model.max_code_startup
+                        )
+                        await self._initialize(worker, model)
             others = [OtherModelSources(m.model_id, m.path, m.keys) for m in request.mounts]
             async with self._phase(job, "createState", durations):
                 result = await self._step(
@@ -159,60 +121,31 @@ class JobRunner:
                 return oc.ModelException("createState", result.error_details)
             await asyncio.to_thread(pending.commit)
             committed = True
+            keep_worker = launcher_id is not None
             return oc.Success(job.state_id)
         finally:
             if not committed:
                 await asyncio.to_thread(pending.abort)
             if worker is not None:
-                await self._stop_worker(job, worker)
-            shutil.rmtree(job_dir, ignore_errors=True)
+                if keep_worker and launcher_id is not None:
+                    self.sessions.put(launcher_id, worker)
+                else:
+                    await self.starter.stop(worker, job.state_id)
 
-    async def _initialize(self, worker: Worker, model: ModelConfig) -> CallResult:
-        return await self._step(
+    async def _initialize(self, worker: Worker, model: ModelConfig) -> None:
+        result = await self._step(
             worker, "codeStartup", model.max_code_startup, worker.session.initialize(model.main_py)
         )
+        if result.error_details is not None:
+            raise PhaseFailed(oc.ModelException("codeStartup", result.error_details))
 
-    async def _start_worker(
-        self, model: ModelConfig, job_dir: Path, spec: LauncherSpec, request: object
-    ) -> Worker:
-        mounts = [Path(m.path) for m in getattr(request, "mounts", [])]
-        plan = worker_plan(model, job_dir, spec, mounts)
-        async with WorkerListener(job_dir / "ipc.sock") as listener:
-            process = await self.sandbox.start(plan)
-            accept = asyncio.ensure_future(listener.accept())
-            exited = asyncio.shield(process.wait())  # cancelling our wait must not stop theirs
-            try:
-                done, _ = await asyncio.wait(
-                    {accept, exited},
-                    timeout=model.max_code_startup,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            except BaseException:
-                process.kill()
-                await process.close()
-                raise
-            finally:
-                accept.cancel()
-            if accept in done and not accept.cancelled():
-                reader, writer = accept.result()
-                exited.cancel()
-                return Worker(process, WorkerSession(reader, writer))
-            process.kill()
-            if exited in done:
-                termination = exited.result()
-                await process.close()
-                raise PhaseFailed(
-                    oc.CodeTerminated(termination.exit_code, termination.signal, termination.oom)
-                )
-            exited.cancel()
-            await process.close()
-            raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
-
-    async def _step(self, worker: Worker, phase: str, limit: float, call: object) -> CallResult:
+    async def _step(
+        self, worker: Worker, phase: str, limit: float, call: Awaitable[CallResult]
+    ) -> CallResult:
         """Await one command's answer within ``limit``; map every other ending to an outcome."""
         try:
             async with asyncio.timeout(limit):
-                return await call  # type: ignore[misc]
+                return await call
         except TimeoutError:
             worker.process.kill()
             raise PhaseFailed(oc.MaxDurationExceeded(phase)) from None
@@ -222,31 +155,14 @@ class JobRunner:
                 oc.ModelException(phase, f"The worker broke the launcher protocol: {e}")
             ) from None
         except ConnectionEnded:
-            termination = await self._termination(worker)
-            raise PhaseFailed(
-                oc.CodeTerminated(termination.exit_code, termination.signal, termination.oom)
-            ) from None
-
-    async def _termination(self, worker: Worker):  # noqa: ANN202
-        try:
-            return await asyncio.wait_for(asyncio.shield(worker.process.wait()), EXIT_GRACE)
-        except TimeoutError:
-            worker.process.kill()
-            return await worker.process.wait()
-
-    async def _stop_worker(self, job: Job, worker: Worker) -> None:
-        worker.session.close()
-        worker.process.kill()
-        try:
-            await asyncio.shield(worker.process.close())
-        finally:
-            tail = worker.process.log_tail()
-            if tail:
-                await asyncio.to_thread(self._save_log, job.state_id, tail)
-
-    def _save_log(self, state_id: str, text: str) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        (self.log_dir / f"{state_id}.log").write_text(text)
+            try:
+                termination = await asyncio.wait_for(
+                    asyncio.shield(worker.process.wait()), EXIT_GRACE
+                )
+            except TimeoutError:
+                worker.process.kill()
+                termination = await asyncio.shield(worker.process.wait())
+            raise PhaseFailed(terminated(termination)) from None
 
 
 _FIELD = {

@@ -1,0 +1,159 @@
+"""Obtaining and releasing workers: plan, sandboxed start, connection, stop and log."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher import outcomes as oc
+from launcher.sandbox.types import Sandbox, Termination, WorkerPlan, WorkerProcess
+from launcher.spec import LauncherSpec
+from launcher.store.models import ModelConfig
+from launcher.worker.listener import WorkerListener
+from launcher.worker.session import WorkerSession
+
+
+class PhaseFailed(Exception):
+    """A phase ended in a failure outcome."""
+
+    def __init__(self, outcome: oc.Failure) -> None:
+        super().__init__(repr(outcome))
+        self.outcome = outcome
+
+
+@dataclass
+class Worker:
+    """A started, connected worker and the private folder it runs in."""
+
+    process: WorkerProcess
+    session: WorkerSession
+    dir: Path
+    model_id: str
+    code_version: str
+    mounts: tuple[str, ...]
+    idle_since: float = field(default=0.0)
+
+    @property
+    def alive(self) -> bool:
+        return not self.session.ended.done()
+
+
+def worker_plan(
+    model: ModelConfig, work_dir: Path, spec: LauncherSpec, mounts: list[Path]
+) -> WorkerPlan:
+    """The plan of a worker for ``model``: our runtime, or the official one, unchanged."""
+    ipc = str(work_dir / "ipc.sock")
+    if model.runtime == "decthings-model":
+        argv = [sys.executable, "-m", "decthings_model"]
+        env = {"IPC_PATH": ipc}
+    else:
+        argv = [sys.executable, "-m", "runtime"]
+        threads = str(max(1, int(spec.cpus)))
+        env = {
+            "IPC_PATH": ipc,
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(work_dir),
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "OPENBLAS_NUM_THREADS": threads,
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+        }
+    return WorkerPlan(
+        argv=argv,
+        env=env,
+        model_dir=model.path,
+        job_dir=work_dir,
+        spec=spec,
+        mounts=mounts,
+        fork_runtime=model.runtime == "python",
+    )
+
+
+def terminated(termination: Termination) -> oc.CodeTerminated:
+    return oc.CodeTerminated(termination.exit_code, termination.signal, termination.oom)
+
+
+class WorkerStarter:
+    """Starts workers in the sandbox, each in a fresh folder under ``run_dir``."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, sandbox: Sandbox, run_dir: Path, log_dir: Path) -> None:
+        self.sandbox = sandbox
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+
+    async def start(
+        self, model: ModelConfig, spec: LauncherSpec, mounts: list[str], connect_limit: float
+    ) -> Worker:
+        """Start and connect a worker; ``PhaseFailed`` if it dies or does not connect in time."""
+        work_dir = self.run_dir / f"w{next(self._ids)}"
+        work_dir.mkdir(mode=0o700)
+        try:
+            return await self._start(model, spec, mounts, connect_limit, work_dir)
+        except BaseException:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            raise
+
+    async def _start(
+        self,
+        model: ModelConfig,
+        spec: LauncherSpec,
+        mounts: list[str],
+        connect_limit: float,
+        work_dir: Path,
+    ) -> Worker:
+        plan = worker_plan(model, work_dir, spec, [Path(m) for m in mounts])
+        async with WorkerListener(work_dir / "ipc.sock") as listener:
+            process = await self.sandbox.start(plan)
+            accept = asyncio.ensure_future(listener.accept())
+            exited = asyncio.shield(process.wait())  # cancelling our wait must not stop theirs
+            try:
+                done, _ = await asyncio.wait(
+                    {accept, exited}, timeout=connect_limit, return_when=asyncio.FIRST_COMPLETED
+                )
+            except BaseException:
+                accept.cancel()
+                process.kill()
+                await asyncio.shield(process.close())
+                raise
+            if accept in done:
+                reader, writer = accept.result()
+                exited.cancel()
+                return Worker(
+                    process,
+                    WorkerSession(reader, writer),
+                    work_dir,
+                    model.model_id,
+                    model.code_version,
+                    tuple(mounts),
+                )
+            accept.cancel()
+            process.kill()
+            await asyncio.shield(process.close())
+            if exited in done:
+                raise PhaseFailed(terminated(exited.result()))
+            exited.cancel()
+            raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
+
+    async def stop(self, worker: Worker, log_name: str) -> None:
+        """Kill the worker and everything it started; keep its log; remove its folder."""
+        worker.session.close()
+        worker.process.kill()
+        try:
+            await asyncio.shield(worker.process.close())
+        finally:
+            tail = worker.process.log_tail()
+            if tail:
+                await asyncio.to_thread(self._save_log, log_name, tail)
+            shutil.rmtree(worker.dir, ignore_errors=True)
+
+    def _save_log(self, name: str, text: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.log_dir / f"{name}.log").write_text(text)
