@@ -153,7 +153,7 @@ def test_launcher_data_and_other_states_are_invisible_and_the_model_read_only(
     assert report[wanted[4]] == "error: Read-only file system"
     assert report[wanted[5]] == "ok"
     assert report[wanted[6]] == "ok"
-    assert report[wanted[7]].startswith("error")
+    assert str(report[wanted[7]]).startswith("error")
     assert report[wanted[8]] == "error: Read-only file system"
     assert (place.model / "main.py").read_text() == "model = None\n"
     assert not (HOSTILE / "planted.py").exists()
@@ -266,3 +266,18 @@ def test_missing_program_is_exit_code_127(place: Place) -> None:
     assert termination.exit_code == 127
     assert "cannot execute" in log
     assert shutil.which("true")  # the sandbox keeps working for others (checked elsewhere)
+
+
+def test_worker_has_no_privileges_and_forbidden_calls_fail(place: Place) -> None:
+    plan = plan_for(place, "privileges.py", spec=LauncherSpec(disk_mebibytes=16))
+    termination, log = in_sandbox(config_for(place), lambda s: run_to_end(s, plan))
+    report = _last_json(log)
+    assert termination.exit_code == 0
+    assert report["uid"] == 65534
+    assert report["CapEff"] == report["CapBnd"] == "0000000000000000"
+    assert report["NoNewPrivs"] == "1"
+    assert report["Seccomp"] == "2"
+    for call in ("unshare", "mount", "ptrace", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"):
+        assert report[call] == "Operation not permitted", call
+    assert report["AF_UNIX"] == "ok"
+    assert report["tmp_64MiB"] in ("No space left on device", "File too large")

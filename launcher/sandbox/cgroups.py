@@ -84,15 +84,15 @@ def detect(prefix: str) -> tuple[CgroupHost | None, str]:
     for root, point, fstype, _ in mounts:
         if fstype == "cgroup2" and "" in own:
             parent = _own_dir(root, point, own[""])
-            controllers = (parent / "cgroup.controllers").read_text().split()
-            if "memory" not in controllers:
+            available = (parent / "cgroup.controllers").read_text().split()
+            if "memory" not in available:
                 continue
             why = _writable(parent, probe)
             if why:
                 return None, why
             try:
                 (parent / "cgroup.subtree_control").write_text(
-                    " ".join(f"+{c}" for c in ("memory", "cpu", "pids") if c in controllers)
+                    " ".join(f"+{c}" for c in ("memory", "cpu", "pids") if c in available)
                 )
             except OSError as exc:
                 return None, f"cannot enable controllers in {parent}: {exc.strerror}"

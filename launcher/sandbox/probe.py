@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from functools import partial
 
 from launcher.sandbox import libc, seccomp
 
@@ -24,7 +25,7 @@ NAMESPACES = {
 }
 
 
-def _in_child(action: Callable[[], None]) -> str:
+def _in_child(action: Callable[[], object]) -> str:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -69,7 +70,7 @@ def _seccomp() -> None:
 
 
 def probe(uid: int, staging: str) -> dict[str, str]:
-    out = {name: _in_child(lambda f=flag: libc.unshare(f)) for name, flag in NAMESPACES.items()}
+    out = {name: _in_child(partial(libc.unshare, flag)) for name, flag in NAMESPACES.items()}
     if out["mountns"] == "on":
         out["mountns"] = _in_child(lambda: _mount_tmpfs(staging))
     out["uid"] = _in_child(lambda: _uid(uid))

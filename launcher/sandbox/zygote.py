@@ -56,7 +56,7 @@ def serve(sock: socket.socket) -> None:
     by_id: dict[str, int] = {}
     _send(sock, {"op": "ready", "pid": os.getpid()})
     while True:
-        ready = select.select([sock, wake_r], [], [])[0]
+        ready = select.select([sock.fileno(), wake_r], [], [])[0]
         if wake_r in ready:
             os.read(wake_r, 4096)
             while keepers:
@@ -67,7 +67,7 @@ def serve(sock: socket.socket) -> None:
                 if worker_id is not None:
                     del by_id[worker_id]
                     _send(sock, {"op": "exited", "id": worker_id, "status": status})
-        if sock not in ready:
+        if sock.fileno() not in ready:
             continue
         message, fds = _receive(sock)
         if message is None:
