@@ -37,6 +37,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tls-cert", type=Path, metavar="PEM")
     p.add_argument("--tls-key", type=Path, metavar="PEM")
     p.add_argument("--tls-client-ca", type=Path, metavar="PEM", help="require client certs")
+    p.add_argument(
+        "--drain-seconds",
+        type=_non_negative_float,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, how long running jobs may finish before ending as launcher_terminated",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
 
@@ -57,6 +64,16 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of at least 0, got {text}")
+    return value
+
+
 def options(args: argparse.Namespace) -> ServeOptions:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise argparse.ArgumentTypeError("--tls-cert and --tls-key go together")
@@ -73,6 +90,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         log_level=args.log_level,
+        drain_seconds=args.drain_seconds,
     )
 
 

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from launcher import _cli_commands, _cli_create, _cli_serve
+from launcher import _cli_commands, _cli_create, _cli_keys, _cli_serve
 from launcher._cli_output import dumps, exit_code
 from launcher.client import LauncherClient, LauncherConnectionError
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _cli_serve.add_parser(commands)
+    _cli_keys.add_parser(commands)
     _cli_create.add_parser(commands)
     _cli_commands.add_parsers(commands)
     return parser
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _cli_serve.run(args)
+        if args.command == "keys":
+            return _cli_keys.run(args)
         with LauncherClient(args.address, api_key=args.api_key) as client:
             if args.handler is None:
                 return int(args.run(client, args))

@@ -19,4 +19,6 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    #: How long SIGTERM lets running jobs finish before they end as launcher_terminated.
+    drain_seconds: float = 30.0
     log_level: str = "info"

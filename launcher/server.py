@@ -21,12 +21,14 @@ from launcher.api.dataset import DatasetServicer
 from launcher.api.intake import Intake
 from launcher.api.model import ModelServicer
 from launcher.api.persistent import PersistentLauncherServicer
+from launcher.auth.interceptor import auth_interceptor
+from launcher.auth.keys import KeyStore
 from launcher.config import ServeOptions
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
 from launcher.jobs.workers import WorkerStarter
-from launcher.launchers.sessions import SessionPool
 from launcher.launchers.persistent import PersistentLaunchers
+from launcher.launchers.sessions import SessionPool
 from launcher.sandbox import SandboxConfig, create_sandbox
 from launcher.store.datasets import DatasetStore
 from launcher.store.db import Database
@@ -44,8 +46,6 @@ from launcher.v1 import (
 
 log = logging.getLogger("launcher")
 
-#: How long SIGTERM lets running jobs finish before they end as launcher_terminated.
-DRAIN_SECONDS = 30.0
 SERVICES = ("launcher.v1.Model", "launcher.v1.Dataset", "launcher.v1.PersistentLauncher")
 
 
@@ -59,7 +59,7 @@ class Launcher:
     run_dir: Path
     addresses: list[str]
 
-    async def stop(self, drain: float = DRAIN_SECONDS) -> None:
+    async def stop(self, drain: float) -> None:
         for service in ("", *SERVICES):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.jobs.drain(drain)
@@ -69,7 +69,7 @@ class Launcher:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _check_listen(address: str, options: ServeOptions) -> None:
+def _check_listen(address: str, options: ServeOptions, keys_exist: bool) -> None:
     if address.startswith("unix:"):
         return
     host = address.rsplit(":", 1)[0].strip("[]")
@@ -77,11 +77,34 @@ def _check_listen(address: str, options: ServeOptions) -> None:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and not options.allow_public and options.tls_cert is None:
+    if loopback or options.allow_public:
+        return
+    missing = [
+        what
+        for what, present in (("TLS", options.tls_cert is not None), ("API keys", keys_exist))
+        if not present
+    ]
+    if missing:
         raise SystemExit(
-            f"refusing to listen on {address}: not a loopback address and no TLS; "
-            "pass --tls-cert/--tls-key, or --allow-public to accept the risk"
+            f"refusing to listen on {address}: not a loopback address and no "
+            f"{' and no '.join(missing)}; pass --tls-cert/--tls-key and create a key with "
+            "`launcher keys create`, or pass --allow-public to accept the risk"
         )
+
+
+def _add_port(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
+) -> int:
+    if not address.startswith("unix:"):
+        if credentials is not None:
+            return server.add_secure_port(address, credentials)
+        return server.add_insecure_port(address)
+    # The socket is bound here: owner-only from its creation, not after a later chmod.
+    mask = os.umask(0o177)
+    try:
+        return server.add_insecure_port(address)
+    finally:
+        os.umask(mask)
 
 
 def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
@@ -125,7 +148,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     )
     intake = Intake(models, states, datasets, launchers, root / "tmp")
 
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[auth_interceptor(db, jobs)])
     model_pb2_grpc.add_ModelServicer_to_server(
         ModelServicer(intake, jobs, records, models, states=states), server
     )
@@ -144,21 +167,16 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     ]
     reflection.enable_server_reflection(names, server)
     credentials = _credentials(options)
+    keys_exist = await asyncio.to_thread(KeyStore(db).enabled)
     addresses = []
     for address in options.listen:
-        _check_listen(address, options)
-        if credentials is not None and not address.startswith("unix:"):
-            port = server.add_secure_port(address, credentials)
-        else:
-            port = server.add_insecure_port(address)
+        _check_listen(address, options, keys_exist)
+        port = _add_port(server, address, credentials)
         if address.startswith("unix:"):
             addresses.append(address)
         else:
             addresses.append(f"{address.rsplit(':', 1)[0]}:{port}")
     await server.start()
-    for address in options.listen:
-        if address.startswith("unix:"):
-            os.chmod(address.removeprefix("unix://").removeprefix("unix:"), 0o600)
     for service in ("", *SERVICES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     return Launcher(server, jobs, health_servicer, run_dir, addresses)
@@ -178,8 +196,8 @@ async def _serve(options: ServeOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("stopping: draining running jobs (up to %.0f s)", DRAIN_SECONDS)
-    await launcher.stop()
+    log.info("stopping: draining running jobs (up to %.0f s)", options.drain_seconds)
+    await launcher.stop(options.drain_seconds)
     return 0
 
 

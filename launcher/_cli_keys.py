@@ -1,0 +1,88 @@
+"""``launcher keys create|list|revoke``: operator commands on a data root's API keys.
+
+They open ``<root>/launcher.db`` directly (no daemon needed); a running daemon sees the
+change within a second. ``create`` prints the key once: only its hash is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from launcher._cli_serve import DEFAULT_ROOT
+from launcher.auth.keys import KeyStore, parse_models
+from launcher.auth.limits import parse_rate
+from launcher.store.db import Database
+
+EXIT_USAGE = 2
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser("keys", help="manage API keys of a data root (operator)")
+    actions = p.add_subparsers(dest="keys_action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a key and print it once")
+    create.add_argument("name")
+    create.add_argument(
+        "--models", default="*", metavar="A,B|*", help="models the key may use (default: all)"
+    )
+    create.add_argument("--rate", metavar="N/s", help="request rate limit (N/s, N/min, N/h)")
+    create.add_argument("--max-stored-bytes", type=int, metavar="B")
+    create.add_argument("--max-concurrent-jobs", type=int, metavar="N")
+    actions.add_parser("list", help="list keys (never their secrets)")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id", metavar="ID")
+    for sub in (create, actions.choices["list"], revoke):
+        sub.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT), help="data root")
+
+
+def run(args: argparse.Namespace) -> int:
+    db_path = args.root / "launcher.db"
+    if args.keys_action != "create" and not db_path.is_file():
+        print(f"launcher: error: no launcher data root at {args.root}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.keys_action == "create":
+            models = parse_models(args.models)
+            rate = None if args.rate is None else parse_rate(args.rate)
+            args.root.mkdir(parents=True, exist_ok=True)
+    except ValueError as exc:
+        print(f"launcher: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    db = Database(db_path)
+    try:
+        store = KeyStore(db)
+        if args.keys_action == "create":
+            return _create(store, args, models, rate)
+        if args.keys_action == "list":
+            print(json.dumps([k.to_json() for k in store.list()], indent=2))
+            return 0
+        try:
+            key = store.revoke(args.key_id)
+        except KeyError:
+            print(f"launcher: error: no key with id {args.key_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(key.to_json(), indent=2))
+        return 0
+    finally:
+        db.close()
+
+
+def _create(
+    store: KeyStore, args: argparse.Namespace, models: frozenset[str] | None, rate: float | None
+) -> int:
+    try:
+        key, secret = store.create(
+            args.name,
+            models=models,
+            rate_per_second=rate,
+            max_stored_bytes=args.max_stored_bytes,
+            max_concurrent_jobs=args.max_concurrent_jobs,
+        )
+    except ValueError as exc:
+        print(f"launcher: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({**key.to_json(), "key": secret}, indent=2))
+    print("store the key now: it is not shown again", file=sys.stderr)
+    return 0

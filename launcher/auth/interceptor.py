@@ -1,0 +1,199 @@
+"""The gRPC server interceptor that enforces API keys, model permissions, rates and quotas.
+
+Status codes (mapped by the client to the seed's error values): UNAUTHENTICATED →
+``bad_credentials``, PERMISSION_DENIED → ``access_denied``, RESOURCE_EXHAUSTED →
+``too_many_requests``. Quotas answer ``quota_exceeded`` in the response's ``error``, as
+the seed lists it among createState's errors. Only the launcher's own services are
+guarded: health checking and reflection stay open, so probes and grpcurl work without a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias
+
+import grpc
+
+from launcher.api.convert import error_to_proto
+from launcher.auth import access
+from launcher.auth.cache import KeyCache
+from launcher.auth.keys import ApiKey, KeyStore
+from launcher.auth.limits import RateLimiter
+from launcher.auth.quotas import JobQuota, StoredBytes
+from launcher.errors import RequestError
+from launcher.jobs.manager import JobManager
+from launcher.store.db import Database
+from launcher.v1 import common_pb2, model_pb2
+
+GUARDED_PREFIX = "/launcher.v1."
+_BEARER = "bearer "
+Handler: TypeAlias = grpc.RpcMethodHandler
+Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def _quota_error() -> common_pb2.Error:
+    return error_to_proto(RequestError("quota_exceeded"))
+
+
+def _bearer(metadata: Any) -> str | None:
+    for name, value in metadata or ():
+        if name == "authorization" and isinstance(value, str):
+            if value[: len(_BEARER)].lower() == _BEARER:
+                return value[len(_BEARER) :].strip()
+    return None
+
+
+def _behavior_name(handler: Handler) -> str:
+    streaming = (handler.request_streaming, handler.response_streaming)
+    return {
+        (False, False): "unary_unary",
+        (False, True): "unary_stream",
+        (True, False): "stream_unary",
+        (True, True): "stream_stream",
+    }[streaming]
+
+
+def _replace(handler: Handler, behavior: Callable[..., Any]) -> Handler:
+    return handler._replace(**{_behavior_name(handler): behavior})  # type: ignore[attr-defined]
+
+
+def _refusal(handler: Handler, code: grpc.StatusCode, details: str) -> Handler:
+    async def refuse(request: Any, context: Context) -> None:
+        await context.abort(code, details)
+
+    return _replace(handler, refuse)
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(
+        self, keys: KeyCache, limiter: RateLimiter, jobs: JobQuota, stored: StoredBytes
+    ) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        self.jobs = jobs
+        self.stored = stored
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(details)
+        method: str = details.method  # type: ignore[attr-defined]
+        if handler is None or not method.startswith(GUARDED_PREFIX):
+            return handler
+        snapshot = await self.keys.current()
+        if not snapshot.enabled:
+            return handler
+        secret = _bearer(details.invocation_metadata)  # type: ignore[attr-defined]
+        key = snapshot.find(secret) if secret else None
+        if key is None:
+            reason = "invalid or revoked API key" if secret else "missing API key"
+            return _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, reason)
+        if not self.limiter.allow(key.id, key.rate_per_second):
+            return _refusal(
+                handler,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"rate limit of key {key.id} ({key.rate_per_second:g}/s) reached; retry later",
+            )
+        if method == access.CREATE_STATE:
+            return _replace(handler, self._create_state(handler.stream_stream, key))
+        if method == access.UPLOAD_STATE:
+            return _replace(handler, self._upload_state(handler.stream_unary, key))
+        if method == access.GET_MODELS:
+            return _replace(handler, _get_models(handler.unary_unary, key))
+        if method.startswith(access.MODEL_SERVICE):
+            return _replace(handler, _model_scoped(handler, key))
+        return handler
+
+    def _create_state(self, inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
+        async def create_state(requests: AsyncIterator[Any], context: Context) -> Any:
+            first = await anext(requests, None)
+            if first is None:
+                async for event in inner(requests, context):
+                    yield event
+                return
+            await _check_models(key, first, context)
+            if not await self.stored.allows(key) or not self.jobs.try_enter(key):
+                response = model_pb2.CreateStateResponse(error=_quota_error())
+                yield model_pb2.CreateStateEvent(response=response)
+                return
+            accepted = False
+            try:
+                async for event in inner(_chain(first, requests), context):
+                    if not accepted and event.WhichOneof("event") == "accepted_state_id":
+                        self.jobs.accepted(key.id, event.accepted_state_id)
+                        accepted = True
+                    yield event
+            finally:
+                if not accepted:
+                    self.jobs.left(key.id)
+
+        return create_state
+
+    def _upload_state(self, inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
+        async def upload_state(requests: AsyncIterator[Any], context: Context) -> Any:
+            first = await anext(requests, None)
+            if first is None:
+                return await inner(requests, context)
+            await _check_models(key, first, context)
+            if first.WhichOneof("part") == "header":
+                adding = sum(k.byte_size for k in first.header.keys)
+                if not await self.stored.allows(key, adding):
+                    return model_pb2.UploadStateResponse(error=_quota_error())
+            return await inner(_chain(first, requests), context)
+
+        return upload_state
+
+
+async def _check_models(key: ApiKey, request: Any, context: Context) -> None:
+    model = access.denied_model(key, request)
+    if model is not None:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"key {key.id} may not use model {model!r}"
+        )
+
+
+def _get_models(inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
+    async def get_models(request: model_pb2.GetModelsRequest, context: Context) -> Any:
+        empty = access.restrict_get_models(key, request)
+        return empty if empty is not None else await inner(request, context)
+
+    return get_models
+
+
+def _model_scoped(handler: Handler, key: ApiKey) -> Callable[..., Any]:
+    if handler.response_streaming:
+        inner_stream = handler.unary_stream
+
+        async def stream(request: Any, context: Context) -> Any:
+            await _check_models(key, request, context)
+            async for item in inner_stream(request, context):
+                yield item
+
+        return stream
+    inner = handler.unary_unary
+
+    async def unary(request: Any, context: Context) -> Any:
+        await _check_models(key, request, context)
+        return await inner(request, context)
+
+    return unary
+
+
+def auth_interceptor(db: Database, jobs: JobManager) -> AuthInterceptor:
+    """The interceptor for a daemon whose keys live in ``db`` and whose jobs ``jobs`` runs."""
+
+    def is_running(state_id: str) -> bool:
+        job = jobs.jobs.get(state_id)
+        return job is not None and not job.response.done()
+
+    return AuthInterceptor(
+        KeyCache(KeyStore(db)), RateLimiter(), JobQuota(is_running), StoredBytes(db)
+    )
