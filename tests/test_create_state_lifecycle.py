@@ -1,0 +1,100 @@
+"""Admission, memory limits and crashes, each with a launcher of its own."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from launcher.client import LauncherClient
+from tests.conftest import TEMPORARY
+from tests.launcher_proc import running_launcher
+
+
+def test_full_queue_is_server_overloaded_and_queued_jobs_run(tmp_path_factory) -> None:
+    root = Path(tmp_path_factory.mktemp("ov", numbered=True))
+    with running_launcher(root, ["--max-concurrent-jobs", "1", "--max-queued-jobs", "1"]) as proc:
+        with LauncherClient(proc.address) as client:
+            results: dict[str, dict] = {}
+            started = threading.Event()
+
+            def run(name: str, model: str) -> None:
+                for event in client.model.create_state_stream(
+                    model_id=model, name=name, params=[], execution_location=TEMPORARY
+                ):
+                    if event.get("event") == "phaseStarted":
+                        started.set()
+                    if "result" in event or "error" in event:
+                        results[name] = event
+
+            first = threading.Thread(target=run, args=("first", "sleeper"))
+            first.start()
+            assert started.wait(30)
+            second = threading.Thread(target=run, args=("second", "hello"))
+            second.start()
+            deadline = 30
+            while not client.model.get_creating_states(model_id="hello")["result"]["states"]:
+                deadline -= 0.05
+                assert deadline > 0
+                threading.Event().wait(0.05)
+            third = client.model.create_state(
+                model_id="hello", name="third", params=[], execution_location=TEMPORARY
+            )
+            assert third["result"]["failed"]["error"] == {"code": "server_overloaded"}
+            sleeping = client.model.get_creating_states(model_id="sleeper")["result"]["states"]
+            client.model.cancel_create_state(model_id="sleeper", state_id=sleeping[0]["id"])
+            first.join(30)
+            second.join(30)
+            assert results["first"]["result"]["failed"]["error"] == {"code": "cancelled"}
+            assert "success" in results["second"]["result"]
+
+
+def test_memory_limit_kill_is_code_terminated_with_oom(client: LauncherClient) -> None:
+    res = client.model.create_state(
+        model_id="memory_hog",
+        name="hog",
+        params=[],
+        execution_location={
+            "type": "temporaryLauncher",
+            "spec": {"cpus": 1, "memoryMebibytes": 128},
+        },
+    )
+    error = res["result"]["failed"]["error"]
+    assert error["code"] == "code_terminated"
+    assert error["oom"] is True
+
+
+def test_launcher_killed_mid_job_loses_nothing_and_answers_launcher_terminated(
+    tmp_path_factory,
+) -> None:
+    root = Path(tmp_path_factory.mktemp("kill", numbered=True))
+    with running_launcher(root) as proc:
+        with LauncherClient(proc.address) as client:
+            done = client.model.create_state(
+                model_id="echo",
+                name="kept",
+                params=[{"name": "x", "data": [np.arange(5, dtype=np.float32)]}],
+                execution_location=TEMPORARY,
+            )
+            kept = done["result"]["success"]["stateId"]
+            state_id = None
+            for event in client.model.create_state_stream(
+                model_id="sleeper", name="lost", params=[], execution_location=TEMPORARY
+            ):
+                if event.get("event") == "phaseStarted" and event["phase"] == "createState":
+                    state_id = event["stateId"]
+                    break
+        proc.stop(signal.SIGKILL)
+    with running_launcher(root) as proc:
+        with LauncherClient(proc.address) as client:
+            lost = client.model.wait_for_state_to_be_created(model_id="sleeper", state_id=state_id)
+            assert lost["result"]["failed"]["error"] == {"code": "launcher_terminated"}
+            models = client.model.get_models(filter={"ids": ["sleeper", "echo"]})["result"]
+            by_id = {m["id"]: m for m in models["models"]}
+            assert by_id["sleeper"]["states"] == []
+            assert [s["id"] for s in by_id["echo"]["states"]] == [kept]
+            data = client.model.get_model_state(model_id="echo", state_id=kept)["result"]["data"]
+            assert {d["key"] for d in data} == {"x", "ok"}
+        assert sorted(p.name for p in (root / "states").iterdir()) == [kept]
