@@ -34,6 +34,7 @@ from launcher.store.datasets import DatasetStore
 from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
 from launcher.store.models import ModelRegistry
+from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateStore
 from launcher.v1 import (
     dataset_pb2,
@@ -125,10 +126,12 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     db = Database(root / "launcher.db")
     models = ModelRegistry(root / "models")
     states = StateStore(root, db)
+    snapshots = SnapshotStore(root, db, states)
     records = JobRecords(db)
     datasets = DatasetStore(root, db)
     launchers = PersistentLaunchers(db)
     await asyncio.to_thread(states.reconcile)
+    await asyncio.to_thread(snapshots.reconcile)
     lost = await asyncio.to_thread(records.reconcile, time.time())
     if lost:
         log.warning("%d jobs were lost with the previous launcher: launcher_terminated", lost)
@@ -146,11 +149,12 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
     )
-    intake = Intake(models, states, datasets, launchers, root / "tmp")
+    intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots)
 
     server = grpc.aio.server(interceptors=[auth_interceptor(db, jobs)])
     model_pb2_grpc.add_ModelServicer_to_server(
-        ModelServicer(intake, jobs, records, models, states=states), server
+        ModelServicer(intake, jobs, records, models, states=states, snapshots=snapshots),
+        server,
     )
     dataset_pb2_grpc.add_DatasetServicer_to_server(DatasetServicer(datasets), server)
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +23,8 @@ from launcher.errors import RequestError, invalid
 from launcher.jobs.request import JobRequest, ResolvedMount
 from launcher.params import ParamSource
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
-from launcher.store.states import StateNotFound, StateStore
+from launcher.store.snapshots import SnapshotNotFound, SnapshotStore
+from launcher.store.states import KeyReader, StateNotFound, StateStore
 from launcher.v1 import model_pb2
 from runtime.tensor import StreamValidator, TensorError, TensorInfo
 
@@ -46,8 +47,10 @@ class Intake:
         datasets: DatasetSource,
         launchers: LauncherLookup,
         spool_dir: Path,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.models = models
+        self.snapshots = snapshots
         self.states = states
         self.datasets = datasets
         self.launchers = launchers
@@ -97,6 +100,10 @@ class Intake:
                 raise invalid(f"mountModels[{i}].modelId", "a model cannot mount itself")
             if mount.HasField("state_id") and mount.HasField("snapshot_id"):
                 raise invalid(f"mountModels[{i}]", "give stateId or snapshotId, not both")
+            if mount.HasField("state_id"):
+                check_id(f"mountModels[{i}].stateId", mount.state_id, "a state id")
+            if mount.HasField("snapshot_id"):
+                check_id(f"mountModels[{i}].snapshotId", mount.snapshot_id, "a snapshot id")
         location = header.execution_location.WhichOneof("location")
         request = JobRequest(model_id=model_id, name=name, model=None, startup_failure=None)
         if location == "temporary_launcher_spec":
@@ -136,38 +143,86 @@ class Intake:
                 raise RequestError("persistent_launcher_not_found")
             request.spec = launcher.spec
         for mount in header.mount_models:
-            request.mounts.append(self._resolve_mount(mount))
+            request.mounts.append(self._resolve_mount(mount, request))
         for param in header.params:
             if param.WhichOneof("data") == "dataset":
                 request.params[param.name] = self.datasets.open_param(
                     param.dataset.dataset_id, param.dataset.dataset_key, param.name
                 )
 
-    def _resolve_mount(self, mount: model_pb2.MountModel) -> ResolvedMount:
+    def _resolve_mount(self, mount: model_pb2.MountModel, request: JobRequest) -> ResolvedMount:
+        if mount.HasField("snapshot_id"):
+            return self._resolve_snapshot(mount, request)
         if not self.models.exists(mount.model_id):
             raise RequestError("model_to_mount_not_found")
         try:
-            config = self.models.load(mount.model_id)
-        except (ModelConfigError, ModelReadError, KeyError):
+            # Only its files are mounted: a broken model.toml does not hide the model.
+            folder = (self.models.models_dir / mount.model_id).resolve(strict=True)
+        except OSError:
             raise RequestError("model_to_mount_not_found") from None
-        if mount.HasField("snapshot_id"):
-            raise RequestError("snapshot_for_model_to_mount_not_found")
         state_id = mount.state_id if mount.HasField("state_id") else None
         try:
             record = self.states.get(mount.model_id, state_id)
-        except StateNotFound:
-            raise RequestError("state_for_model_to_mount_not_found") from None
-        keys: dict[str, ParamSource] = {}
-        for key in record.keys:
-            reader = self.states.open_key(mount.model_id, record.id, key.key)
-            try:
-                fd = os.dup(reader.fd)
-            finally:
-                reader.close()
-            keys[key.key] = ParamSource(
-                key.key, fd, np.array([0], np.uint64), np.array([key.byte_size], np.uint64)
+            self._check_made_from(record.mounted_models)
+            keys = self._open_keys(
+                lambda key: self.states.open_key(mount.model_id, record.id, key),
+                [k.key for k in record.keys],
             )
-        return ResolvedMount(mount.model_id, str(config.path), record.id, None, keys)
+        except StateNotFound:  # also when deleted between the lookup and the opening
+            raise RequestError("state_for_model_to_mount_not_found") from None
+        return ResolvedMount(mount.model_id, str(folder), record.id, None, keys)
+
+    def _resolve_snapshot(self, mount: model_pb2.MountModel, request: JobRequest) -> ResolvedMount:
+        """The snapshot's frozen folder and state. A lease on the request keeps its folder
+        while the job lives, even if the snapshot is deleted meanwhile."""
+        if self.snapshots is None:
+            raise RequestError("snapshot_for_model_to_mount_not_found")
+        try:
+            snapshot = self.snapshots.acquire(mount.model_id, mount.snapshot_id, request)
+        except SnapshotNotFound:
+            # A snapshot outlives its model's folder; without either, the model is unknown.
+            if not self.models.exists(mount.model_id):
+                raise RequestError("model_to_mount_not_found") from None
+            raise RequestError("snapshot_for_model_to_mount_not_found") from None
+        self._check_made_from(snapshot.mounted_models)
+        by_key = {k.key.key: k for k in snapshot.keys}
+        keys = self._open_keys(lambda key: snapshot.open_key(by_key[key]), list(by_key))
+        return ResolvedMount(
+            mount.model_id, str(snapshot.code_dir), snapshot.state_id, snapshot.id, keys
+        )
+
+    def _check_made_from(self, mounted_models: tuple[dict[str, Any], ...]) -> None:
+        """``snapshot_no_longer_exists``: the state to mount was made by a job that mounted a
+        snapshot, and that snapshot has been deleted since. Models here are folders, not made
+        from snapshots; a state is what is made from one, so this is where the code applies."""
+        for made_from in mounted_models:
+            snapshot_id = made_from.get("snapshotId")
+            if snapshot_id is None:
+                continue
+            if self.snapshots is None or not self.snapshots.exists(
+                made_from["modelId"], snapshot_id
+            ):
+                raise RequestError("snapshot_no_longer_exists")
+
+    @staticmethod
+    def _open_keys(
+        open_key: Callable[[str], KeyReader], names: list[str]
+    ) -> dict[str, ParamSource]:
+        """Each key as a one-element source on its own descriptor; all or none stay open."""
+        keys: dict[str, ParamSource] = {}
+        try:
+            for name in names:
+                with open_key(name) as reader:
+                    size = reader.byte_size
+                    fd = os.dup(reader.fd)
+                keys[name] = ParamSource(
+                    name, fd, np.array([0], np.uint64), np.array([size], np.uint64)
+                )
+        except BaseException:
+            for source in keys.values():
+                source.close()
+            raise
+        return keys
 
     # ---- inline data ----
 

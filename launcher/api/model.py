@@ -12,6 +12,7 @@ import grpc
 from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.intake import Intake
+from launcher.api.snapshots import SnapshotApi
 from launcher.api.states import StateApi
 from launcher.errors import RequestError
 from launcher.jobs.job import PhaseEvent
@@ -29,7 +30,7 @@ def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
     )
 
 
-class ModelServicer(StateApi, model_pb2_grpc.ModelServicer):
+class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
     def __init__(
         self,
         intake: Intake,

@@ -9,10 +9,12 @@ from typing import Any
 import grpc
 
 from launcher.api import convert
-from launcher.api.validation import check_id, check_name
+from launcher.api.snapshots import snapshot_infos
+from launcher.api.validation import MAX_MOUNTS, check_id, check_name
 from launcher.errors import RequestError, invalid
 from launcher.store.errors import StoreError
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
+from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateRecord, StateStore
 from launcher.v1 import common_pb2, model_pb2
 
@@ -37,7 +39,9 @@ def _state_info(record: StateRecord) -> model_pb2.StateInfo:
 class StateApi:
     """Mixed into the Model servicer; every method answers errors as values."""
 
-    def __init__(self, models: ModelRegistry, states: StateStore, snapshots: Any = None) -> None:
+    def __init__(
+        self, models: ModelRegistry, states: StateStore, snapshots: SnapshotStore | None = None
+    ) -> None:
         self.models = models
         self.states = states
         self.snapshots = snapshots
@@ -57,7 +61,7 @@ class StateApi:
             info.active_state = active
         info.states.extend(_state_info(r) for r in self.states.list(model_id))
         if self.snapshots is not None:
-            info.snapshots.extend(self.snapshots.infos(model_id))
+            info.snapshots.extend(snapshot_infos(self.snapshots.list(model_id)))
         return info
 
     def _get_models(self, request: model_pb2.GetModelsRequest) -> model_pb2.GetModelsResponse:
@@ -104,7 +108,9 @@ class StateApi:
             record = await asyncio.to_thread(self.states.get, request.model_id, state_id)
             names = [k.key for k in record.keys]
             keys = list(request.keys) or names
-            for key in keys:
+            for i, key in enumerate(keys):
+                if key in keys[:i]:  # the stream names each key once, in its first chunk
+                    raise invalid(f"keys[{i}]", f"the key {key!r} is given twice")
                 if key not in names:
                     raise RequestError("state_key_not_found")
             readers = [
@@ -170,9 +176,12 @@ class StateApi:
                 raise invalid(f"data[{i}].data", "a state key holds at most 1 GiB")
         if len(header.keys) > 100:
             raise invalid("data", "a state has at most 100 keys")
+        mounted = await asyncio.to_thread(self._mounted_models, header.mount_models)
         for state_id in header.delete_states:
             await asyncio.to_thread(self.states.get, header.model_id, state_id)
-        pending = await asyncio.to_thread(self.states.begin, header.model_id, header.name)
+        pending = await asyncio.to_thread(
+            self.states.begin, header.model_id, header.name, None, mounted
+        )
         try:
             index = 0
             writer = None
@@ -197,7 +206,7 @@ class StateApi:
                     if writer is None or (left == 0 and index >= len(keys)):
                         raise invalid("data", "more bytes than the keys' declared sizes")
                     n = min(left, len(data))
-                    writer.write(data[:n])
+                    await asyncio.to_thread(writer.write, data[:n])  # disk I/O off the loop
                     left -= n
                     data = data[n:]
                     if left == 0:
@@ -216,6 +225,35 @@ class StateApi:
             except StoreError:
                 pass  # already gone, or active: the new state is still created
         return record.id
+
+    def _mounted_models(self, mounts: Any) -> list[dict[str, str]]:
+        """An uploaded state's ``mountedModels``: each entry must name what exists."""
+        if len(mounts) > MAX_MOUNTS:
+            raise invalid("mountModels", f"at most {MAX_MOUNTS} models may be mounted")
+        out = []
+        for i, mount in enumerate(mounts):
+            check_id(f"mountModels[{i}].modelId", mount.model_id, "a model id")
+            if mount.HasField("state_id") and mount.HasField("snapshot_id"):
+                raise invalid(f"mountModels[{i}]", "give stateId or snapshotId, not both")
+            entry = {"modelId": mount.model_id}
+            if mount.HasField("snapshot_id"):
+                check_id(f"mountModels[{i}].snapshotId", mount.snapshot_id, "a snapshot id")
+                if self.snapshots is None or not self.snapshots.exists(
+                    mount.model_id, mount.snapshot_id
+                ):
+                    if not self.models.exists(mount.model_id):
+                        raise RequestError("model_to_mount_not_found")
+                    raise RequestError("snapshot_for_model_to_mount_not_found")
+                entry["snapshotId"] = mount.snapshot_id
+            elif not self.models.exists(mount.model_id):
+                raise RequestError("model_to_mount_not_found")
+            elif mount.HasField("state_id"):
+                try:
+                    self.states.get(mount.model_id, mount.state_id)
+                except StoreError:
+                    raise RequestError("state_for_model_to_mount_not_found") from None
+            out.append(entry)
+        return out
 
     async def _simple(self, model_id: str, action: Any, *args: Any) -> common_pb2.EmptyResponse:
         try:
