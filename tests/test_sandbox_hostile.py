@@ -71,9 +71,11 @@ def test_exit_code_and_signal_are_decoded(place: Place, fork_runtime: bool) -> N
 
 def test_module_runs_in_the_forked_zygote_with_exactly_the_plan_env(place: Place) -> None:
     (place.job / "show_env.py").write_text(
-        "import json, os, sys\n"
+        "import json, os, sys, threading\n"
+        "import numpy\n"
+        "numpy.ones((300, 300)) @ numpy.ones((300, 300))\n"
         "print(json.dumps({'env': dict(os.environ), 'numpy': 'numpy' in sys.modules,"
-        " 'name': __name__, 'uid': os.getuid()}))\n"
+        " 'name': __name__, 'uid': os.getuid(), 'threads': len(os.listdir('/proc/self/task'))}))\n"
         "sys.exit(7)\n"
     )
     plan = WorkerPlan(
@@ -81,7 +83,7 @@ def test_module_runs_in_the_forked_zygote_with_exactly_the_plan_env(place: Place
         env={"IPC_PATH": str(place.job / "ipc.sock"), "ONLY": "this"},
         model_dir=place.model,
         job_dir=place.job,
-        spec=LauncherSpec(),
+        spec=LauncherSpec(cpus=2),
         gpu_ids=["1", "3"],
     )
     termination, log = in_sandbox(config_for(place), lambda s: run_to_end(s, plan))
@@ -91,6 +93,7 @@ def test_module_runs_in_the_forked_zygote_with_exactly_the_plan_env(place: Place
     assert report["numpy"] is True  # forked from the warm zygote, not exec'd
     assert report["name"] == "__main__"
     assert report["uid"] == 65534
+    assert report["threads"] == 2  # OpenBLAS given back the job's CPU share
 
 
 def test_memory_hog_is_killed_with_oom_proven_by_the_cgroup(place: Place) -> None:

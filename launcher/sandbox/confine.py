@@ -7,6 +7,7 @@ comes before seccomp (which requires it).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import runpy
@@ -21,6 +22,11 @@ from launcher.sandbox import libc, seccomp
 from launcher.sandbox.recipe import Recipe
 
 _FAILED = 125
+_BLAS_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
 
 
 def _drop_privileges(uid: int, gid: int) -> None:
@@ -49,10 +55,28 @@ def _confine(recipe: Recipe, parent: int, alive_fd: int) -> None:
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
 
 
+def _set_blas_threads(count: int) -> None:
+    """The zygote imported numpy with one OpenBLAS thread; give the worker its own count."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    libraries = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1]}
+    for path in libraries:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(count)
+                break
+
+
 def _run_module(recipe: Recipe, module: str) -> None:
     """Run ``module`` as ``python -m`` would, in this (forked, pre-imported) interpreter."""
     os.environ.clear()
     os.environ.update(recipe.env)
+    if recipe.blas_threads > 1:
+        _set_blas_threads(recipe.blas_threads)
     sys.argv = [recipe.argv[0]]
     sys.path[0] = recipe.cwd
     code = 0

@@ -6,6 +6,7 @@ Three ways to start, strongest first: fork from the warm zygote; the exec'd entr
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import sysconfig
@@ -80,6 +81,7 @@ class LayeredSandbox:
         if plan.gpu_ids:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(plan.gpu_ids)
         recipe = Recipe(argv=list(plan.argv), env=env, cwd=str(plan.job_dir))
+        recipe.blas_threads = _blas_threads(env, plan.spec.cpus)
         if forked and plan.fork_runtime and len(plan.argv) == 3 and plan.argv[1] == "-m":
             if os.path.realpath(plan.argv[0]) == os.path.realpath(sys.executable):
                 recipe.run_module = plan.argv[2]
@@ -141,6 +143,14 @@ class LayeredSandbox:
     async def close(self) -> None:
         if self._zygote is not None:
             await self._zygote.close()
+
+
+def _blas_threads(env: dict[str, str], cpus: float) -> int:
+    """What a fresh interpreter's OpenBLAS would use, bounded by the CPU share."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if env.get(name, "").isdigit() and int(env[name]) > 0:
+            return int(env[name])
+    return max(1, min(math.ceil(cpus), os.cpu_count() or 1))
 
 
 def _gpu_devices() -> list[str]:

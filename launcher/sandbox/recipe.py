@@ -25,6 +25,7 @@ class Recipe:
     seccomp: bool = False
     rlimits: dict[str, int] = field(default_factory=dict)  # RLIMIT_* name → soft = hard
     hostname: str = "sandbox"
+    blas_threads: int = 1  # the forked zygote's OpenBLAS started single-threaded: reset it
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

@@ -50,7 +50,9 @@ class ZygoteWorker(SandboxedWorker):
         self._id = worker_id
 
     async def _wait_status(self) -> int:
-        return await self._zygote.exits[self._id]
+        status = await self._zygote.exits[self._id]
+        del self._zygote.exits[self._id]
+        return status
 
     def _kill_top(self) -> None:
         self._zygote.send({"op": "kill", "id": self._id})
