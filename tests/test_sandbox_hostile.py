@@ -284,3 +284,18 @@ def test_worker_has_no_privileges_and_forbidden_calls_fail(place: Place) -> None
         assert report[call] == "Operation not permitted", call
     assert report["AF_UNIX"] == "ok"
     assert report["tmp_64MiB"] in ("No space left on device", "File too large")
+
+
+def test_a_zygote_that_died_idle_is_replaced_transparently(place: Place) -> None:
+    async def body(sandbox: LayeredSandbox) -> list[int | None]:
+        codes = []
+        for _ in range(2):
+            termination, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "6"))
+            codes.append(termination.exit_code)
+            zygote = sandbox._zygote
+            assert zygote is not None and zygote._zygote is not None
+            zygote._zygote.proc.kill()
+            await zygote._zygote.proc.wait()
+        return codes
+
+    assert in_sandbox(config_for(place), body) == [6, 6]

@@ -96,21 +96,27 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int) -> None:
     except OSError as exc:
         os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
         os._exit(SETUP_FAILED)
-    init = os.fork()
-    if init == 0:
-        os.close(status_r)
-        os.close(alive_w)
-        _run_init(recipe, status_w, alive_r)
-    os.close(status_w)
-    os.close(alive_r)
     killed = False
+    init = 0
 
     def on_term(_signum: int, _frame: object) -> None:
         nonlocal killed
         killed = True
-        os.kill(init, signal.SIGKILL)
+        if init:
+            os.kill(init, signal.SIGKILL)
 
+    # Before the fork: a kill request that arrives while forking is not lost.
     signal.signal(signal.SIGTERM, on_term)
+    init = os.fork()
+    if init == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.close(status_r)
+        os.close(alive_w)
+        _run_init(recipe, status_w, alive_r)
+    if killed:
+        os.kill(init, signal.SIGKILL)
+    os.close(status_w)
+    os.close(alive_r)
     while True:
         pid, init_status = os.waitpid(-1, 0)
         if pid == init:

@@ -33,6 +33,10 @@ _SINGLE_THREADED = {
 }
 
 
+class ZygoteLost(RuntimeError):
+    """The zygote died or stopped answering."""
+
+
 class ZygoteWorker(SandboxedWorker):
     """A worker whose keeper is a child of the zygote."""
 
@@ -55,7 +59,9 @@ class ZygoteWorker(SandboxedWorker):
         return status
 
     def _kill_top(self) -> None:
-        self._zygote.send({"op": "kill", "id": self._id})
+        # A lost zygote took its keepers, and so this worker, with it.
+        with contextlib.suppress(ZygoteLost):
+            self._zygote.send({"op": "kill", "id": self._id})
 
 
 class _Zygote:
@@ -101,7 +107,7 @@ class _Zygote:
 
     def _lost(self) -> None:
         self.alive = False
-        error = RuntimeError("the sandbox zygote exited")
+        error = ZygoteLost("the sandbox zygote exited")
         for future in (self._ready, *self._started.values()):
             if not future.done():
                 future.set_exception(error)
@@ -111,19 +117,29 @@ class _Zygote:
                 future.set_result(signal.SIGKILL)
 
     def send(self, message: dict[str, object], fds: tuple[int, ...] = ()) -> None:
+        """Send one packet; raises ZygoteLost when the zygote is gone or stuck."""
         if not self.alive:
-            return
+            raise ZygoteLost("the sandbox zygote exited")
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        # Packets are small and the zygote always reads: a full buffer means it is stuck.
-        self.sock.sendmsg([json.dumps(message).encode()], ancillary)
+        try:
+            # Packets are small and the zygote always reads: a full buffer means it is stuck.
+            self.sock.sendmsg([json.dumps(message).encode()], ancillary)
+        except OSError as exc:
+            self.alive = False
+            raise ZygoteLost(f"cannot talk to the sandbox zygote: {exc}") from exc
 
     async def spawn(self, worker_id: str, recipe: Recipe, log_fd: int) -> int:
         loop = asyncio.get_running_loop()
         started: asyncio.Future[int] = loop.create_future()
         self._started[worker_id] = started
         self.exits[worker_id] = loop.create_future()
-        self.send({"op": "spawn", "id": worker_id, "recipe": recipe.to_json()}, (log_fd,))
-        return await started
+        try:
+            self.send({"op": "spawn", "id": worker_id, "recipe": recipe.to_json()}, (log_fd,))
+            return await started
+        except BaseException:
+            self._started.pop(worker_id, None)
+            self.exits.pop(worker_id, None)
+            raise
 
     async def stop(self) -> None:
         with contextlib.suppress(OSError):
@@ -181,17 +197,25 @@ class ZygoteHost:
     async def start(
         self, recipe: Recipe, cgroup: WorkerCgroup | None, watchdog_bytes: int | None
     ) -> ZygoteWorker:
-        zygote = await self._get()
-        read_fd, write_fd = os.pipe()
-        worker_id = str(next(self._ids))
-        try:
-            pid = await zygote.spawn(worker_id, recipe, write_fd)
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)
-        return ZygoteWorker(zygote, worker_id, pid, read_fd, cgroup, watchdog_bytes)
+        retried = False
+        while True:
+            zygote = await self._get()
+            read_fd, write_fd = os.pipe()
+            worker_id = str(next(self._ids))
+            try:
+                pid = await zygote.spawn(worker_id, recipe, write_fd)
+            except ZygoteLost:
+                os.close(read_fd)
+                if retried:
+                    raise
+                retried = True  # it died between uses: once more with a fresh one
+                continue
+            except BaseException:
+                os.close(read_fd)
+                raise
+            finally:
+                os.close(write_fd)
+            return ZygoteWorker(zygote, worker_id, pid, read_fd, cgroup, watchdog_bytes)
 
     async def close(self) -> None:
         async with self._lock:
