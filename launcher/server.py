@@ -124,6 +124,10 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     for sub in ("models", "states", "datasets", "tmp", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     db = Database(root / "launcher.db")
+    # Refuse an unsafe listen address before building anything that would need tearing down.
+    keys_exist = await asyncio.to_thread(KeyStore(db).enabled)
+    for address in options.listen:
+        _check_listen(address, options, keys_exist)
     models = ModelRegistry(root / "models")
     states = StateStore(root, db)
     snapshots = SnapshotStore(root, db, states)
@@ -171,10 +175,8 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     ]
     reflection.enable_server_reflection(names, server)
     credentials = _credentials(options)
-    keys_exist = await asyncio.to_thread(KeyStore(db).enabled)
     addresses = []
     for address in options.listen:
-        _check_listen(address, options, keys_exist)
         port = _add_port(server, address, credentials)
         if address.startswith("unix:"):
             addresses.append(address)
