@@ -1,0 +1,149 @@
+"""Measurements 3-5: warm and cold createState latency, and throughput with 8 clients.
+
+All against one real launcher with the sandbox on. References, same run: the launcher's own
+gRPC health check (latency, and rate with the same 8 clients) and a fresh
+``python -c "import numpy"`` process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.common import (
+    TRIVIAL_MODEL,
+    Settings,
+    median,
+    numpy_import_times,
+    percentile,
+    running_launcher,
+)
+from bench.report import Figure, Target
+from launcher.client import LauncherClient
+
+SPEC = {"cpus": 1, "memoryMebibytes": 512}
+TEMPORARY = {"type": "temporaryLauncher", "spec": SPEC}
+CALL_TIMEOUT = 60.0
+CLIENTS = 8
+
+
+class JobFailed(Exception):
+    """A createState answered other than success (the launcher's fault, counted not fatal)."""
+
+
+def trivial_job(client: LauncherClient, location: dict[str, Any]) -> float:
+    """One trivial createState; its client-observed seconds. Anything but success raises."""
+    start = time.perf_counter()
+    response = client.model.create_state(
+        model_id=TRIVIAL_MODEL, name="bench", params=[], execution_location=location
+    )
+    elapsed = time.perf_counter() - start
+    if "success" not in response.get("result", {}):
+        raise JobFailed(f"createState did not succeed: {response}")
+    return elapsed
+
+
+@dataclass
+class Series:
+    """Latencies of successful jobs, and the failures met on the way."""
+
+    times: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, client: LauncherClient, location: dict[str, Any], n: int) -> Series:
+        for _ in range(n):
+            try:
+                self.times.append(trivial_job(client, location))
+            except JobFailed as e:
+                self.failures.append(str(e))
+        if not self.times:
+            raise RuntimeError(f"every job failed; the first: {self.failures[0]}")
+        return self
+
+    def detail(self) -> dict[str, Any]:
+        return {"calls": len(self.times) + len(self.failures), "first_failure": self.failures[:1]}
+
+
+def persistent_location(client: LauncherClient) -> dict[str, Any]:
+    created = client.persistent_launcher.create_persistent_launcher(name="bench", spec=SPEC)
+    if "result" not in created:
+        raise RuntimeError(f"create_persistent_launcher failed: {created}")
+    return {
+        "type": "persistentLauncher",
+        "persistentLauncherId": created["result"]["persistentLauncherId"],
+    }
+
+
+def health_times(address: str, n: int) -> list[float]:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        times = []
+        for _ in range(n + 1):
+            start = time.perf_counter()
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT)
+            times.append(time.perf_counter() - start)
+    return times[1:]  # the first one pays for connecting
+
+
+def _warm_up(client: LauncherClient, location: dict[str, Any], n: int) -> None:
+    """The first calls start the zygote and the session; their failures show in the series."""
+    for _ in range(n):
+        try:
+            trivial_job(client, location)
+        except JobFailed:
+            pass
+
+
+def measure_warm(settings: Settings) -> list[Figure]:
+    calls = settings.count(200, 20)
+    with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
+        persistent = persistent_location(client)
+        _warm_up(client, persistent, 3)
+        warm = Series().run(client, persistent, calls)
+        health = health_times(launcher.address, calls)
+    health_p50 = median(health) * 1000
+    return [
+        Figure(
+            "3. warm createState p50 (persistent)",
+            median(warm.times) * 1000,
+            "ms",
+            "health check p50",
+            health_p50,
+            Target("ratio", "<=", 5),
+            {**warm.detail(), "health_p99_ms": percentile(health, 99) * 1000},
+            len(warm.failures),
+        ),
+        Figure(
+            "3. warm createState p99 (persistent)",
+            percentile(warm.times, 99) * 1000,
+            "ms",
+            "health check p50",
+            health_p50,
+            detail=warm.detail(),
+            failures=len(warm.failures),
+        ),
+    ]
+
+
+def measure_cold(settings: Settings) -> list[Figure]:
+    calls = settings.count(30, 5)
+    with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
+        _warm_up(client, TEMPORARY, 1)
+        cold = Series().run(client, TEMPORARY, calls)
+    numpy_ref = numpy_import_times(settings.count(10, 3))
+    return [
+        Figure(
+            "4. cold createState p50 (temporary, sandbox on)",
+            median(cold.times) * 1000,
+            "ms",
+            "import numpy",
+            median(numpy_ref) * 1000,
+            Target("ratio", "<=", 0.25),
+            {**cold.detail(), "p99_ms": percentile(cold.times, 99) * 1000},
+            len(cold.failures),
+        )
+    ]

@@ -1,0 +1,84 @@
+"""The raw gRPC reference: a bare server whose one client-streaming method counts bytes.
+
+Run as ``python -m bench.rawgrpc ADDRESS`` (it prints "ready" once serving); ``upload`` sends a
+buffer to it in 1 MiB chunks, as a client-streaming call, and returns the count it answered.
+No protobuf: requests and the answer are raw bytes, so this is gRPC's own cost.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+METHOD = "/bench.Raw/Upload"
+CHUNK = 1 << 20
+
+
+def _count(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    return str(sum(len(r) for r in requests)).encode()
+
+
+def serve(address: str) -> None:
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Raw", {"Upload": grpc.stream_unary_rpc_method_handler(_count)}
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    server.add_insecure_port(address)
+    server.start()
+    print("ready", flush=True)
+    # Lives until its parent closes our stdin (or kills us).
+    sys.stdin.read()
+    server.stop(0)
+
+
+def upload(address: str, buffer: memoryview, timeout: float = 120.0) -> int:
+    with grpc.insecure_channel(address) as channel:
+        call = channel.stream_unary(METHOD)
+        chunks = (bytes(buffer[i : i + CHUNK]) for i in range(0, len(buffer), CHUNK))
+        return int(call(chunks, timeout=timeout))
+
+
+@contextmanager
+def raw_server(folder: Path) -> Iterator[str]:
+    """A raw server in its own process on a Unix socket in ``folder``; yields its address."""
+    address = f"unix://{folder}/raw.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.rawgrpc", address],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the raw gRPC server did not start: {line!r}")
+        yield address
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def timed_upload(address: str, buffer: memoryview) -> float:
+    start = time.perf_counter()
+    got = upload(address, buffer)
+    elapsed = time.perf_counter() - start
+    if got != len(buffer):
+        raise RuntimeError(f"the raw server counted {got} bytes of {len(buffer)}")
+    return elapsed
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

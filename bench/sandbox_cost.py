@@ -1,0 +1,96 @@
+"""Measurement 2, sandbox overhead: spawning one worker with every layer vs with none.
+
+Each worker is the real ``python -m runtime``: started by ``create_sandbox(...).start(plan)``,
+it connects to a listening Unix socket, the socket is closed, and it exits. Timed from the
+start call to the exit, for three sandboxes in the same run: every layer (zygote fork), every
+layer but the zygote (exec'd entry helper), and every configurable layer off (plain spawn, the
+reference). The first worker of each sandbox (which starts its zygote) is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from bench.common import BENCH_MODELS, TRIVIAL_MODEL, Settings, median, temp_dir
+from bench.report import Figure
+from launcher.sandbox import LAYER_NAMES, Sandbox, SandboxConfig, WorkerPlan, create_sandbox
+from launcher.spec import LauncherSpec
+from launcher.worker.listener import WorkerListener
+
+STEP_TIMEOUT = 30.0
+SPEC = LauncherSpec(cpus=1, memory_mebibytes=512)
+
+
+async def _one_worker(sandbox: Sandbox, job_dir: Path) -> tuple[float, float]:
+    """(seconds to connect, seconds to exit) of one runtime worker."""
+    job_dir.mkdir(mode=0o700)
+    ipc = job_dir / "ipc.sock"
+    plan = WorkerPlan(
+        argv=[sys.executable, "-m", "runtime"],
+        env={"IPC_PATH": str(ipc), "PATH": "/usr/bin:/bin", "HOME": str(job_dir)},
+        model_dir=BENCH_MODELS / TRIVIAL_MODEL,
+        job_dir=job_dir,
+        spec=SPEC,
+    )
+    async with WorkerListener(ipc) as listener:
+        start = time.perf_counter()
+        worker = await sandbox.start(plan)
+        try:
+            _, writer = await asyncio.wait_for(listener.accept(), STEP_TIMEOUT)
+            connected = time.perf_counter() - start
+            writer.close()
+            ended = await asyncio.wait_for(worker.wait(), STEP_TIMEOUT)
+            exited = time.perf_counter() - start
+        finally:
+            await worker.close()
+    if ended.exit_code != 0:
+        raise RuntimeError(f"the worker ended {ended}: {worker.log_tail()}")
+    return connected, exited
+
+
+async def _series(disable: frozenset[str], n: int, folder: Path) -> dict[str, object]:
+    sandbox = await create_sandbox(SandboxConfig(state_dir=folder / "sandbox", disable=disable))
+    try:
+        await _one_worker(sandbox, folder / "warm")
+        samples = [await _one_worker(sandbox, folder / f"job{i}") for i in range(n)]
+    finally:
+        await sandbox.close()
+    return {
+        "connect_ms": [c * 1000 for c, _ in samples],
+        "exit_ms": [e * 1000 for _, e in samples],
+        "layers": sandbox.layers(),
+    }
+
+
+def _run(disable: frozenset[str], n: int) -> dict[str, object]:
+    with temp_dir("sandbox") as folder:
+        return asyncio.run(_series(disable, n, folder))
+
+
+def measure(settings: Settings) -> list[Figure]:
+    n = settings.count(10, 3)
+    full = _run(frozenset(), n)
+    no_zygote = _run(frozenset({"zygote"}), n)
+    none = _run(LAYER_NAMES, n)
+    reference = median(none["exit_ms"])  # type: ignore[arg-type]
+    return [
+        Figure(
+            "2. worker spawn to exit, all layers (zygote)",
+            median(full["exit_ms"]),  # type: ignore[arg-type]
+            "ms",
+            "no layers",
+            reference,
+            detail={"all": full, "none": none},
+        ),
+        Figure(
+            "2. worker spawn to exit, all layers but zygote",
+            median(no_zygote["exit_ms"]),  # type: ignore[arg-type]
+            "ms",
+            "no layers",
+            reference,
+            detail={"all_but_zygote": no_zygote},
+        ),
+    ]

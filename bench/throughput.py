@@ -1,0 +1,119 @@
+"""Measurement 5: throughput of trivial createState jobs with 8 concurrent clients.
+
+Each client is a thread with its own channel, calling in a loop for a fixed time, on a
+temporary launcher per job and on one persistent launcher. Reference, same run and same 8
+threads: the launcher's gRPC health checks per second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.common import Settings, median, running_launcher
+from bench.create_state import (
+    CALL_TIMEOUT,
+    TEMPORARY,
+    JobFailed,
+    Series,
+    persistent_location,
+    trivial_job,
+)
+from bench.report import Figure, Target
+from launcher.client import LauncherClient
+
+CLIENTS = 8
+
+
+def _rate(worker: Callable[[Callable[[], bool]], Series], seconds: float) -> tuple[float, Series]:
+    """Runs ``worker(keep_going)`` in CLIENTS threads for ``seconds``; (successes/s, all)."""
+    results = [Series() for _ in range(CLIENTS)]
+    errors: list[BaseException] = []
+    deadline = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        try:
+            results[i] = worker(lambda: time.perf_counter() < deadline)
+        except BaseException as e:  # noqa: BLE001 - reported by the measuring thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 2 * CALL_TIMEOUT)
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"a client failed: {errors[0]!r}") from errors[0]
+    total = Series([t for r in results for t in r.times], [f for r in results for f in r.failures])
+    return len(total.times) / elapsed, total
+
+
+def _job_rate(address: str, location: dict[str, Any], seconds: float) -> tuple[float, Series]:
+    def worker(keep_going: Callable[[], bool]) -> Series:
+        series = Series()
+        with LauncherClient(address, timeout=CALL_TIMEOUT) as client:
+            while keep_going():
+                try:
+                    series.times.append(trivial_job(client, location))
+                except JobFailed as e:
+                    series.failures.append(str(e))
+        return series
+
+    return _rate(worker, seconds)
+
+
+def _health_rate(address: str, seconds: float) -> tuple[float, Series]:
+    def worker(keep_going: Callable[[], bool]) -> Series:
+        series = Series()
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while keep_going():
+                start = time.perf_counter()
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT)
+                series.times.append(time.perf_counter() - start)
+        return series
+
+    return _rate(worker, seconds)
+
+
+def measure(settings: Settings) -> list[Figure]:
+    seconds = settings.count(6, 2)
+    with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
+        persistent = persistent_location(client)
+        trivial_job(client, persistent)  # start the zygote
+        health_rate, health = _health_rate(launcher.address, seconds)
+        temp_rate, temp_jobs = _job_rate(launcher.address, TEMPORARY, seconds)
+        pers_rate, pers_jobs = _job_rate(launcher.address, persistent, seconds)
+    detail = {
+        "clients": CLIENTS,
+        "seconds": seconds,
+        "health_checks": len(health.times),
+        "health_p50_ms": median(health.times) * 1000,
+    }
+    return [
+        Figure(
+            f"5. throughput, {CLIENTS} clients, {kind} (jobs)",
+            rate,
+            "/s",
+            "health checks",
+            health_rate,
+            Target("value", ">=", 200),
+            {
+                **detail,
+                **jobs.detail(),
+                "p50_ms": median(jobs.times) * 1000 if jobs.times else None,
+            },
+            len(jobs.failures),
+        )
+        for kind, rate, jobs in (
+            ("temporary", temp_rate, temp_jobs),
+            ("persistent", pers_rate, pers_jobs),
+        )
+    ]
