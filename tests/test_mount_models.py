@@ -76,9 +76,10 @@ def test_default_mount_reads_the_active_state(
     other = new_model(launcher)
     first = upload(client, other, a=b"first")
     second = upload(client, other, a=b"second", b=b"")
-    assert client.model.get_models(filter={"ids": [other]})["result"]["models"][0][
-        "activeState"
-    ] == first
+    assert (
+        client.model.get_models(filter={"ids": [other]})["result"]["models"][0]["activeState"]
+        == first
+    )
     seen = probe(client, [{"modelId": other}])
     assert seen[f"{other}/state/a"] == b"first" and f"{other}/state/b" not in seen
     client.model.set_active_model_state(model_id=other, state_id=second)

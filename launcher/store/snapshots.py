@@ -8,7 +8,8 @@ the key files of the state that was active. Metadata lives in SQLite (``snapshot
 Why hard links pin the state: a committed key file is never written again, so a second name
 for its inode freezes its bytes at no cost. Deleting the state unlinks only the state's names;
 the snapshot's keep the bytes, so ``delete_model_state`` needs to know nothing of snapshots.
-(Across file systems the key is copied instead.)
+Keys that have no file of their own (small keys kept in the database) or that sit on another
+file system are copied instead.
 
 Creation follows the states' commit protocol: built in ``<root>/tmp/snapshots/<id>/``, fsync'd,
 renamed into place, parents fsync'd, then the rows inserted in one transaction; ``reconcile``
@@ -174,7 +175,7 @@ class SnapshotStore:
             target.mkdir()
             try:
                 keys = [self._pin_key(state, i, k.key, target) for i, k in enumerate(state.keys)]
-            except (StateNotFound, FileNotFoundError):
+            except StateNotFound:
                 continue  # deactivated and deleted meanwhile: pin the new active state
             fsync_dir(target)
             return state, keys
@@ -183,11 +184,7 @@ class SnapshotStore:
     def _pin_key(self, state: StateRecord, index: int, key: str, target: Path) -> SnapshotKey:
         file = f"k{index:03d}"
         with self._states.open_key(state.model_id, state.id, key) as reader:
-            try:
-                os.link(reader.path, target / file)
-            except OSError as e:
-                if e.errno != errno.EXDEV:
-                    raise
+            if not _link_open_file(reader, target / file):
                 _copy_fd(reader.fd, target / file, 0o444)
             return SnapshotKey(StateKey(key, reader.byte_size, reader.sha256), file)
 
@@ -322,6 +319,24 @@ def _freeze_tree(source: Path, target: Path) -> None:
                 log.warning("snapshot of %s: skipping %s, not a file or folder", source, entry.path)
     fsync_dir(target)
     os.chmod(target, 0o555)
+
+
+def _link_open_file(reader: KeyReader, dest: Path) -> bool:
+    """Hard-link the file ``reader`` holds open, if its path still names it. Not so for a key
+    kept in the database (served from memory), a state deleted meanwhile, or another file
+    system: the caller copies from the open descriptor then, which always has the bytes."""
+    try:
+        held, named = os.fstat(reader.fd), os.stat(reader.path)
+        if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+            return False
+        os.link(reader.path, dest)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            return False
+        raise
+    return True
 
 
 def _copy_fd(fd: int, dest: Path, mode: int) -> None:

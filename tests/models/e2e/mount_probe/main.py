@@ -1,6 +1,6 @@
 """Reports what it sees of each mounted model: files, main.py, whether a write is refused,
 and its state (under '<model>/state/<key>'). A param 'wait' (any tensor) makes it sleep 2 s
-between reading the files and reading the state."""
+before looking, so that a test can change things under a running job."""
 
 import asyncio
 import json
@@ -8,7 +8,8 @@ import os
 
 
 async def create(options):
-    wait = "wait" in options.params
+    if "wait" in options.params:
+        await asyncio.sleep(2)
     for model_id, other in options.other_models.items():
         root = other.mount_path
         files = sorted(
@@ -26,8 +27,6 @@ async def create(options):
         except OSError as e:
             outcome = f"refused: {e.strerror}".encode()
         provide(f"{model_id}/write", outcome)
-        if wait:
-            await asyncio.sleep(2)
         for key, loader in other.state.items():
             provide(f"{model_id}/state/{key}", await loader.read())
 
