@@ -53,7 +53,7 @@ def test_committed_state_reads_back_its_keys_in_order(store: StateStore) -> None
 def test_state_row_appears_only_after_commit(store: StateStore, tmp_path: Path) -> None:
     pending = store.begin("m", "s")
     writer = pending.key_writer("k")
-    writer.write(b"abc")
+    writer.write(b"abc" * 30000)  # over the inline size: a file
     writer.finish()
     with pytest.raises(StateNotFound):
         store.get("m", pending.state_id)
@@ -175,7 +175,7 @@ def test_new_state_ids_are_unique_and_url_safe(store: StateStore) -> None:
 
 
 def test_flipped_byte_is_detected_on_read(store: StateStore, tmp_path: Path) -> None:
-    state_id = _commit(store, "m", {"k": bytes(range(256)) * 100})
+    state_id = _commit(store, "m", {"k": bytes(range(256)) * 1000})  # over the inline size
     (path,) = (tmp_path / "states" / state_id).iterdir()
     with open(path, "r+b") as f:
         f.seek(1234)
@@ -188,7 +188,7 @@ def test_flipped_byte_is_detected_on_read(store: StateStore, tmp_path: Path) -> 
 
 
 def test_truncated_file_is_detected_on_read(store: StateStore, tmp_path: Path) -> None:
-    state_id = _commit(store, "m", {"k": b"abcdef"})
+    state_id = _commit(store, "m", {"k": b"abcdef" * 20000})
     (path,) = (tmp_path / "states" / state_id).iterdir()
     os.truncate(path, 3)
     with store.open_key("m", state_id, "k") as reader, pytest.raises(CorruptBlob, match="size 3"):
@@ -276,16 +276,16 @@ def test_list_and_to_json_give_the_contract_shape(store: StateStore) -> None:
 
 
 def test_reconcile_removes_leftovers_and_keeps_committed(store: StateStore, tmp_path: Path) -> None:
-    kept = _commit(store, "m", {"k": b"keep"})
+    kept = _commit(store, "m", {"k": b"keep" * 20000})
     unfinished: PendingState = store.begin("m", "s")
-    unfinished.key_writer("k").write(b"partial")
+    unfinished.key_writer("k").write(b"partial" * 20000)
     (tmp_path / "states" / "s-orphan").mkdir()
     (tmp_path / "states" / "s-orphan" / "k000").write_bytes(b"orphan")
     store.reconcile()
     assert _files(tmp_path / "tmp") == []
     assert sorted(p.name for p in (tmp_path / "states").iterdir()) == [kept]
     with store.open_key("m", kept, "k") as reader:
-        assert reader.read_all() == b"keep"
+        assert reader.read_all() == b"keep" * 20000
 
 
 def test_concurrent_commits_from_threads_make_exactly_one_active(store: StateStore) -> None:
@@ -319,3 +319,25 @@ def test_chunk_size_must_be_positive(store: StateStore) -> None:
     state_id = _commit(store, "m", {"k": b"x"})
     with store.open_key("m", state_id, "k") as reader, pytest.raises(ValueError, match="positive"):
         next(reader.chunks(0))
+
+
+def test_small_keys_are_committed_inline_without_files(store: StateStore, tmp_path: Path) -> None:
+    state_id = _commit(store, "m", {"small": b"x" * 100, "empty": b""})
+    assert not (tmp_path / "states" / state_id).exists()
+    with store.open_key("m", state_id, "small") as reader:
+        assert reader.read_all() == b"x" * 100
+        assert os.pread(reader.fd, 10, 0) == b"x" * 10
+    store.set_active("m", _commit(store, "m", {"other": b"y"}))
+    store.delete("m", state_id)
+    with pytest.raises(StateNotFound):
+        store.get("m", state_id)
+
+
+def test_inline_and_file_keys_mix_in_one_state(store: StateStore, tmp_path: Path) -> None:
+    big = bytes(range(256)) * 1024
+    state_id = _commit(store, "m", {"small": b"s", "big": big})
+    assert len(list((tmp_path / "states" / state_id).iterdir())) == 1
+    with store.open_key("m", state_id, "big") as reader:
+        assert reader.read_all() == big
+    with store.open_key("m", state_id, "small") as reader:
+        assert reader.read_all() == b"s"

@@ -14,6 +14,8 @@ from types import TracebackType
 from launcher.store.errors import CorruptBlob
 
 MAX_KEY_BYTES = 1 << 30
+#: Keys up to this size are stored in the state's database row instead of a file.
+INLINE_MAX_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -41,24 +43,60 @@ def remove_tree(path: Path) -> None:
 
 
 class KeyWriter:
-    """Streams one state key to a new temporary file, hashing (sha256) while writing."""
+    """Streams one state key, hashing (sha256) while writing.
 
-    def __init__(self, key: str, path: Path, max_bytes: int = MAX_KEY_BYTES) -> None:
+    A key of at most ``inline_max`` bytes stays in memory and is committed inside the
+    state's SQLite row (one fsync for the whole state); a larger one goes to a new
+    temporary file as soon as it outgrows the limit, and is fsync'd by ``finish``.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        path: Path,
+        max_bytes: int = MAX_KEY_BYTES,
+        inline_max: int = INLINE_MAX_BYTES,
+    ) -> None:
         self.key = key
         self.path = path
         self._max_bytes = max_bytes
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._inline_max = inline_max
+        self._buffer: bytearray | None = bytearray()
+        self._fd: int | None = None
+        self._open = True
+        self._spilled = False
         self._hash = hashlib.sha256()
         self._size = 0
         self.result: StateKey | None = None
+        #: the key's bytes when it is stored inline (set by ``finish``), else None
+        self.inline: bytes | None = None
+
+    @property
+    def in_file(self) -> bool:
+        """True once the key has outgrown the inline size and lives in its file."""
+        return self._spilled
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._fd is None:
+        if not self._open:
             raise ValueError(f"state key {self.key!r} is already finished or closed")
         view = memoryview(data).cast("B")
         if self._size + len(view) > self._max_bytes:
             raise ValueError(f"state key {self.key!r} is larger than {self._max_bytes} bytes")
         self._hash.update(view)
+        if self._buffer is not None:
+            if self._size + len(view) <= self._inline_max:
+                self._buffer += view
+                self._size += len(view)
+                return
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._spilled = True
+            pending, self._buffer = self._buffer, None
+            self._size = 0
+            self._write_all(memoryview(pending))
+        self._write_all(view)
+
+    def _write_all(self, view: memoryview) -> None:
+        assert self._fd is not None
         try:
             while view:
                 written = os.write(self._fd, view)
@@ -70,19 +108,26 @@ class KeyWriter:
             raise
 
     def finish(self) -> StateKey:
-        """fsync the file and close it; the key's size and hash are then final."""
-        if self._fd is None:
+        """Make the key final: fsync and close its file, or keep its bytes for the row."""
+        if not self._open:
             raise ValueError(f"state key {self.key!r} is already finished or closed")
-        fd, self._fd = self._fd, None
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._open = False
+        if self._buffer is not None:
+            self.inline, self._buffer = bytes(self._buffer), None
+        else:
+            fd, self._fd = self._fd, None
+            assert fd is not None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self.result = StateKey(self.key, self._size, self._hash.hexdigest())
         return self.result
 
     def discard(self) -> None:
         """Close (if open) and remove the file; idempotent."""
+        self._open = False
+        self._buffer = None
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -96,12 +141,22 @@ class KeyReader:
     mismatch, so a consumer must not treat the bytes as good until the iteration completes.
     """
 
-    def __init__(self, path: Path, key: StateKey) -> None:
+    def __init__(self, path: Path, key: StateKey, data: bytes | None = None) -> None:
         self.key = key.key
         self.byte_size = key.byte_size
         self.sha256 = key.sha256
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY)
+        if data is None:
+            self.fd = os.open(path, os.O_RDONLY)
+        else:  # an inline key: its bytes behind a file descriptor, like every other key
+            self.fd = os.memfd_create(f"state-key-{key.key}"[:200], os.MFD_CLOEXEC)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+            except BaseException:
+                os.close(self.fd)
+                raise
 
     def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
         if size <= 0:

@@ -36,6 +36,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             file TEXT NOT NULL,
             byte_size INTEGER NOT NULL,
             sha256 TEXT NOT NULL,
+            data BLOB,
             PRIMARY KEY (state_id, key)
         )""",
         """CREATE TABLE active_states (
@@ -95,13 +96,24 @@ class Database:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, fsync: bool = True) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an exception).
 
         IMMEDIATE takes the write lock up front, so a read-then-write transaction never fails
         half way with SQLITE_BUSY. Nested use becomes a savepoint of the outer transaction.
+        ``fsync=False`` commits with ``synchronous=NORMAL``: the change survives a crash of the
+        process (it is in the WAL) but not a power cut until the next fsync'd commit, which
+        makes every earlier WAL frame durable too.
         """
         conn = self.connect()
+        if not fsync and not conn.in_transaction:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self.transaction() as inner:
+                    yield inner
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
+            return
         if conn.in_transaction:
             conn.execute("SAVEPOINT nested")
             try:

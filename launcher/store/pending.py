@@ -5,7 +5,8 @@ Commit protocol (the only way a state comes to exist): every key is streamed int
 step, to ``<root>/states/<stateId>/``; the parents are fsync'd; then one SQLite transaction
 (``synchronous=FULL``) inserts the state's rows. A state folder without a row is a leftover of a
 crash and ``StateStore.reconcile`` removes it, so after any crash a state is either complete or
-absent.
+absent. Small keys (``blobs.INLINE_MAX_BYTES``) are committed inside the rows instead of files;
+a state of only small keys costs one fsync.
 """
 
 from __future__ import annotations
@@ -100,11 +101,14 @@ class PendingState:
             raise ValueError(f"state keys not finished: {', '.join(map(repr, unfinished))}")
         keys = tuple(w.result for w in self._writers if w.result is not None)
         try:
-            fsync_dir(self._work_dir)
-            os.rename(self._work_dir, self._final_dir)
-            self._renamed = True
-            fsync_dir(self._states_dir)
-            fsync_dir(self._work_dir.parent)
+            if any(w.in_file for w in self._writers):
+                fsync_dir(self._work_dir)
+                os.rename(self._work_dir, self._final_dir)
+                self._renamed = True
+                fsync_dir(self._states_dir)
+                fsync_dir(self._work_dir.parent)
+            else:  # every key is inline: the row is the whole state, one fsync
+                os.rmdir(self._work_dir)
             created_at = time.time()
             with self._db.transaction() as conn:
                 conn.execute(
@@ -113,10 +117,10 @@ class PendingState:
                     (self.state_id, self.model_id, self.name, created_at, self._mounted_models),
                 )
                 conn.executemany(
-                    "INSERT INTO state_keys (state_id, position, key, file, byte_size, sha256)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO state_keys (state_id, position, key, file, byte_size, sha256,"
+                    " data) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (self.state_id, i, k.key, w.path.name, k.byte_size, k.sha256)
+                        (self.state_id, i, k.key, w.path.name, k.byte_size, k.sha256, w.inline)
                         for i, (k, w) in enumerate(zip(keys, self._writers, strict=True))
                     ],
                 )

@@ -130,7 +130,9 @@ class StateStore:
             raise StateKeyNotFound(state_id, key)
         path = self._states_dir / state_id / key_row["file"]
         try:
-            return KeyReader(path, StateKey(key, key_row["byte_size"], key_row["sha256"]))
+            return KeyReader(
+                path, StateKey(key, key_row["byte_size"], key_row["sha256"]), key_row["data"]
+            )
         except FileNotFoundError:
             # Deleted between the lookup and the open (the row goes first), or lost on disk.
             if self._row(conn, state_id) is None:
@@ -170,8 +172,7 @@ class StateStore:
         try:
             os.rename(self._states_dir / state_id, trash)
         except FileNotFoundError:
-            log.warning("state %s had no folder when it was deleted", state_id)
-            return
+            return  # every key was inline
         fsync_dir(self._states_dir)
         remove_tree(trash)
 
@@ -188,7 +189,13 @@ class StateStore:
                 remove_tree(entry)
         fsync_dir(self._states_dir)
         fsync_dir(self._work_root)
-        for state_id in sorted(committed - {e.name for e in self._states_dir.iterdir()}):
+        with_files = {
+            str(r["state_id"])
+            for r in self._db.connect().execute(
+                "SELECT DISTINCT state_id FROM state_keys WHERE data IS NULL"
+            )
+        }
+        for state_id in sorted(with_files - {e.name for e in self._states_dir.iterdir()}):
             log.error("state %s is committed but its folder is missing", state_id)
 
     @staticmethod
