@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.sandbox import WorkerPlan
+from launcher.sandbox import Termination, WorkerPlan
 from launcher.sandbox.layered import LayeredSandbox
 from launcher.spec import LauncherSpec
 from tests.hostile.harness import (
@@ -299,3 +299,16 @@ def test_a_zygote_that_died_idle_is_replaced_transparently(place: Place) -> None
         return codes
 
     assert in_sandbox(config_for(place), body) == [6, 6]
+
+
+@pytest.mark.parametrize("disable", [frozenset(), frozenset({"zygote"})], ids=["zygote", "entry"])
+def test_concurrent_waits_and_close_all_get_the_same_termination(
+    place: Place, disable: frozenset[str]
+) -> None:
+    async def body(sandbox: LayeredSandbox) -> list[Termination]:
+        worker = await sandbox.start(plan_for(place, "spin.py"))
+        first, second, _ = await asyncio.gather(worker.wait(), worker.wait(), worker.close())
+        return [first, second, await worker.wait()]
+
+    terminations = in_sandbox(config_for(place, disable), body)
+    assert terminations == [Termination(signal="SIGKILL")] * 3

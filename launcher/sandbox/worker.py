@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from abc import ABC, abstractmethod
 
 from launcher.sandbox.cgroups import WorkerCgroup
@@ -42,6 +44,8 @@ class SandboxedWorker(ABC):
                 watch_memory(pid, watchdog_bytes, self._kill_for_memory)
             )
         self._termination: Termination | None = None
+        self._finishing: asyncio.Future[Termination] | None = None
+        self._kill_requested = False
         self._closed = False
 
     @abstractmethod
@@ -57,21 +61,30 @@ class SandboxedWorker(ABC):
         self.kill()
 
     async def wait(self) -> Termination:
-        if self._termination is None:
-            status = await self._wait_status()
-            if self._cgroup is not None:
-                self._cgroup.kill_all()
-            oom = self._watchdog_oom or (self._cgroup is not None and self._cgroup.oom_killed())
-            self._termination = from_wait_status(status, oom=oom)
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._pump), _DRAIN_SECONDS)
+        # One waiter for all callers: the status can be collected only once.
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish())
+        return await asyncio.shield(self._finishing)
+
+    async def _finish(self) -> Termination:
+        status = await self._wait_status()
+        if self._cgroup is not None:
+            self._cgroup.kill_all()
+        oom = self._watchdog_oom or (self._cgroup is not None and self._cgroup.oom_killed())
+        if self._kill_requested and os.WIFSIGNALED(status):
+            # Our kill may land as the keeper's SIGTERM before it could turn it into SIGKILL.
+            status = signal.SIGKILL
+        self._termination = from_wait_status(status, oom=oom)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._pump), _DRAIN_SECONDS)
         return self._termination
 
     def kill(self) -> None:
         if self._termination is not None:
             return
+        self._kill_requested = True
         self._kill_top()
         if self._cgroup is not None:
             self._cgroup.kill_all()
