@@ -99,7 +99,7 @@ def _warm_up(client: LauncherClient, location: dict[str, Any], n: int) -> None:
 
 
 def measure_warm(settings: Settings) -> list[Figure]:
-    calls = settings.count(200, 20)
+    calls = settings.count(200, 10)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
         persistent = persistent_location(client)
         _warm_up(client, persistent, 3)
@@ -130,11 +130,11 @@ def measure_warm(settings: Settings) -> list[Figure]:
 
 
 def measure_cold(settings: Settings) -> list[Figure]:
-    calls = settings.count(30, 5)
+    calls = settings.count(30, 3)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
         _warm_up(client, TEMPORARY, 1)
         cold = Series().run(client, TEMPORARY, calls)
-    numpy_ref = numpy_import_times(settings.count(10, 3))
+    numpy_ref = numpy_import_times(settings.count(10, 2))
     return [
         Figure(
             "4. cold createState p50 (temporary, sandbox on)",

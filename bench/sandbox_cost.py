@@ -71,7 +71,7 @@ def _run(disable: frozenset[str], n: int) -> dict[str, object]:
 
 
 def measure(settings: Settings) -> list[Figure]:
-    n = settings.count(10, 3)
+    n = settings.count(10, 1)
     full = _run(frozenset(), n)
     no_zygote = _run(frozenset({"zygote"}), n)
     none = _run(LAYER_NAMES, n)

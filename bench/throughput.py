@@ -84,7 +84,7 @@ def _health_rate(address: str, seconds: float) -> tuple[float, Series]:
 
 
 def measure(settings: Settings) -> list[Figure]:
-    seconds = settings.count(6, 2)
+    seconds = settings.count(6, 1)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
         persistent = persistent_location(client)
         trivial_job(client, persistent)  # start the zygote

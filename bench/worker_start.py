@@ -31,7 +31,7 @@ def _start_times(command: list[str], n: int) -> list[float]:
 
 
 def measure(settings: Settings) -> list[Figure]:
-    n = settings.count(10, 3)
+    n = settings.count(10, 1)
     # Interleaved rounds, so that a slow patch of the machine hits every series alike.
     ours: list[float] = []
     official: list[float] = []
