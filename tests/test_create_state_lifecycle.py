@@ -97,4 +97,5 @@ def test_launcher_killed_mid_job_loses_nothing_and_answers_launcher_terminated(
             assert [s["id"] for s in by_id["echo"]["states"]] == [kept]
             data = client.model.get_model_state(model_id="echo", state_id=kept)["result"]["data"]
             assert {d["key"] for d in data} == {"x", "ok"}
-        assert sorted(p.name for p in (root / "states").iterdir()) == [kept]
+        # nothing of the lost job on disk (echo's small keys live in the database row)
+        assert [p.name for p in (root / "states").iterdir() if p.name != kept] == []

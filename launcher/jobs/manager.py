@@ -58,6 +58,7 @@ class JobManager:
             self._running >= self.max_concurrent and self._queued >= self.max_queued
         )
         if overloaded:
+            request.close()
             job.task = asyncio.create_task(self._finish_now(job, oc.ServerOverloaded()))
         else:
             self._queued += 1
