@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import create_state, ingest, sandbox_cost, throughput, worker_start
+from bench import create_state, dataset, ingest, sandbox_cost, throughput, worker_start
 from bench.common import Settings
 from bench.report import Figure, render_table, write_json
 
@@ -21,6 +21,7 @@ MEASUREMENTS: dict[str, Callable[[Settings], list[Figure]]] = {
     "cold": create_state.measure_cold,
     "throughput": throughput.measure,
     "ingest": ingest.measure,
+    "dataset": dataset.measure,
 }
 
 

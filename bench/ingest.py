@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import INGEST_MODEL, RssPeak, Settings, median, running_launcher, temp_dir
+from bench.common import INGEST_MODEL, RssPeak, Settings, median, running_launcher
 from bench.create_state import persistent_location
-from bench.rawgrpc import raw_server, timed_upload
+from bench.rawgrpc import raw_upload_times
 from bench.report import Figure, Target
 from launcher.client import LauncherClient
 
@@ -87,13 +87,6 @@ def _write_fsync(folder: Path, block: bytes) -> float:
     return time.perf_counter() - start
 
 
-def _raw_times(array: np.ndarray, rounds: int) -> list[float]:
-    buffer = memoryview(array).cast("B")
-    with temp_dir("raw") as folder, raw_server(folder) as address:
-        timed_upload(address, buffer[: 8 * MIB])  # connect and warm the server
-        return [timed_upload(address, buffer) for _ in range(rounds)]
-
-
 def _reference_persist(root: Path, mib: int, rounds: int) -> list[float]:
     block = b"\x07" * (mib * MIB)
     times = []
@@ -112,7 +105,7 @@ def measure(settings: Settings) -> list[Figure]:
     state_mib = settings.count(96, 8)
     rounds = settings.count(3, 1)
     array = np.ones(ingest_mib * MIB // 4, dtype=np.float32)
-    raw = _raw_times(array, rounds)
+    raw = raw_upload_times(memoryview(array).cast("B"), 1, rounds)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=300) as client:
         location = persistent_location(client)
         _ingest(client, location, array[:1024])  # starts the zygote and a session

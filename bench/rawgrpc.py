@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -38,11 +39,17 @@ def serve(address: str) -> None:
     server.stop(0)
 
 
-def upload(address: str, buffer: memoryview, timeout: float = 120.0) -> int:
+def _chunks(buffer: memoryview, repeat: int) -> Iterator[bytes]:
+    for _ in range(repeat):
+        for i in range(0, len(buffer), CHUNK):
+            yield bytes(buffer[i : i + CHUNK])
+
+
+def upload(address: str, buffer: memoryview, repeat: int = 1, timeout: float = 300.0) -> int:
+    """Sends ``buffer`` ``repeat`` times over, in 1 MiB chunks; the byte count answered."""
     with grpc.insecure_channel(address) as channel:
         call = channel.stream_unary(METHOD)
-        chunks = (bytes(buffer[i : i + CHUNK]) for i in range(0, len(buffer), CHUNK))
-        return int(call(chunks, timeout=timeout))
+        return int(call(_chunks(buffer, repeat), timeout=timeout))
 
 
 @contextmanager
@@ -71,13 +78,21 @@ def raw_server(folder: Path) -> Iterator[str]:
             proc.wait()
 
 
-def timed_upload(address: str, buffer: memoryview) -> float:
+def timed_upload(address: str, buffer: memoryview, repeat: int = 1) -> float:
     start = time.perf_counter()
-    got = upload(address, buffer)
+    got = upload(address, buffer, repeat)
     elapsed = time.perf_counter() - start
-    if got != len(buffer):
-        raise RuntimeError(f"the raw server counted {got} bytes of {len(buffer)}")
+    if got != len(buffer) * repeat:
+        raise RuntimeError(f"the raw server counted {got} bytes of {len(buffer) * repeat}")
     return elapsed
+
+
+def raw_upload_times(buffer: memoryview, repeat: int, rounds: int) -> list[float]:
+    """Seconds of ``rounds`` uploads to a fresh raw server (after a small warm-up upload)."""
+    with tempfile.TemporaryDirectory(prefix="bench-raw-") as folder:
+        with raw_server(Path(folder)) as address:
+            timed_upload(address, buffer[:CHUNK])
+            return [timed_upload(address, buffer, repeat) for _ in range(rounds)]
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from bench.common import percentile
 from bench.report import Figure, Target, render_table
 
 PROJECT = Path(__file__).resolve().parent.parent
-EXPECTED = ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. "]
+EXPECTED = ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. "]
 
 
 def _bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
