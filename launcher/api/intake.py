@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from launcher import faults
 from launcher import outcomes as oc
 from launcher.api.validation import MAX_MOUNTS, MAX_PARAMS, check_id, check_name, spec_from_proto
 from launcher.errors import RequestError, invalid
@@ -300,6 +301,7 @@ class _Spool:
         if data:
             os.pwrite(self.fd, data, self.received)
         self.received += len(data)
+        faults.point("upload_chunk")
 
     def _check_rule(self, index: int, info: TensorInfo) -> None:
         rule = self.rule

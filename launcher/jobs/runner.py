@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
+from launcher import faults
 from launcher import outcomes as oc
 from launcher.jobs.job import Job, PhaseEvent
 from launcher.jobs.workers import PhaseFailed, Worker, WorkerStarter, terminated
@@ -111,6 +112,7 @@ class JobRunner:
                         await self._initialize(worker, model)
             others = [OtherModelSources(m.model_id, m.path, m.keys) for m in request.mounts]
             async with self._phase(job, "createState", durations):
+                faults.point("create_state")
                 result = await self._step(
                     worker,
                     "createState",
@@ -121,6 +123,7 @@ class JobRunner:
                 return oc.ModelException("createState", result.error_details)
             await asyncio.to_thread(pending.commit)
             committed = True
+            faults.point("after_commit")
             keep_worker = launcher_id is not None
             return oc.Success(job.state_id)
         finally:

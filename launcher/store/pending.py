@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from launcher import faults
 from launcher.store.blobs import KeyWriter, StateKey, fsync_dir, remove_tree
 from launcher.store.db import Database
 
@@ -88,6 +89,8 @@ class PendingState:
             raise ValueError(f"state key {key!r} provided twice")
         if len(self._writers) >= MAX_KEYS:
             raise ValueError(f"a state has at most {MAX_KEYS} keys")
+        if self._writers:
+            faults.point("keys_written")
         writer = KeyWriter(key, self._work_dir / f"k{len(self._writers):03d}")
         self._writers.append(writer)
         return writer
@@ -109,6 +112,7 @@ class PendingState:
                 fsync_dir(self._work_dir.parent)
             else:  # every key is inline: the row is the whole state, one fsync
                 os.rmdir(self._work_dir)
+            faults.point("before_sql_commit")
             created_at = time.time()
             with self._db.transaction() as conn:
                 conn.execute(
