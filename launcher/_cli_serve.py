@@ -38,6 +38,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tls-key", type=Path, metavar="PEM")
     p.add_argument("--tls-client-ca", type=Path, metavar="PEM", help="require client certs")
     p.add_argument(
+        "--session-idle-seconds",
+        type=_non_negative_float,
+        default=300.0,
+        metavar="S",
+        help="stop a persistent launcher's idle warm session after S seconds (default 300)",
+    )
+    p.add_argument(
+        "--max-idle-sessions",
+        type=_non_negative,
+        default=4,
+        metavar="N",
+        help="idle warm sessions kept per persistent launcher (default 4; 0: never reuse)",
+    )
+    p.add_argument(
         "--drain-seconds",
         type=_non_negative_float,
         default=30.0,
@@ -91,6 +105,8 @@ def options(args: argparse.Namespace) -> ServeOptions:
         tls_client_ca=args.tls_client_ca,
         log_level=args.log_level,
         drain_seconds=args.drain_seconds,
+        session_idle_seconds=args.session_idle_seconds,
+        max_idle_sessions=args.max_idle_sessions,
     )
 
 

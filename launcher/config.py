@@ -21,4 +21,8 @@ class ServeOptions:
     tls_client_ca: Path | None = None
     #: How long SIGTERM lets running jobs finish before they end as launcher_terminated.
     drain_seconds: float = 30.0
+    #: Persistent launchers: an idle warm session is stopped after this many seconds.
+    session_idle_seconds: float = 300.0
+    #: Persistent launchers: at most this many idle warm sessions each.
+    max_idle_sessions: int = 4
     log_level: str = "info"

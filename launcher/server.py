@@ -148,7 +148,11 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         )
     )
     starter = WorkerStarter(sandbox, run_dir, root / "logs" / "jobs")
-    sessions = SessionPool(lambda worker: starter.stop(worker, "session"))
+    sessions = SessionPool(
+        lambda worker: starter.stop(worker, "session"),
+        idle_timeout=options.session_idle_seconds,
+        max_idle=options.max_idle_sessions,
+    )
     runner = JobRunner(starter, states, sessions)
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
