@@ -1,7 +1,13 @@
-"""``client.dataset``: the Dataset service's methods, named and shaped as on the platform."""
+"""``client.dataset``: the Dataset service's methods, named and shaped as on the platform.
+
+Also reads a GetEntries stream back into entries: an entry may span several messages (its
+first names it and its size, the rest carry more bytes), so entries of any size can be read
+without raising gRPC's message size limit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from launcher import _client_responses as resp
@@ -63,20 +69,7 @@ class DatasetApi:
         request = dataset_pb2.GetEntriesRequest(
             dataset_id=need_str(dataset_id, "datasetId"), entries=entries_to_proto(entries)
         )
-        from runtime import tensor
-
-        keys: dict[str, list[dict[str, Any]]] = {}
-        for chunk in self._call.stream(self._stub.GetEntries, request):
-            if chunk.HasField("error"):
-                return {"error": resp.error_dict(chunk.error)}
-            try:
-                value, end = tensor.deserialize(chunk.data)
-            except tensor.TensorError as exc:
-                raise LauncherConnectionError(f"launcher sent an invalid tensor: {exc}") from exc
-            if end != len(chunk.data):
-                raise LauncherConnectionError("launcher sent bytes after an entry's tensor")
-            keys.setdefault(chunk.key, []).append({"index": chunk.index, "data": value})
-        return {"result": {"keys": [{"name": k, "data": v} for k, v in keys.items()]}}
+        return read_entries(self._call.stream(self._stub.GetEntries, request))
 
     @answering
     def remove_entries(
@@ -91,3 +84,70 @@ class DatasetApi:
     def delete_dataset(self, dataset_id: str) -> dict[str, Any]:
         request = dataset_pb2.DatasetRef(dataset_id=need_str(dataset_id, "datasetId"))
         return resp.outcome(self._call.unary(self._stub.DeleteDataset, request), resp.empty)
+
+
+def read_entries(chunks: Iterable[dataset_pb2.GetEntriesChunk]) -> dict[str, Any]:
+    """``{"result": {"keys": [...]}}`` of a GetEntries stream, or the error it carries.
+
+    Raises LauncherConnectionError when the stream breaks the entry framing or sends bytes
+    that are not one tensor per entry: the launcher, not the request, is at fault then.
+    """
+    keys: dict[str, list[dict[str, Any]]] = {}
+    entry: _Entry | None = None
+    for chunk in chunks:
+        if chunk.HasField("error"):
+            return {"error": resp.error_dict(chunk.error)}
+        if chunk.key:
+            if entry is not None:
+                entry.cut_short()
+            # byte_size 0: the whole entry is in this one message.
+            entry = _Entry(chunk.key, chunk.index, chunk.byte_size or len(chunk.data))
+        elif entry is None:
+            raise LauncherConnectionError("entries stream sent data before naming its entry")
+        if entry.add(chunk.data):
+            keys.setdefault(entry.key, []).append({"index": entry.index, "data": entry.tensor()})
+            entry = None
+    if entry is not None:
+        entry.cut_short()
+    return {"result": {"keys": [{"name": k, "data": v} for k, v in keys.items()]}}
+
+
+class _Entry:
+    """One entry's bytes as they arrive, checked against the size its first message gave."""
+
+    def __init__(self, key: str, index: int, byte_size: int) -> None:
+        self.key = key
+        self.index = index
+        self.byte_size = byte_size
+        self._data: bytes | bytearray = b""
+
+    def add(self, data: bytes) -> bool:
+        """Append ``data``; True once the entry is complete."""
+        if not self._data:
+            self._data = data  # the common single-message entry is used without a copy
+        else:
+            if isinstance(self._data, bytes):
+                self._data = bytearray(self._data)
+            self._data += data
+        if len(self._data) > self.byte_size:
+            raise LauncherConnectionError(
+                f"entry {self.index} of key {self.key!r} sent more than its {self.byte_size} bytes"
+            )
+        return len(self._data) == self.byte_size
+
+    def cut_short(self) -> None:
+        raise LauncherConnectionError(
+            f"entry {self.index} of key {self.key!r} ended after {len(self._data)} of "
+            f"{self.byte_size} bytes"
+        )
+
+    def tensor(self) -> Any:
+        from runtime import tensor
+
+        try:
+            value, end = tensor.deserialize(self._data)
+        except tensor.TensorError as exc:
+            raise LauncherConnectionError(f"launcher sent an invalid tensor: {exc}") from exc
+        if end != len(self._data):
+            raise LauncherConnectionError("launcher sent bytes after an entry's tensor")
+        return value

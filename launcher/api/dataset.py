@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 
@@ -26,6 +26,10 @@ log = logging.getLogger("launcher.api")
 DEFAULT_PAGE = 20
 MAX_PAGE = 1000
 MAX_FILTER_IDS = 1000
+# The most bytes of an entry in one GetEntriesChunk: half gRPC's default 4 MiB receive limit,
+# so that a message with its fields stays well under it, and entries up to this size still
+# travel as a single message.
+ENTRY_PART = 2 << 20
 
 
 class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
@@ -133,7 +137,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             batches = snapshot.batches()
             while batch := await asyncio.to_thread(next, batches, None):
                 for key, index, data in batch:
-                    yield dataset_pb2.GetEntriesChunk(key=key, index=index, data=data)
+                    for message in entry_messages(key, index, data):
+                        yield message
         finally:
             snapshot.close()
 
@@ -157,6 +162,19 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         except Exception as exc:
             return empty_error(_request_error(exc, "DeleteDataset"))
         return empty_ok()
+
+
+def entry_messages(key: str, index: int, data: bytes) -> Iterator[dataset_pb2.GetEntriesChunk]:
+    """One entry's messages: the first names it and its size, the rest carry more data."""
+    if len(data) <= ENTRY_PART:
+        yield dataset_pb2.GetEntriesChunk(key=key, index=index, byte_size=len(data), data=data)
+        return
+    view = memoryview(data)
+    yield dataset_pb2.GetEntriesChunk(
+        key=key, index=index, byte_size=len(data), data=bytes(view[:ENTRY_PART])
+    )
+    for start in range(ENTRY_PART, len(data), ENTRY_PART):
+        yield dataset_pb2.GetEntriesChunk(data=bytes(view[start : start + ENTRY_PART]))
 
 
 def _request_error(exc: Exception, rpc: str) -> RequestError:
