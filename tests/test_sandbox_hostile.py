@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import sys
 import uuid
@@ -268,7 +267,6 @@ def test_missing_program_is_exit_code_127(place: Place) -> None:
     termination, log = in_sandbox(config_for(place), lambda s: run_to_end(s, missing))
     assert termination.exit_code == 127
     assert "cannot execute" in log
-    assert shutil.which("true")  # the sandbox keeps working for others (checked elsewhere)
 
 
 def test_worker_has_no_privileges_and_forbidden_calls_fail(place: Place) -> None:

@@ -11,6 +11,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from launcher.sandbox import SandboxConfig, WorkerPlan, create_sandbox
@@ -39,8 +41,8 @@ async def _one(sandbox: LayeredSandbox, plan: WorkerPlan) -> float:
     return elapsed
 
 
-async def _median(make: object) -> float:
-    times = [await make() for _ in range(ROUNDS)]  # type: ignore[operator]
+async def _median(make: Callable[[], Awaitable[float]]) -> float:
+    times = [await make() for _ in range(ROUNDS)]
     return statistics.median(times[1:])  # the first one warms caches
 
 
@@ -67,13 +69,13 @@ async def run(root: Path) -> dict[str, float]:
         sandbox = await create_sandbox(SandboxConfig(state_dir=root / label, disable=disable))
         try:
             await _one(sandbox, true)
-            out[f"{label}: /bin/true"] = await _median(lambda s=sandbox: _one(s, true))
+            out[f"{label}: /bin/true"] = await _median(partial(_one, sandbox, true))
             out[f"{label}: exec python, import numpy"] = await _median(
-                lambda s=sandbox: _one(s, numpy_exec)
+                partial(_one, sandbox, numpy_exec)
             )
             if not disable:
                 out[f"{label}: zygote fork, -m module importing numpy"] = await _median(
-                    lambda s=sandbox: _one(s, numpy_module)
+                    partial(_one, sandbox, numpy_module)
                 )
         finally:
             await sandbox.close()

@@ -180,12 +180,9 @@ class WorkerCgroup:
         """Kill what is left and remove the directories (processes may take a moment to go)."""
         for _ in range(50):
             self.kill_all()
-            for path in list(self.dirs.values()):
-                with contextlib.suppress(FileNotFoundError):
-                    try:
-                        path.rmdir()
-                    except OSError:
-                        continue
+            for path in self.dirs.values():
+                with contextlib.suppress(OSError):  # gone already, or still busy: retried
+                    path.rmdir()
             if not any(path.exists() for path in self.dirs.values()):
                 return
             await asyncio.sleep(0.02)

@@ -19,9 +19,8 @@ import traceback
 from pathlib import Path
 
 from launcher.sandbox import libc, seccomp
-from launcher.sandbox.recipe import Recipe
+from launcher.sandbox.recipe import SETUP_FAILED, Recipe
 
-_FAILED = 125
 _BLAS_SETTERS = (
     "scipy_openblas_set_num_threads64_",
     "openblas_set_num_threads64_",
@@ -47,7 +46,7 @@ def _confine(recipe: Recipe, parent: int, alive_fd: int) -> None:
         _drop_privileges(recipe.uid, recipe.gid if recipe.gid is not None else recipe.uid)
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent or select.select([alive_fd], [], [], 0)[0]:
-        os._exit(_FAILED)
+        os._exit(SETUP_FAILED)
     libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
     if recipe.seccomp:
         seccomp.install()
@@ -111,7 +110,7 @@ def run_worker(recipe: Recipe, parent: int, alive_fd: int) -> None:
         _confine(recipe, parent, alive_fd)
     except OSError as exc:
         os.write(2, f"sandbox: confining the worker failed: {exc}\n".encode())
-        os._exit(_FAILED)
+        os._exit(SETUP_FAILED)
     if recipe.run_module is not None:
         _run_module(recipe, recipe.run_module)
     try:

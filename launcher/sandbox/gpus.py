@@ -67,8 +67,8 @@ class GpuInventory:
         self.gpus = detect_nvidia() if gpus is None else list(gpus)
         self._taken: set[str] = set()
 
-    def allocate(self, model: str, count: int) -> list[str]:
-        """``count`` free GPUs of ``model``, now assigned to the caller until ``release``."""
+    def check(self, model: str, count: int) -> list[Gpu]:
+        """The GPUs of ``model``; ``GpuRequestError`` if fewer than ``count`` exist at all."""
         if count < 1:
             raise GpuRequestError(f"gpus.count must be at least 1, not {count}")
         matching = [gpu for gpu in self.gpus if _matches(gpu, model)]
@@ -78,6 +78,11 @@ class GpuInventory:
                 f"asked for {count} GPU(s) of model {model!r}; this machine has "
                 f"{len(matching)} (GPUs here: {have})"
             )
+        return matching
+
+    def allocate(self, model: str, count: int) -> list[str]:
+        """``count`` free GPUs of ``model``, now assigned to the caller until ``release``."""
+        matching = self.check(model, count)
         free = [gpu.id for gpu in matching if gpu.id not in self._taken]
         if count > len(free):
             raise GpusBusy(f"{count} GPU(s) of model {model!r} asked, {len(free)} free now")
@@ -90,3 +95,16 @@ class GpuInventory:
         if unknown:
             raise ValueError(f"GPU(s) {sorted(unknown)} were not allocated")
         self._taken.difference_update(ids)
+
+
+def parse_fake_inventory(text: str) -> list[Gpu]:
+    """``"0:H100,1:H100"`` (index:model[:MiB], comma separated): a stand-in inventory for
+    testing GPU accounting on a machine without GPUs."""
+    gpus = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        fields = item.split(":")
+        if len(fields) not in (2, 3) or not fields[0] or not fields[1]:
+            raise ValueError(f"bad fake GPU {item!r}: expected INDEX:MODEL[:MiB]")
+        memory = int(fields[2]) if len(fields) == 3 else 0
+        gpus.append(Gpu(fields[0], fields[1], memory))
+    return gpus

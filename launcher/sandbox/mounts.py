@@ -32,9 +32,6 @@ class FsLayout:
     tmp_mebibytes: int = 1024
     fresh_proc: bool = True  # a pid namespace of its own: mount a new /proc
 
-    def to_json(self) -> dict[str, object]:
-        return self.__dict__.copy()
-
 
 def _makedirs(path: str) -> None:
     os.makedirs(path, mode=0o755, exist_ok=True)

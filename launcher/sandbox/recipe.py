@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 
 from launcher.sandbox.mounts import FsLayout
 
+# Exit code of a worker whose sandbox could not be set up (the log says why).
+SETUP_FAILED = 125
+
 
 @dataclass
 class Recipe:

@@ -13,19 +13,18 @@ Each sets PR_SET_PDEATHSIG, so the chain dies with the launcher.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
 import signal
 import struct
-import sys
+import traceback
 from pathlib import Path
 
 from launcher.sandbox import confine, libc
 from launcher.sandbox.mounts import build_root
-from launcher.sandbox.recipe import Recipe
-
-SETUP_FAILED = 125
+from launcher.sandbox.recipe import SETUP_FAILED, Recipe
 
 
 def _die_with_parent(alive_fd: int | None = None) -> None:
@@ -103,7 +102,9 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int) -> None:
         nonlocal killed
         killed = True
         if init:
-            os.kill(init, signal.SIGKILL)
+            # The host may have killed it through the cgroup already (and we reaped it).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init, signal.SIGKILL)
 
     # Before the fork: a kill request that arrives while forking is not lost.
     signal.signal(signal.SIGTERM, on_term)
@@ -114,7 +115,8 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int) -> None:
         os.close(alive_w)
         _run_init(recipe, status_w, alive_r)
     if killed:
-        os.kill(init, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init, signal.SIGKILL)
     os.close(status_w)
     os.close(alive_r)
     while True:
@@ -165,5 +167,9 @@ def main_from_zygote(recipe: Recipe, log_fd: int, zygote_pid: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.stdout.flush()
-    run_keeper(recipe, log_fd, zygote_pid)
+    try:
+        run_keeper(recipe, log_fd, zygote_pid)
+    finally:
+        # Never unwind into the zygote's loop, whose frames are still on this stack.
+        traceback.print_exc()
+        os._exit(SETUP_FAILED)
