@@ -52,6 +52,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="idle warm sessions kept per persistent launcher (default 4; 0: never reuse)",
     )
     p.add_argument(
+        "--fake-gpus",
+        metavar="INDEX:MODEL,..",
+        help="pretend these GPUs exist (for testing GPU accounting on a machine without GPUs)",
+    )
+    p.add_argument(
         "--drain-seconds",
         type=_non_negative_float,
         default=30.0,
@@ -107,6 +112,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         drain_seconds=args.drain_seconds,
         session_idle_seconds=args.session_idle_seconds,
         max_idle_sessions=args.max_idle_sessions,
+        fake_gpus=args.fake_gpus,
     )
 
 

@@ -25,4 +25,6 @@ class ServeOptions:
     session_idle_seconds: float = 300.0
     #: Persistent launchers: at most this many idle warm sessions each.
     max_idle_sessions: int = 4
+    #: A stand-in GPU inventory ("0:H100,1:H100") for testing GPU accounting without GPUs.
+    fake_gpus: str | None = None
     log_level: str = "info"

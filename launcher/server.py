@@ -30,6 +30,7 @@ from launcher.jobs.workers import WorkerStarter
 from launcher.launchers.persistent import PersistentLaunchers
 from launcher.launchers.sessions import SessionPool
 from launcher.sandbox import SandboxConfig, create_sandbox
+from launcher.sandbox.gpus import GpuInventory, parse_fake_inventory
 from launcher.store.datasets import DatasetStore
 from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
@@ -147,7 +148,10 @@ async def start_launcher(options: ServeOptions) -> Launcher:
             state_dir=run_dir / "sandbox", disable=frozenset(options.sandbox_disable), hide=(root,)
         )
     )
-    starter = WorkerStarter(sandbox, run_dir, root / "logs" / "jobs")
+    gpus = GpuInventory(parse_fake_inventory(options.fake_gpus) if options.fake_gpus else None)
+    if gpus.gpus:
+        log.info("GPUs: %s", ", ".join(f"{g.id}: {g.model}" for g in gpus.gpus))
+    starter = WorkerStarter(sandbox, run_dir, root / "logs" / "jobs", gpus)
     sessions = SessionPool(
         lambda worker: starter.stop(worker, "session"),
         idle_timeout=options.session_idle_seconds,
@@ -157,7 +161,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
     )
-    intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots)
+    intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots, gpus)
 
     server = grpc.aio.server(interceptors=[auth_interceptor(db, jobs)])
     model_pb2_grpc.add_ModelServicer_to_server(

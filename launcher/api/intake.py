@@ -23,6 +23,7 @@ from launcher.api.validation import MAX_MOUNTS, MAX_PARAMS, check_id, check_name
 from launcher.errors import RequestError, invalid
 from launcher.jobs.request import JobRequest, ResolvedMount
 from launcher.params import ParamSource
+from launcher.sandbox.gpus import GpuInventory
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
 from launcher.store.snapshots import SnapshotNotFound, SnapshotStore
 from launcher.store.states import KeyReader, StateNotFound, StateStore
@@ -49,7 +50,9 @@ class Intake:
         launchers: LauncherLookup,
         spool_dir: Path,
         snapshots: SnapshotStore | None = None,
+        gpus: GpuInventory | None = None,
     ) -> None:
+        self.gpus = gpus
         self.models = models
         self.snapshots = snapshots
         self.states = states
@@ -109,7 +112,9 @@ class Intake:
         request = JobRequest(model_id=model_id, name=name, model=None, startup_failure=None)
         if location == "temporary_launcher_spec":
             request.spec = spec_from_proto(
-                "executionLocation.spec", header.execution_location.temporary_launcher_spec
+                "executionLocation.spec",
+                header.execution_location.temporary_launcher_spec,
+                self.gpus,
             )
         elif location == "persistent_launcher_id":
             request.persistent_launcher_id = check_id(

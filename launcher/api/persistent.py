@@ -55,7 +55,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             name = check_name("name", request.name)
             if not request.HasField("spec"):
                 raise invalid("spec", "a persistent launcher needs a spec {cpus, memoryMebibytes}")
-            spec = spec_from_proto("spec", request.spec)
+            spec = spec_from_proto("spec", request.spec, self.jobs.runner.starter.gpus)
             record = await asyncio.to_thread(self.launchers.create, name, spec)
         except RequestError as e:
             return pl_pb2.CreatePersistentLauncherResponse(error=convert.error_to_proto(e))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import psutil
 
 from launcher.errors import invalid
+from launcher.sandbox.gpus import GpuInventory, GpuRequestError
 from launcher.spec import GpuRequest, LauncherSpec
 from launcher.v1 import common_pb2
 
@@ -65,8 +66,11 @@ def check_name(path: str, value: str) -> str:
     return value
 
 
-def spec_from_proto(path: str, spec: common_pb2.LauncherSpec) -> LauncherSpec:
-    """A validated LauncherSpec from the wire; every bound is reported with its path."""
+def spec_from_proto(
+    path: str, spec: common_pb2.LauncherSpec, inventory: GpuInventory | None = None
+) -> LauncherSpec:
+    """A validated LauncherSpec from the wire; every bound is reported with its path.
+    With ``inventory``, GPUs the machine does not have are refused too."""
     rules = spec_rules()
     rules["cpus"].check(path, spec.cpus)
     rules["memory_mebibytes"].check(path, spec.memory_mebibytes)
@@ -77,17 +81,22 @@ def spec_from_proto(path: str, spec: common_pb2.LauncherSpec) -> LauncherSpec:
     if spec.HasField("swap_mebibytes"):
         rules["swap_mebibytes"].check(path, spec.swap_mebibytes)
         swap = spec.swap_mebibytes
-    gpus = None
+    request = None
     if spec.HasField("gpus"):
         if spec.gpus.count < 1 or spec.gpus.count > 64:
             raise invalid(f"{path}.gpus.count", "must be between 1 and 64")
         if not spec.gpus.model or len(spec.gpus.model) > MAX_NAME:
             raise invalid(f"{path}.gpus.model", "must name a GPU model")
-        gpus = GpuRequest(spec.gpus.model, spec.gpus.count)
+        if inventory is not None:
+            try:
+                inventory.check(spec.gpus.model, spec.gpus.count)
+            except GpuRequestError as e:
+                raise invalid(f"{path}.gpus", str(e)) from None
+        request = GpuRequest(spec.gpus.model, spec.gpus.count)
     return LauncherSpec(
         cpus=spec.cpus,
         memory_mebibytes=spec.memory_mebibytes,
         disk_mebibytes=disk,
         swap_mebibytes=swap,
-        gpus=gpus,
+        gpus=request,
     )

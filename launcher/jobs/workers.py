@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher import outcomes as oc
+from launcher.sandbox.gpus import GpuInventory, GpusBusy
 from launcher.sandbox.types import Sandbox, Termination, WorkerPlan, WorkerProcess
 from launcher.spec import LauncherSpec
 from launcher.store.models import ModelConfig
@@ -35,6 +36,7 @@ class Worker:
     model_id: str
     code_version: str
     mounts: tuple[str, ...]
+    gpu_ids: list[str] = field(default_factory=list)
     idle_since: float = field(default=0.0)
 
     @property
@@ -43,7 +45,11 @@ class Worker:
 
 
 def worker_plan(
-    model: ModelConfig, work_dir: Path, spec: LauncherSpec, mounts: list[Path]
+    model: ModelConfig,
+    work_dir: Path,
+    spec: LauncherSpec,
+    mounts: list[Path],
+    gpu_ids: list[str] | None = None,
 ) -> WorkerPlan:
     """The plan of a worker for ``model``: our runtime, or the official one, unchanged."""
     ipc = str(work_dir / "ipc.sock")
@@ -71,6 +77,7 @@ def worker_plan(
         job_dir=work_dir,
         spec=spec,
         mounts=mounts,
+        gpu_ids=list(gpu_ids or []),
         fork_runtime=model.runtime == "python",
     )
 
@@ -84,22 +91,42 @@ class WorkerStarter:
 
     _ids = itertools.count(1)
 
-    def __init__(self, sandbox: Sandbox, run_dir: Path, log_dir: Path) -> None:
+    #: How often a job waiting for busy GPUs looks again.
+    GPU_POLL = 0.05
+
+    def __init__(
+        self, sandbox: Sandbox, run_dir: Path, log_dir: Path, gpus: GpuInventory | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.run_dir = run_dir
         self.log_dir = log_dir
+        self.gpus = gpus or GpuInventory([])
+
+    async def _allocate_gpus(self, spec: LauncherSpec) -> list[str]:
+        """The job's GPUs, exclusively; waits (cancellably) while they are all taken."""
+        if spec.gpus is None:
+            return []
+        while True:
+            try:
+                return self.gpus.allocate(spec.gpus.model, spec.gpus.count)
+            except GpusBusy:
+                await asyncio.sleep(self.GPU_POLL)
 
     async def start(
         self, model: ModelConfig, spec: LauncherSpec, mounts: list[str], connect_limit: float
     ) -> Worker:
         """Start and connect a worker; ``PhaseFailed`` if it dies or does not connect in time."""
+        gpu_ids = await self._allocate_gpus(spec)
         work_dir = self.run_dir / f"w{next(self._ids)}"
-        work_dir.mkdir(mode=0o700)
         try:
-            return await self._start(model, spec, mounts, connect_limit, work_dir)
+            work_dir.mkdir(mode=0o700)
+            worker = await self._start(model, spec, mounts, connect_limit, work_dir, gpu_ids)
         except BaseException:
             shutil.rmtree(work_dir, ignore_errors=True)
+            self.gpus.release(gpu_ids)
             raise
+        worker.gpu_ids = gpu_ids
+        return worker
 
     async def _start(
         self,
@@ -108,8 +135,9 @@ class WorkerStarter:
         mounts: list[str],
         connect_limit: float,
         work_dir: Path,
+        gpu_ids: list[str],
     ) -> Worker:
-        plan = worker_plan(model, work_dir, spec, [Path(m) for m in mounts])
+        plan = worker_plan(model, work_dir, spec, [Path(m) for m in mounts], gpu_ids)
         async with WorkerListener(work_dir / "ipc.sock") as listener:
             process = await self.sandbox.start(plan)
             accept = asyncio.ensure_future(listener.accept())
@@ -153,6 +181,8 @@ class WorkerStarter:
             if tail:
                 await asyncio.to_thread(self._save_log, log_name, tail)
             shutil.rmtree(worker.dir, ignore_errors=True)
+            gpu_ids, worker.gpu_ids = worker.gpu_ids, []
+            self.gpus.release(gpu_ids)
 
     def _save_log(self, name: str, text: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
