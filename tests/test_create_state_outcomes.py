@@ -1,4 +1,4 @@
-"""createState end to end over a real socket: every outcome of the seed's table that a model causes."""
+"""createState end to end over a real socket: every outcome of the seed's table a model causes."""
 
 from __future__ import annotations
 

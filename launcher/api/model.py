@@ -98,15 +98,15 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
             return model_pb2.CreateStateResponse(
                 error=convert.error_to_proto(RequestError("state_not_found"))
             )
-        status, response = found
-        if response is None:  # recorded as running, but not here: it finishes momentarily
-            job = self.jobs.jobs.get(request.state_id)
-            if job is None:
-                return model_pb2.CreateStateResponse(
-                    error=convert.error_to_proto(RequestError("state_not_found"))
-                )
-            response = await asyncio.shield(job.response)
-        return convert.create_state_response(response)
+        _status, recorded = found
+        if recorded is not None:
+            return convert.create_state_response(recorded)
+        job = self.jobs.jobs.get(request.state_id)  # recorded as running: it is ending now
+        if job is None:
+            return model_pb2.CreateStateResponse(
+                error=convert.error_to_proto(RequestError("state_not_found"))
+            )
+        return convert.create_state_response(await asyncio.shield(job.response))
 
     async def CancelCreateState(  # noqa: N802
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext

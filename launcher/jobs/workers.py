@@ -8,6 +8,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from launcher import outcomes as oc
 from launcher.sandbox.gpus import GpuInventory, GpusBusy
@@ -143,8 +144,9 @@ class WorkerStarter:
             accept = asyncio.ensure_future(listener.accept())
             exited = asyncio.shield(process.wait())  # cancelling our wait must not stop theirs
             try:
+                waiters: set[asyncio.Future[Any]] = {accept, exited}
                 done, _ = await asyncio.wait(
-                    {accept, exited}, timeout=connect_limit, return_when=asyncio.FIRST_COMPLETED
+                    waiters, timeout=connect_limit, return_when=asyncio.FIRST_COMPLETED
                 )
             except BaseException:
                 accept.cancel()

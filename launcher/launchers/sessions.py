@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from launcher.jobs.workers import Worker
 
@@ -20,7 +21,7 @@ SessionKey = tuple[str, str, str, tuple[str, ...]]  # launcher, model, code vers
 class SessionPool:
     def __init__(
         self,
-        stop: Callable[[Worker], Awaitable[None]],
+        stop: Callable[[Worker], Coroutine[Any, Any, None]],
         idle_timeout: float = 300.0,
         max_idle: int = 4,
     ) -> None:

@@ -137,7 +137,8 @@ class WorkerSession:
             self._call = None
 
     async def _until_ended(self, fut: asyncio.Future[CallResult]) -> CallResult:
-        done, _ = await asyncio.wait({fut, self.ended}, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Future[Any]] = {fut, self.ended}
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if fut in done:
             return fut.result()
         raise self.ended.result()
