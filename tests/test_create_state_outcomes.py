@@ -8,6 +8,7 @@ import pytest
 from launcher.client import LauncherClient
 from runtime.tensor import deserialize_many
 from tests.conftest import TEMPORARY
+from tests.launcher_proc import LauncherProcess
 
 
 def create(client: LauncherClient, model_id: str, params=None, **kw):
@@ -196,3 +197,15 @@ def test_official_runtime_runs_with_the_same_host(client: LauncherClient) -> Non
     data = {item["key"]: item["data"] for item in state["result"]["data"]}
     assert data["runtime"] == b"decthings-model"
     np.testing.assert_array_equal(deserialize_many(data["x"])[0].numpy(), x)
+
+
+def test_unreadable_main_py_is_read_executable_file_failed(
+    client: LauncherClient, launcher: LauncherProcess
+) -> None:
+    folder = launcher.root / "models" / "unreadable"
+    folder.mkdir(exist_ok=True)
+    main_py = folder / "main.py"
+    if not main_py.is_symlink():
+        main_py.symlink_to(main_py)  # a symlink loop: reading it is an I/O error (ELOOP)
+    f = failed(create(client, "unreadable"))
+    assert f["error"] == {"code": "read_executable_file_failed"}
