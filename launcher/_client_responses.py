@@ -132,8 +132,7 @@ def _state(msg: model_pb2.StateInfo) -> dict[str, Any]:
 
 def _model(msg: model_pb2.ModelInfo) -> dict[str, Any]:
     out: dict[str, Any] = {"id": msg.id, "name": msg.name, "createdAt": millis(msg.created_at)}
-    if msg.HasField("active_state"):
-        out["activeState"] = msg.active_state
+    out["activeState"] = msg.active_state if msg.HasField("active_state") else None
     out["states"] = [_state(s) for s in msg.states]
     out["maxDurationsSeconds"] = {
         "codeStartup": msg.max_durations_seconds.code_startup,

@@ -241,7 +241,7 @@ def test_models_map_to_model_and_state_dicts() -> None:
         "limit": 20,
     }
     no_active = resp.models(model_pb2.GetModelsResponse.Result(models=[model_pb2.ModelInfo()]))
-    assert "activeState" not in no_active["models"][0]
+    assert no_active["models"][0]["activeState"] is None
 
 
 def test_creating_states_use_millisecond_timestamps() -> None:

@@ -310,7 +310,7 @@ def test_get_models_shapes(launcher: LauncherProcess, client: LauncherClient) ->
     assert state["mountedModels"] == [] and state["trainingOperations"] == []
     assert abs(state["createdAt"] - time.time() * 1000) < 60_000
     empty = client.model.get_models(filter={"ids": [new_model(launcher)]})["result"]["models"][0]
-    assert "activeState" not in empty and empty["states"] == []
+    assert empty["activeState"] is None and empty["states"] == []
 
 
 def test_get_models_filters_and_pages(launcher: LauncherProcess, client: LauncherClient) -> None:
