@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from launcher.api.snapshots import snapshot_infos
 from launcher.api.validation import MAX_MOUNTS, check_id, check_name
 from launcher.errors import RequestError, invalid
 from launcher.store.errors import StoreError
+from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateRecord, StateStore
@@ -55,7 +57,11 @@ class StateApi:
             info.max_durations_seconds.code_startup = config.max_code_startup
             info.max_durations_seconds.create_state = config.max_create_state
         except (ModelConfigError, ModelReadError, KeyError):
-            pass  # listed all the same: its createState answers why it cannot run
+            # listed all the same, with the defaults: its createState answers why it cannot run
+            info.max_durations_seconds.code_startup = DEFAULT_CODE_STARTUP
+            info.max_durations_seconds.create_state = DEFAULT_CREATE_STATE
+            with contextlib.suppress(OSError):
+                info.created_at = (self.models.models_dir / model_id).stat().st_mtime
         active = self.states.active_state_id(model_id)
         if active is not None:
             info.active_state = active
