@@ -37,9 +37,9 @@ def byte_view(buf: object) -> memoryview:
         view = memoryview(buf)  # type: ignore[arg-type]
     except TypeError:
         raise TensorError(f"cannot decode a {type(buf).__name__}: expected bytes-like") from None
+    if not view.c_contiguous:
+        raise TensorError("cannot decode a non-contiguous buffer")
     if view.format != "B" or view.ndim != 1:
-        if not view.c_contiguous:
-            raise TensorError("cannot decode a non-contiguous buffer")
         view = view.cast("B")
     return view
 
@@ -127,6 +127,12 @@ def read_elements(buf: memoryview, header: Header, build: bool) -> tuple[list[ob
     elements: list[object] = []
     cursor = start
     for index in range(header.count):
+        if cursor == section_end:
+            raise TensorError(
+                f"{name} section of {section_end - start} bytes ends with "
+                f"{header.count - index} elements still missing",
+                cursor,
+            )
         length, first = read_varint(buf, cursor, section_end, f"length of {name} element {index}")
         last = first + length
         if last > section_end:

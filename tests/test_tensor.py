@@ -315,3 +315,84 @@ def test_string_decoding_time_grows_linearly() -> None:
     small = min(_decode_seconds(25_000) for _ in range(3))
     large = min(_decode_seconds(200_000) for _ in range(3))
     assert large < 20 * small
+
+
+HUGE_SHAPE = b"\x01\x02\xff" + (1 << 30).to_bytes(8, "big") + b"\xfe" + (1 << 30).to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "offset"),
+    [
+        (b"\x01", "number of dimensions is missing", 1),
+        (b"\x11\x00", "unknown type code 17", 0),
+        (b"\x01\x01\xfd\x01", "dimension 0 of the shape needs 3 bytes but 2 remain", 2),
+        (b"\x01\x01\x02\x00\x00\x80", "needs 8 bytes but 3 remain", 3),
+        (HUGE_SHAPE + b"\x00" * 10, r"needs 4611686018427387904 bytes but 10 remain", 16),
+        (b"\x01\x02" + b"\xff" * 18, "overflows", 0),
+        (b"\x0d\x00\x07", "invalid boolean byte 7", 2),
+        (b"\x0b\x00", "length of the variable-size section is missing", 2),
+        (b"\x0b\x00\xfe\xff\xff\xff\xff", "declares 4294967295 bytes but 0 remain", 2),
+        (b"\x0b\x01\xfe\x01\x00\x00\x00\x05" + b"\x00" * 5, "cannot hold the 16777216", 7),
+        (b"\x0b\x00\x03\x05abc", "runs past the end of its section", 3),
+        (b"\x0b\x00\x02\xfd\x00", "length of string element 0 needs 3 bytes but 2", 3),
+        (b"\x0b\x01\x02\x02\x01a", "section of 2 bytes ends", 6),
+        (b"\x0b\x00\x03\x01ab", "declares 3 bytes but its 1 elements use 2", 5),
+        (b"\x0b\x00\x03\x02a\xff", "invalid UTF-8 in string element 0", 5),
+        (b"\x0f\x00\x03\x02\x05a", "format length 5 of audio element 0 runs past the element", 4),
+        (b"\x10\x00\x01\x00", "video element 0 is empty", 4),
+        (b"\x0e\x00\x04\x03\x01\xc3a", "invalid UTF-8 in format of image element 0", 5),
+    ],
+)
+def test_bad_encoding_is_refused_naming_problem_and_offset(
+    data: bytes, message: str, offset: int
+) -> None:
+    for decode in (deserialize_many, tensor_extent):
+        with pytest.raises(TensorError, match=message) as caught:
+            decode(data)
+        assert caught.value.offset == offset
+        assert f"at byte {offset}" in str(caught.value)
+
+
+def test_huge_shape_on_small_input_fails_fast_without_allocating() -> None:
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        for data in (HUGE_SHAPE + b"\x00" * 10, b"\x0b\x01\xff" + b"\x0f" * 8 + b"\x05"):
+            with pytest.raises(TensorError):
+                deserialize(data)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.1 and peak < 100_000
+
+
+def test_deserialize_at_an_offset_returns_the_end_offset() -> None:
+    data = serialize_many([1, "two"])
+    first_end = len(serialize(1))
+    tensor, end = deserialize(data, first_end)
+    assert (tensor.item(), end) == ("two", len(data))
+    assert tensor_extent(data, first_end) == len(data)
+
+
+@pytest.mark.parametrize(
+    ("buf", "offset", "message"),
+    [
+        (b"\x07\x00\x01", 4, "offset 4 is past the end of the 3-byte buffer"),
+        (b"\x07\x00\x01", -1, "offset must be a non-negative int"),
+        (b"\x07\x00\x01", 3, "type code is missing"),
+        ("text", 0, "cannot decode a str: expected bytes-like"),
+        (memoryview(b"\x07\x00\x01\x00")[::2], 0, "non-contiguous"),
+    ],
+)
+def test_bad_buffer_or_offset_is_refused(buf: Any, offset: int, message: str) -> None:
+    with pytest.raises(TensorError, match=message):
+        deserialize(buf, offset)
+    with pytest.raises(TensorError, match=message):
+        tensor_extent(buf, offset)
+
+
+def test_two_dimensional_byte_buffer_is_decoded_flat() -> None:
+    data = np.frombuffer(serialize(np.int16(5)) + b"\x00\x00", np.uint8).reshape(2, 3)
+    assert deserialize(memoryview(data))[0].item() == 5
+    assert tensor_extent(memoryview(data)) == 4

@@ -142,6 +142,7 @@ def test_truncated_stream_fails_at_finish() -> None:
         (b"\x0b\x01\x03\x02", "cannot hold the 3 elements", 3),
         (b"\x0b\x00\x03\x01az", "section declares 3 bytes but its 1 elements use 2", 5),
         (b"\x0b\x00\x02\x05z", "runs past the end of its section", 3),
+        (b"\x0b\x01\x02\x02\x01a", "ends with 1 elements still missing", 6),
         (b"\x0e\x00\x02\x01\x05", "format length 5", 4),
         (b"\x0e\x00\x01\x00", "is empty", 4),
         (b"\x01\x02\xff" + b"\xff" * 8 + b"\x02", "overflows", 0),
