@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -135,3 +136,32 @@ class RssPeak:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used since the previous ``lap`` by: the launcher process;
+    its descendants with what they reaped (the zygote, keepers and workers, as far as they
+    have been waited for); and this process (the clients)."""
+
+    def __init__(self, launcher_pid: int) -> None:
+        self._launcher = psutil.Process(launcher_pid)
+        self._last = self._now()
+
+    def _now(self) -> dict[str, float]:
+        sandbox = 0.0
+        for child in self._launcher.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                sandbox += times.user + times.system + times.children_user + times.children_system
+        own = self._launcher.cpu_times()
+        return {
+            "launcher": own.user + own.system,
+            "sandbox": sandbox,
+            "clients": sum(psutil.Process().cpu_times()[:2]),
+        }
+
+    def lap(self) -> dict[str, float]:
+        now = self._now()
+        used = {k: now[k] - self._last[k] for k in now}
+        self._last = now
+        return used

@@ -35,37 +35,61 @@ class JobFailed(Exception):
     """A createState answered other than success (the launcher's fault, counted not fatal)."""
 
 
-def trivial_job(client: LauncherClient, location: dict[str, Any]) -> float:
-    """One trivial createState; its client-observed seconds. Anything but success raises."""
+def trivial_job(client: LauncherClient, location: dict[str, Any]) -> tuple[float, dict[str, float]]:
+    """One trivial createState: (client-observed seconds, the launcher's durations).
+    Anything but success raises JobFailed."""
     start = time.perf_counter()
     response = client.model.create_state(
         model_id=TRIVIAL_MODEL, name="bench", params=[], execution_location=location
     )
     elapsed = time.perf_counter() - start
-    if "success" not in response.get("result", {}):
+    success = response.get("result", {}).get("success")
+    if success is None:
         raise JobFailed(f"createState did not succeed: {response}")
-    return elapsed
+    return elapsed, success["durations"]
+
+
+def phase_medians(durations: list[dict[str, float]]) -> dict[str, float]:
+    """Per phase the launcher reports (total, createLauncher, ...), its median in ms."""
+    phases = sorted({phase for d in durations for phase in d})
+    return {p: median([d[p] for d in durations if p in d]) * 1000 for p in phases}
 
 
 @dataclass
 class Series:
-    """Latencies of successful jobs, and the failures met on the way."""
+    """Latencies of successful jobs (with the launcher's durations), and the failures."""
 
     times: list[float] = field(default_factory=list)
+    durations: list[dict[str, float]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+
+    def call(self, client: LauncherClient, location: dict[str, Any]) -> None:
+        try:
+            elapsed, durations = trivial_job(client, location)
+        except JobFailed as e:
+            self.failures.append(str(e))
+            return
+        self.times.append(elapsed)
+        self.durations.append(durations)
 
     def run(self, client: LauncherClient, location: dict[str, Any], n: int) -> Series:
         for _ in range(n):
-            try:
-                self.times.append(trivial_job(client, location))
-            except JobFailed as e:
-                self.failures.append(str(e))
+            self.call(client, location)
         if not self.times:
             raise RuntimeError(f"every job failed; the first: {self.failures[0]}")
         return self
 
+    def extend(self, other: Series) -> None:
+        self.times += other.times
+        self.durations += other.durations
+        self.failures += other.failures
+
     def detail(self) -> dict[str, Any]:
-        return {"calls": len(self.times) + len(self.failures), "first_failure": self.failures[:1]}
+        return {
+            "calls": len(self.times) + len(self.failures),
+            "launcher_p50_ms": phase_medians(self.durations),
+            "first_failure": self.failures[:1],
+        }
 
 
 def persistent_location(client: LauncherClient) -> dict[str, Any]:
@@ -90,12 +114,10 @@ def health_times(address: str, n: int) -> list[float]:
 
 
 def _warm_up(client: LauncherClient, location: dict[str, Any], n: int) -> None:
-    """The first calls start the zygote and the session; their failures show in the series."""
+    """The first calls start the zygote and the session; failures show in the series after."""
+    warm_up = Series()
     for _ in range(n):
-        try:
-            trivial_job(client, location)
-        except JobFailed:
-            pass
+        warm_up.call(client, location)
 
 
 def measure_warm(settings: Settings) -> list[Figure]:

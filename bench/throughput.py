@@ -15,11 +15,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.common import Settings, median, running_launcher
+from bench.common import CpuMeter, Settings, median, running_launcher
 from bench.create_state import (
     CALL_TIMEOUT,
     TEMPORARY,
-    JobFailed,
     Series,
     persistent_location,
     trivial_job,
@@ -51,7 +50,9 @@ def _rate(worker: Callable[[Callable[[], bool]], Series], seconds: float) -> tup
     elapsed = time.perf_counter() - start
     if errors:
         raise RuntimeError(f"a client failed: {errors[0]!r}") from errors[0]
-    total = Series([t for r in results for t in r.times], [f for r in results for f in r.failures])
+    total = Series()
+    for result in results:
+        total.extend(result)
     return len(total.times) / elapsed, total
 
 
@@ -60,10 +61,7 @@ def _job_rate(address: str, location: dict[str, Any], seconds: float) -> tuple[f
         series = Series()
         with LauncherClient(address, timeout=CALL_TIMEOUT) as client:
             while keep_going():
-                try:
-                    series.times.append(trivial_job(client, location))
-                except JobFailed as e:
-                    series.failures.append(str(e))
+                series.call(client, location)
         return series
 
     return _rate(worker, seconds)
@@ -89,8 +87,11 @@ def measure(settings: Settings) -> list[Figure]:
         persistent = persistent_location(client)
         trivial_job(client, persistent)  # start the zygote
         health_rate, health = _health_rate(launcher.address, seconds)
+        cpu = CpuMeter(launcher.pid)
         temp_rate, temp_jobs = _job_rate(launcher.address, TEMPORARY, seconds)
+        temp_cpu = cpu.lap()
         pers_rate, pers_jobs = _job_rate(launcher.address, persistent, seconds)
+        pers_cpu = cpu.lap()
     detail = {
         "clients": CLIENTS,
         "seconds": seconds,
@@ -109,11 +110,14 @@ def measure(settings: Settings) -> list[Figure]:
                 **detail,
                 **jobs.detail(),
                 "p50_ms": median(jobs.times) * 1000 if jobs.times else None,
+                # CPU seconds per successful job, of the launcher and of this process (the 8
+                # clients): what bounds the rate on a small machine.
+                "cpu_ms_per_job": {k: v * 1000 / max(1, len(jobs.times)) for k, v in use.items()},
             },
             len(jobs.failures),
         )
-        for kind, rate, jobs in (
-            ("temporary", temp_rate, temp_jobs),
-            ("persistent", pers_rate, pers_jobs),
+        for kind, rate, jobs, use in (
+            ("temporary", temp_rate, temp_jobs, temp_cpu),
+            ("persistent", pers_rate, pers_jobs, pers_cpu),
         )
     ]
