@@ -7,6 +7,7 @@ No protobuf: requests and the answer are raw bytes, so this is gRPC's own cost.
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import grpc
 
 METHOD = "/bench.Raw/Upload"
 CHUNK = 1 << 20
+START_TIMEOUT = 30.0
 
 
 def _count(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
@@ -64,7 +66,8 @@ def raw_server(folder: Path) -> Iterator[str]:
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
+        line = proc.stdout.readline() if ready else b"(nothing in time)"
         if line.strip() != b"ready":
             raise RuntimeError(f"the raw gRPC server did not start: {line!r}")
         yield address
