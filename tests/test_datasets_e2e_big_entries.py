@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ BIG = np.arange(5 << 20, dtype=np.float32)  # 20 MiB, five times gRPC's receive 
 
 
 @pytest.fixture(scope="module")
-def big_dataset(launcher: LauncherProcess) -> str:
+def big_dataset(launcher: LauncherProcess) -> Iterator[str]:
     with LauncherClient(launcher.address) as client:
         res = client.dataset.create_dataset(
             name="big entries",
@@ -33,7 +35,8 @@ def big_dataset(launcher: LauncherProcess) -> str:
             dataset_id=dataset_id, keys=[{"key": "x", "data": xs}, {"key": "label", "data": labels}]
         )
         assert "result" in added, added
-    return dataset_id
+        yield dataset_id
+        client.dataset.delete_dataset(dataset_id=dataset_id)
 
 
 def test_a_20_mib_entry_is_read_through_the_client_between_small_ones(
