@@ -5,7 +5,9 @@ nothing of the lost job visible or on disk, no orphaned workers, and the lost jo
 
 from __future__ import annotations
 
+import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,12 @@ from tests.test_crash_helpers import (
 )
 
 MIB = 1  # three 1 MiB keys: each one a file, not inline in the row
+#: state id -> (model id, sha256 of each key)
+Acked = dict[str, tuple[str, dict[str, str]]]
 
 
-def _acknowledged(client: LauncherClient) -> dict[str, tuple[str, dict[str, str]]]:
-    """States created (success answered) before the crash: state id -> (model, digests)."""
+def _acknowledged(client: LauncherClient) -> Acked:
+    """States created (success answered) before the crash."""
     done = {}
     payload = np.arange(50_000, dtype=np.int32)
     for model_id, params, keys in [
@@ -66,13 +70,25 @@ def _run_until_killed(launcher: LauncherProcess) -> str | None:
     return state_id
 
 
-@pytest.mark.parametrize("point", list(faults.POINTS))
-def test_kill_at_fault_point_keeps_acknowledged_states_and_nothing_else(
-    point: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    root = Path(tmp_path_factory.mktemp("cp"))
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Acked]]:
+    """A stopped launcher's root holding acknowledged states; each test runs on a copy."""
+    root = Path(tmp_path_factory.mktemp("ct"))
     with running_launcher(root) as first, LauncherClient(first.address) as client:
         acked = _acknowledged(client)
+    yield root, acked
+
+
+@pytest.mark.parametrize("point", list(faults.POINTS))
+def test_kill_at_fault_point_keeps_acknowledged_states_and_nothing_else(
+    point: str,
+    template: tuple[Path, Acked],
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = Path(tmp_path_factory.mktemp("cp"))
+    shutil.copytree(template[0], root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
+    acked = template[1]
 
     monkeypatch.setenv(faults.ENV, point)
     armed = LauncherProcess(root)
