@@ -151,6 +151,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     gpus = GpuInventory(parse_fake_inventory(options.fake_gpus) if options.fake_gpus else None)
     if gpus.gpus:
         log.info("GPUs: %s", ", ".join(f"{g.id}: {g.model}" for g in gpus.gpus))
+    await sandbox.warm_up()
     starter = WorkerStarter(sandbox, run_dir, root / "logs" / "jobs", gpus)
     sessions = SessionPool(
         lambda worker: starter.stop(worker, "session"),

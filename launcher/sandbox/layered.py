@@ -140,6 +140,11 @@ class LayeredSandbox:
                 await cgroup.remove()
             raise
 
+    async def warm_up(self) -> None:
+        """Start what can be started ahead of the first worker (the zygote)."""
+        if self._zygote is not None:
+            await self._zygote.warm_up()
+
     async def close(self) -> None:
         if self._zygote is not None:
             await self._zygote.close()

@@ -29,6 +29,13 @@ from launcher.sandbox.recipe import Recipe
 MAX_PACKET = 4 * 1024 * 1024
 
 try:
+    # The worker and what its first createModelState call needs (asyncio, the model-author
+    # API, the tensor codec): imported once here instead of in every worker.
+    import asyncio  # noqa: F401
+
+    import runtime._call  # noqa: F401
+    import runtime.api  # noqa: F401
+    import runtime.tensor  # noqa: F401
     import runtime.worker  # noqa: F401
 except ImportError:  # the worker runtime may be absent; workers then import it themselves
     pass

@@ -194,6 +194,10 @@ class ZygoteHost:
             self._zygote = zygote
             return zygote
 
+    async def warm_up(self) -> None:
+        """Start the zygote now, so that the first job does not pay for it."""
+        await self._get()
+
     async def start(
         self, recipe: Recipe, cgroup: WorkerCgroup | None, watchdog_bytes: int | None
     ) -> ZygoteWorker:
