@@ -10,10 +10,11 @@ from typing import Any
 import grpc
 
 from launcher.api import convert
+from launcher.api.convert import unknown_error
 from launcher.api.snapshots import snapshot_infos
 from launcher.api.validation import MAX_MOUNTS, check_id, check_name
 from launcher.errors import RequestError, invalid
-from launcher.store.errors import StoreError
+from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
 from launcher.store.snapshots import SnapshotStore
@@ -126,6 +127,11 @@ class StateApi:
         except RequestError as e:
             yield model_pb2.StateDataChunk(error=convert.error_to_proto(e))
             return
+        except CorruptBlob:
+            yield model_pb2.StateDataChunk(
+                error=convert.error_to_proto(unknown_error("getModelState"))
+            )
+            return
         except StoreError as e:
             yield model_pb2.StateDataChunk(error=convert.error_to_proto(RequestError(e.code)))
             return
@@ -146,6 +152,12 @@ class StateApi:
                         yield model_pb2.StateDataChunk(data=data)
                 if first:
                     yield model_pb2.StateDataChunk(key=key, byte_size=0)
+        except CorruptBlob:
+            # Found only after the key's bytes were sent: the error chunk tells the client to
+            # throw away what it received (the client reads every chunk for an error).
+            yield model_pb2.StateDataChunk(
+                error=convert.error_to_proto(unknown_error("getModelState"))
+            )
         finally:
             for reader in readers:
                 reader.close()
