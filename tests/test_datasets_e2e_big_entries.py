@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 
 import grpc
@@ -124,3 +125,28 @@ def test_a_stream_breaking_the_entry_framing_raises(
 ) -> None:
     with pytest.raises(LauncherConnectionError, match=message):
         read_entries(chunks)
+
+
+def test_a_job_reads_the_20_mib_entry_of_a_dataset_param(
+    client: LauncherClient, big_dataset: str
+) -> None:
+    res = client.model.create_state(
+        model_id="dataset_checksum",
+        name="big entry",
+        params=[
+            {"name": "x", "data": {"type": "dataset", "datasetId": big_dataset, "datasetKey": "x"}}
+        ],
+        execution_location={
+            "type": "temporaryLauncher",
+            "spec": {"cpus": 1, "memoryMebibytes": 512},
+        },
+    )
+    assert "success" in res.get("result", {}), res
+    state = client.model.get_model_state(
+        model_id="dataset_checksum", state_id=res["result"]["success"]["stateId"]
+    )
+    keys = {d["key"]: d["data"] for d in state["result"]["data"]}
+    expected = [np.float32(1.5), BIG, np.arange(3, dtype=np.int8)]
+    assert np.frombuffer(keys["crc"], np.uint32).tolist() == [
+        zlib.crc32(np.ascontiguousarray(a)) for a in expected
+    ]
