@@ -43,7 +43,7 @@ def measure(settings: Settings) -> list[Figure]:
     rounds = settings.count(2, 1)
     tensor = np.ones(TENSOR_MIB * MIB // 4, dtype=np.float32)
     count = total_mib // TENSOR_MIB
-    raw = raw_upload_times(memoryview(tensor).cast("B"), count, rounds)
+    raw = raw_upload_times(tensor.data.cast("B"), count, rounds)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=600) as client:
         _upload(client, tensor[:16], 1)
         with RssPeak(launcher.pid) as rss:

@@ -110,7 +110,7 @@ def measure(settings: Settings) -> list[Figure]:
     state_mib = settings.count(96, 8)
     rounds = settings.count(3, 1)
     array = np.ones(ingest_mib * MIB // 4, dtype=np.float32)
-    raw = raw_upload_times(memoryview(array).cast("B"), 1, rounds)
+    raw = raw_upload_times(array.data.cast("B"), 1, rounds)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=300) as client:
         location = persistent_location(client)
         _ingest(client, location, array[:1024])  # starts the zygote and a session

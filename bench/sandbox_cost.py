@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.common import BENCH_MODELS, TRIVIAL_MODEL, Settings, median, temp_dir
@@ -51,21 +52,28 @@ async def _one_worker(sandbox: Sandbox, job_dir: Path) -> tuple[float, float]:
     return connected, exited
 
 
-async def _series(disable: frozenset[str], n: int, folder: Path) -> dict[str, object]:
+@dataclass
+class SpawnSeries:
+    connect_ms: list[float]
+    exit_ms: list[float]
+    layers: dict[str, str]
+
+
+async def _series(disable: frozenset[str], n: int, folder: Path) -> SpawnSeries:
     sandbox = await create_sandbox(SandboxConfig(state_dir=folder / "sandbox", disable=disable))
     try:
         await _one_worker(sandbox, folder / "warm")
         samples = [await _one_worker(sandbox, folder / f"job{i}") for i in range(n)]
     finally:
         await sandbox.close()
-    return {
-        "connect_ms": [c * 1000 for c, _ in samples],
-        "exit_ms": [e * 1000 for _, e in samples],
-        "layers": sandbox.layers(),
-    }
+    return SpawnSeries(
+        connect_ms=[c * 1000 for c, _ in samples],
+        exit_ms=[e * 1000 for _, e in samples],
+        layers=sandbox.layers(),
+    )
 
 
-def _run(disable: frozenset[str], n: int) -> dict[str, object]:
+def _run(disable: frozenset[str], n: int) -> SpawnSeries:
     with temp_dir("sandbox") as folder:
         return asyncio.run(_series(disable, n, folder))
 
@@ -75,22 +83,22 @@ def measure(settings: Settings) -> list[Figure]:
     full = _run(frozenset(), n)
     no_zygote = _run(frozenset({"zygote"}), n)
     none = _run(LAYER_NAMES, n)
-    reference = median(none["exit_ms"])  # type: ignore[arg-type]
+    reference = median(none.exit_ms)
     return [
         Figure(
             "2. worker spawn to exit, all layers (zygote)",
-            median(full["exit_ms"]),  # type: ignore[arg-type]
+            median(full.exit_ms),
             "ms",
             "no layers",
             reference,
-            detail={"all": full, "none": none},
+            detail={"all": asdict(full), "none": asdict(none)},
         ),
         Figure(
             "2. worker spawn to exit, all layers but zygote",
-            median(no_zygote["exit_ms"]),  # type: ignore[arg-type]
+            median(no_zygote.exit_ms),
             "ms",
             "no layers",
             reference,
-            detail={"all_but_zygote": no_zygote},
+            detail={"all_but_zygote": asdict(no_zygote)},
         ),
     ]
