@@ -70,11 +70,8 @@ def build_root(layout: FsLayout) -> None:
             os.symlink(os.readlink(path), _inside(root, path))
         elif os.path.isdir(path):
             _bind(path, _inside(root, path), _RO)
-    _bind_all([(p, _RO) for p in layout.support], root)
-    for path in layout.hidden:
-        target = _inside(root, path)
-        if os.path.isdir(target):
-            libc.mount("tmpfs", target, "tmpfs", _RO | libc.MS_NOEXEC, "size=4k,mode=0755")
+    # The private /tmp first: the interpreter, the project or the job may live under the
+    # host's /tmp, and their binds below must land on top of it, not under it.
     tmp = _inside(root, "/tmp")
     _makedirs(tmp)
     libc.mount(
@@ -84,6 +81,11 @@ def build_root(layout: FsLayout) -> None:
         libc.MS_NOSUID | libc.MS_NODEV,
         f"mode=1777,size={layout.tmp_mebibytes}m",
     )
+    _bind_all([(p, _RO) for p in layout.support], root)
+    for path in layout.hidden:
+        target = _inside(root, path)
+        if os.path.isdir(target):
+            libc.mount("tmpfs", target, "tmpfs", _RO | libc.MS_NOEXEC, "size=4k,mode=0755")
     data = libc.MS_NOSUID | libc.MS_NODEV
     _bind_all([(p, _RO) for p in layout.read_only] + [(p, data) for p in layout.writable], root)
     _build_dev(_inside(root, "/dev"), layout)
