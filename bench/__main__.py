@@ -27,8 +27,10 @@ MEASUREMENTS: dict[str, Callable[[Settings], list[Figure]]] = {
 
 def _names(text: str) -> list[str]:
     names = [n for n in text.split(",") if n]
+    if not names:
+        raise argparse.ArgumentTypeError(f"name at least one of: {', '.join(MEASUREMENTS)}")
     unknown = sorted(set(names) - set(MEASUREMENTS))
-    if unknown or not names:
+    if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown measurement(s) {unknown}; known: {', '.join(MEASUREMENTS)}"
         )

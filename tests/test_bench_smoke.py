@@ -53,6 +53,12 @@ def test_unknown_measurement_is_refused() -> None:
     assert "worker_start" in done.stderr  # the known names are listed
 
 
+def test_empty_measurement_list_is_refused() -> None:
+    done = _bench("--only", ",", timeout=30)
+    assert done.returncode == 2
+    assert "name at least one of: worker_start" in done.stderr
+
+
 def test_output_in_a_missing_folder_is_refused_before_measuring(tmp_path: Path) -> None:
     done = _bench("--out", str(tmp_path / "absent" / "r.json"), timeout=30)
     assert done.returncode == 2
