@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from launcher._client_dataset import read_entries
-from launcher.api.dataset import ENTRY_PART, entry_messages
+from launcher.api.dataset import ENTRY_PART
 from launcher.client import LauncherClient, LauncherConnectionError
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
 from runtime.tensor import serialize
@@ -71,15 +71,6 @@ def test_no_message_of_a_big_entry_exceeds_one_part(
     assert all(len(m.data) <= ENTRY_PART for m in messages)
     assert len(x) == -(-size // ENTRY_PART)
     assert b"".join(m.data for m in x) == serialize(BIG)
-
-
-@pytest.mark.parametrize("size", [1, ENTRY_PART, ENTRY_PART + 1, 3 * ENTRY_PART])
-def test_entries_are_cut_into_parts_of_at_most_entry_part_bytes(size: int) -> None:
-    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    messages = list(entry_messages("k", 7, data))
-    assert (messages[0].key, messages[0].index, messages[0].byte_size) == ("k", 7, size)
-    assert [len(m.data) for m in messages[:-1]] == [ENTRY_PART] * (len(messages) - 1)
-    assert b"".join(m.data for m in messages) == data
 
 
 def test_an_entry_in_one_message_without_a_size_is_read_whole() -> None:

@@ -14,6 +14,7 @@ from launcher.errors import RequestError
 from launcher.params import ParamSource
 from launcher.store.datasets import DatasetStore, EntryRange, KeyDef
 from launcher.store.db import Database
+from runtime.tensor import serialize
 from tests.test_datasets_support import tensors
 
 
@@ -123,7 +124,8 @@ def test_datasets_survive_reopening_the_store(tmp_path: Path, store: DatasetStor
     info = reopened.get(dataset_id)
     assert (info.description, info.entries, info.version_id) == ("kept", 2, version)
     snapshot = reopened.read_entries(dataset_id, [1])
-    assert [b for batch in snapshot.batches() for b in batch] == [("x", 1, tensors(2))]
+    parts = [b for batch in snapshot.batches() for b in batch]
+    assert [(p.key, p.index, p.start, p.data) for p in parts] == [("x", 1, 0, tensors(2))]
     snapshot.close()
     db.close()
 
@@ -207,3 +209,18 @@ def test_concurrent_adds_all_land_and_readers_see_whole_adds(store: DatasetStore
     watcher.join(timeout=60)
     assert errors == []
     assert store.get(dataset_id).entries == 80
+
+
+@pytest.mark.parametrize("size", [1, 64, 65, 200])
+def test_entries_are_read_in_parts_never_whole(
+    tmp_path: Path, store: DatasetStore, size: int
+) -> None:
+    dataset_id = store.create("d", "", [KeyDef("x")]).id
+    entry = serialize(np.arange(size, dtype=np.uint8))
+    add(store, dataset_id, {"x": entry})
+    snapshot = store.read_entries(dataset_id, [0])
+    parts = [p for batch in snapshot.batches(part=64) for p in batch]
+    snapshot.close()
+    assert all(len(p.data) <= 64 and p.size == len(entry) for p in parts)
+    assert [p.start for p in parts] == list(range(0, len(entry), 64))
+    assert b"".join(p.data for p in parts) == entry

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from launcher.api.convert import empty_error, empty_ok, error_to_proto
 from launcher.errors import RequestError, invalid
+from launcher.store._dataset_read import PART_BYTES
 from launcher.store._dataset_rules import check_id
 from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
@@ -26,10 +27,8 @@ log = logging.getLogger("launcher.api")
 DEFAULT_PAGE = 20
 MAX_PAGE = 1000
 MAX_FILTER_IDS = 1000
-# The most bytes of an entry in one GetEntriesChunk: half gRPC's default 4 MiB receive limit,
-# so that a message with its fields stays well under it, and entries up to this size still
-# travel as a single message.
-ENTRY_PART = 2 << 20
+#: Entries are sent in parts of at most this many bytes (never one message per big entry).
+ENTRY_PART = PART_BYTES
 
 
 class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
@@ -136,9 +135,13 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         try:
             batches = snapshot.batches()
             while batch := await asyncio.to_thread(next, batches, None):
-                for key, index, data in batch:
-                    for message in entry_messages(key, index, data):
-                        yield message
+                for part in batch:
+                    if part.start == 0:
+                        yield dataset_pb2.GetEntriesChunk(
+                            key=part.key, index=part.index, byte_size=part.size, data=part.data
+                        )
+                    else:
+                        yield dataset_pb2.GetEntriesChunk(data=part.data)
         finally:
             snapshot.close()
 
@@ -162,19 +165,6 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         except Exception as exc:
             return empty_error(_request_error(exc, "DeleteDataset"))
         return empty_ok()
-
-
-def entry_messages(key: str, index: int, data: bytes) -> Iterator[dataset_pb2.GetEntriesChunk]:
-    """One entry's messages: the first names it and its size, the rest carry more data."""
-    if len(data) <= ENTRY_PART:
-        yield dataset_pb2.GetEntriesChunk(key=key, index=index, byte_size=len(data), data=data)
-        return
-    view = memoryview(data)
-    yield dataset_pb2.GetEntriesChunk(
-        key=key, index=index, byte_size=len(data), data=bytes(view[:ENTRY_PART])
-    )
-    for start in range(ENTRY_PART, len(data), ENTRY_PART):
-        yield dataset_pb2.GetEntriesChunk(data=bytes(view[start : start + ENTRY_PART]))
 
 
 def _request_error(exc: Exception, rpc: str) -> RequestError:

@@ -52,6 +52,21 @@ def resolve(selection: Selection, count: int) -> np.ndarray:
     return np.asarray(selection, dtype=np.int64)
 
 
+#: The largest piece of one entry read at a time.
+PART_BYTES = 2 << 20
+
+
+@dataclass(frozen=True)
+class EntryPart:
+    """``data`` is bytes ``start ..`` of entry ``index`` of key ``key`` (``size`` bytes in all)."""
+
+    key: str
+    index: int
+    size: int
+    start: int
+    data: bytes
+
+
 class EntriesSnapshot:
     """The selected entries of one dataset version, key by key, read in bounded batches."""
 
@@ -65,25 +80,29 @@ class EntriesSnapshot:
         # A cancelled stream closes the snapshot while a worker thread may still be reading.
         self._lock = threading.Lock()
 
-    def batches(self, max_bytes: int = BATCH_BYTES) -> Iterator[list[tuple[str, int, bytes]]]:
-        """``(key, index, tensor bytes)`` per present entry, grouped up to ``max_bytes``."""
+    def batches(
+        self, max_bytes: int = BATCH_BYTES, part: int = PART_BYTES
+    ) -> Iterator[list[EntryPart]]:
+        """Every present entry, key by key, as parts of at most ``part`` bytes, grouped up to
+        ``max_bytes``: a big entry is never read whole."""
         for pos, name in enumerate(self.key_names):
-            batch: list[tuple[str, int, bytes]] = []
+            batch: list[EntryPart] = []
             size = 0
             column = self._index[:, pos, :]
             for entry in self._positions:
                 offset, length = (int(v) for v in column[entry])
                 if length == 0:
                     continue  # this optional key is absent from the entry
-                with self._lock:
-                    if not self._fds:
-                        return
-                    data = os.pread(self._fds[pos], length, offset)
-                batch.append((name, int(entry), data))
-                size += length
-                if size >= max_bytes:
-                    yield batch
-                    batch, size = [], 0
+                for start in range(0, length, part):
+                    with self._lock:
+                        if not self._fds:
+                            return
+                        data = os.pread(self._fds[pos], min(part, length - start), offset + start)
+                    batch.append(EntryPart(name, int(entry), length, start, data))
+                    size += len(data)
+                    if size >= max_bytes:
+                        yield batch
+                        batch, size = [], 0
             if batch:
                 yield batch
 
