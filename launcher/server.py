@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -197,13 +198,25 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     return Launcher(server, jobs, health_servicer, run_dir, addresses)
 
 
+def _command_name() -> str:
+    """How to call this launcher's CLI from here (the virtual environment's script if any)."""
+    script = Path(sys.executable).parent / "launcher"
+    if not script.exists():
+        return "launcher"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 async def _serve(options: ServeOptions) -> int:
     launcher = await start_launcher(options)
     for address in launcher.addresses:
         log.info("listening on %s", address)
         print(f"launcher listening on {address}", flush=True)
     print(
-        f"try: launcher --address {launcher.addresses[0]} create-state hello --name first",
+        f"try, in another terminal: {_command_name()} --address {launcher.addresses[0]} "
+        "create-state hello --name first",
         flush=True,
     )
     stop = asyncio.Event()
