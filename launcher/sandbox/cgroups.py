@@ -167,14 +167,17 @@ class WorkerCgroup:
         return pids
 
     def kill_all(self) -> None:
-        """SIGKILL every process in the cgroup (repeated: a fork bomb keeps forking)."""
+        """SIGKILL every process in the cgroup, again while new ones appear (a fork bomb keeps
+        forking). Killed processes stay listed until reaped; they are not waited for here."""
+        killed: set[int] = set()
         for _ in range(100):
-            pids = self._pids()
-            if not pids:
+            fresh = set(self._pids()) - killed
+            if not fresh:
                 return
-            for pid in pids:
+            for pid in fresh:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            killed |= fresh
 
     async def remove(self) -> None:
         """Kill what is left and remove the directories (processes may take a moment to go)."""
