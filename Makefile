@@ -9,7 +9,7 @@ ROOT ?= .launcher-data
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench check fuzz clean
+.PHONY: setup run test bench check fuzz soak clean
 
 setup: $(GENERATED)
 
@@ -41,6 +41,12 @@ check: setup
 
 fuzz: setup
 	$(BIN)/python -m pytest tests -m fuzz --hypothesis-profile=long $(PYTEST_ARGS)
+
+# The random-kill loop and the load test, kept going for SOAK_SECONDS each (make test: short runs).
+SOAK_SECONDS ?= 300
+soak: setup
+	LAUNCHER_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -s -p no:timeout \
+		tests/test_crash_loop.py tests/test_load.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) launcher/v1 .pytest_cache .mypy_cache .ruff_cache
