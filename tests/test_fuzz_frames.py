@@ -26,7 +26,12 @@ from runtime import protocol
 from runtime.tensor import serialize
 
 pytestmark = pytest.mark.fuzz
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# make fuzz (profile "long") runs more; make test runs 200 examples.
+FUZZ = settings(
+    max_examples=max(200, settings.default.max_examples),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 ENDINGS = (ProtocolViolation, ConnectionEnded)
 #: what a reader may hold beyond the input it was given (buffers, JSON objects)
 ALLOC_SLACK = 4 << 20

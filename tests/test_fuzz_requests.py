@@ -22,7 +22,7 @@ from runtime.tensor import serialize
 from tests.launcher_proc import LauncherProcess, running_launcher, wait_serving
 
 pytestmark = pytest.mark.fuzz
-EXAMPLES = 150
+EXAMPLES = 150  # make fuzz (profile "long") runs more
 RSS_SLACK_MIB = 150
 FDS_SLACK = 32
 
@@ -166,7 +166,7 @@ def test_random_create_state_requests_get_exactly_one_answer(
         stub = model_pb2_grpc.ModelStub(channel)
 
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=max(EXAMPLES, settings.default.max_examples),
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
