@@ -26,6 +26,7 @@ from launcher.worker.frames import (
     Message,
     ProtocolViolation,
 )
+from launcher.worker.writebehind import WriteBehind
 from runtime import protocol
 
 log = logging.getLogger("launcher.worker")
@@ -244,6 +245,10 @@ class WorkerSession:
                 raise ProtocolViolation(f"more than {protocol.MAX_STATE_KEYS} state keys")
             length = await self._frames.blob_length(protocol.MAX_STATE_KEY_BYTES)
             sink = call.sink.key_writer(name)
-            await self._frames.read_blob(length, sink.write)
+            write = WriteBehind(sink.write)
+            try:
+                await self._frames.read_blob(length, write)
+            finally:
+                await write.flush()
             await asyncio.to_thread(sink.finish)
         await self._frames.end_message()
