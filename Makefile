@@ -45,7 +45,7 @@ fuzz: setup
 # The random-kill loop and the load test, kept going for SOAK_SECONDS each (make test: short runs).
 SOAK_SECONDS ?= 300
 soak: setup
-	LAUNCHER_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -s -p no:timeout \
+	LAUNCHER_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -s --timeout=0 \
 		tests/test_crash_loop.py tests/test_load.py $(PYTEST_ARGS)
 
 clean:
