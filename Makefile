@@ -40,7 +40,7 @@ check: setup
 	$(BIN)/mypy launcher runtime
 
 fuzz: setup
-	$(BIN)/python -m pytest tests -m fuzz --hypothesis-profile=long $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests -m fuzz --hypothesis-profile=long --timeout=0 $(PYTEST_ARGS)
 
 # The random-kill loop and the load test, kept going for SOAK_SECONDS each (make test: short runs).
 SOAK_SECONDS ?= 300
