@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from launcher.spec import LauncherSpec
 from launcher.store.models import ModelConfig
 from launcher.worker.listener import WorkerListener
 from launcher.worker.session import WorkerSession
+
+log = logging.getLogger("launcher.jobs")
 
 
 class PhaseFailed(Exception):
@@ -79,7 +82,7 @@ def worker_plan(
         spec=spec,
         mounts=mounts,
         gpu_ids=list(gpu_ids or []),
-        fork_runtime=model.runtime == "python",
+        fork_runtime=model.runtime == "python" and not model.fresh_process,
     )
 
 
@@ -139,6 +142,12 @@ class WorkerStarter:
         gpu_ids: list[str],
     ) -> Worker:
         plan = worker_plan(model, work_dir, spec, [Path(m) for m in mounts], gpu_ids)
+        if not plan.fork_runtime:
+            log.info(
+                "model %s: worker started as a fresh process (%s), not forked from the zygote",
+                model.model_id,
+                "official runtime" if model.runtime == "decthings-model" else "fresh_process",
+            )
         async with WorkerListener(work_dir / "ipc.sock") as listener:
             process = await self.sandbox.start(plan)
             accept = asyncio.ensure_future(listener.accept())

@@ -40,13 +40,19 @@ class ModelToml:
     max_code_startup: float = DEFAULT_CODE_STARTUP
     max_create_state: float = DEFAULT_CREATE_STATE
     parameters: tuple[ParamRule, ...] = ()
+    #: The model needs a fresh interpreter (for example to initialise a GPU driver): its
+    #: worker is exec'd instead of forked from the warm zygote.
+    fresh_process: bool = False
 
 
 def parse_model_toml(doc: Mapping[str, Any] | None) -> ModelToml:
     """Validate a parsed ``model.toml`` (``None``: no file, all defaults)."""
     if doc is None:
         return ModelToml()
-    _only_keys(doc, "", ("runtime", "name", "max_durations_seconds", "parameters"))
+    _only_keys(doc, "", ("runtime", "name", "fresh_process", "max_durations_seconds", "parameters"))
+    fresh_process = doc.get("fresh_process", False)
+    if not isinstance(fresh_process, bool):
+        raise ModelConfigError(f"fresh_process must be true or false (got {fresh_process!r})")
     runtime = doc.get("runtime", "python")
     if runtime not in RUNTIMES:
         raise ModelConfigError(f"runtime must be one of {', '.join(RUNTIMES)} (got {runtime!r})")
@@ -63,6 +69,7 @@ def parse_model_toml(doc: Mapping[str, Any] | None) -> ModelToml:
         max_code_startup=_duration(durations, "code_startup", DEFAULT_CODE_STARTUP),
         max_create_state=_duration(durations, "create_state", DEFAULT_CREATE_STATE),
         parameters=_param_rules(parameters.get("create_state", [])),
+        fresh_process=fresh_process,
     )
 
 

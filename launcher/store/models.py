@@ -47,6 +47,7 @@ class ModelConfig:
     parameters: tuple[ParamRule, ...]
     code_version: str
     created_at: float
+    fresh_process: bool = False
 
 
 def valid_model_id(model_id: str) -> bool:
@@ -90,6 +91,7 @@ class ModelRegistry:
             path=folder,
             main_py=main_py,
             runtime=config.runtime,
+            fresh_process=config.fresh_process,
             name=config.name if config.name is not None else model_id,
             max_code_startup=config.max_code_startup,
             max_create_state=config.max_create_state,
