@@ -137,3 +137,24 @@ def test_unknown_fault_point_refuses_to_start(
     with pytest.raises(RuntimeError, match="exited"):
         launcher.start()
     assert "names no fault point" in launcher.log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: the worker run folder (tempfile.mkdtemp in launcher/server.py) lives outside "
+    "the root, so nothing removes it after a SIGKILL",
+)
+def test_killed_launcher_leaves_no_run_folder_behind(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = Path(tmp_path_factory.mktemp("cr"))
+    private_tmp = Path(tmp_path_factory.mktemp("rt"))
+    monkeypatch.setenv("TMPDIR", str(private_tmp))  # where the launcher's mkdtemp lands
+    monkeypatch.setenv(faults.ENV, "create_state")
+    armed = LauncherProcess(root)
+    armed.start()
+    _run_until_killed(armed)
+    monkeypatch.delenv(faults.ENV)
+    with running_launcher(root):
+        pass
+    assert [p.name for p in private_tmp.iterdir()] == []
