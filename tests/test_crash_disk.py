@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from launcher.client import LauncherClient
+from tests.conftest import TEMPORARY
 from tests.launcher_proc import running_launcher
 from tests.test_crash_helpers import (
-    TEMPORARY,
     big_state_keys,
     big_state_params,
     digests,

@@ -14,9 +14,6 @@ import psutil
 
 from launcher.client import LauncherClient
 from runtime.tensor import serialize
-from tests.conftest import TEMPORARY
-
-__all__ = ["TEMPORARY"]
 
 
 def big_state_keys(mib: int) -> dict[str, bytes]:

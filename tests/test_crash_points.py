@@ -16,9 +16,9 @@ import pytest
 from launcher import faults
 from launcher._client_call import LauncherConnectionError
 from launcher.client import LauncherClient
+from tests.conftest import TEMPORARY
 from tests.launcher_proc import LauncherProcess, running_launcher
 from tests.test_crash_helpers import (
-    TEMPORARY,
     big_state_keys,
     big_state_params,
     digests,
