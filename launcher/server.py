@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -110,6 +111,31 @@ def _add_port(
         os.umask(mask)
 
 
+#: The longest worker socket path below a run folder ("/w<n>/ipc.sock"), with room to spare.
+_SOCKET_SUFFIX = len("/w0000000/ipc.sock")
+#: Unix socket paths are limited to 107 bytes.
+_SOCKET_PATH_MAX = 107
+
+
+def _make_run_dir(root: Path) -> Path:
+    """The folder of the workers' sockets and work folders: ``<root>/run`` (emptied first: what
+    a crashed launcher left there), or, when that path is too long for a Unix socket, a fresh
+    folder in the temporary folder, after removing those of launchers that no longer run."""
+    run_dir = root / "run"
+    if len(str(run_dir)) + _SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(mode=0o711)
+        os.chmod(run_dir, 0o711)
+        return run_dir
+    for stale in Path(tempfile.gettempdir()).glob("launcher-run-*"):
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"launcher-run-{os.getpid()}-"))
+    os.chmod(run_dir, 0o711)
+    return run_dir
+
+
 def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
     if options.tls_cert is None or options.tls_key is None:
         return None
@@ -142,8 +168,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     if lost:
         log.warning("%d jobs were lost with the previous launcher: launcher_terminated", lost)
     # Worker sockets live in a short private folder (Unix socket paths are limited to 108 bytes).
-    run_dir = Path(tempfile.mkdtemp(prefix="launcher-run-"))
-    os.chmod(run_dir, 0o711)
+    run_dir = _make_run_dir(root)
     sandbox = await create_sandbox(
         SandboxConfig(
             state_dir=run_dir / "sandbox", disable=frozenset(options.sandbox_disable), hide=(root,)

@@ -53,9 +53,11 @@ def wait_serving(address: str, timeout: float = 30.0, proc: subprocess.Popen | N
 
 
 class LauncherProcess:
-    def __init__(self, root: Path, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, root: Path, extra_args: list[str] | None = None, address: str | None = None
+    ) -> None:
         self.root = root
-        self.address = f"unix://{root}/launcher.sock"
+        self.address = address or f"unix://{root}/launcher.sock"
         self.log_path = root / "launcher.log"
         self.args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
@@ -103,8 +105,10 @@ class LauncherProcess:
 
 
 @contextmanager
-def running_launcher(root: Path, extra_args: list[str] | None = None) -> Iterator[LauncherProcess]:
-    launcher = LauncherProcess(root, extra_args)
+def running_launcher(
+    root: Path, extra_args: list[str] | None = None, address: str | None = None
+) -> Iterator[LauncherProcess]:
+    launcher = LauncherProcess(root, extra_args, address)
     launcher.start()
     try:
         yield launcher

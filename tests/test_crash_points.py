@@ -139,11 +139,6 @@ def test_unknown_fault_point_refuses_to_start(
     assert "names no fault point" in launcher.log()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the worker run folder (tempfile.mkdtemp in launcher/server.py) lives outside "
-    "the root, so nothing removes it after a SIGKILL",
-)
 def test_killed_launcher_leaves_no_run_folder_behind(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

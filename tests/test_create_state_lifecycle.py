@@ -99,3 +99,23 @@ def test_launcher_killed_mid_job_loses_nothing_and_answers_launcher_terminated(
             assert {d["key"] for d in data} == {"x", "ok"}
         # nothing of the lost job on disk (echo's small keys live in the database row)
         assert [p.name for p in (root / "states").iterdir() if p.name != kept] == []
+
+
+def test_long_root_puts_worker_sockets_in_the_temp_folder_and_cleans_stale_ones(
+    tmp_path_factory, monkeypatch
+) -> None:
+    root = Path(tmp_path_factory.mktemp("long", numbered=True)) / ("r" * 90)
+    root.mkdir()
+    private_tmp = Path(tmp_path_factory.mktemp("tmpdir", numbered=True))
+    stale = private_tmp / "launcher-run-999999999-dead"  # a launcher that no longer runs
+    stale.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private_tmp))
+    with running_launcher(root, address=f"unix://{private_tmp}/l.sock") as proc:
+        assert not stale.exists()
+        assert len(list(private_tmp.glob(f"launcher-run-{proc.pid}-*"))) == 1
+        with LauncherClient(proc.address) as client:
+            res = client.model.create_state(
+                model_id="hello", name="long", params=[], execution_location=TEMPORARY
+            )
+            assert "success" in res["result"]
+    assert list(private_tmp.glob("launcher-run-*")) == []
