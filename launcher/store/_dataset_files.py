@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from launcher.store.blobs import fsync_dir
+
 INDEX_DTYPE = np.uint64
 
 
@@ -25,14 +27,6 @@ def data_path(dataset_dir: Path, key_pos: int, gen: int) -> Path:
 
 def index_path(dataset_dir: Path, version_id: str) -> Path:
     return dataset_dir / f"{version_id}.idx"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def empty_index(key_count: int) -> np.ndarray:

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from launcher.errors import invalid
+from launcher.store.model_toml import TENSOR_TYPES
 
-TENSOR_TYPES = (
-    "f32 f64 i8 i16 i32 i64 u8 u16 u32 u64 string binary boolean image audio video".split()
-)
 MAX_NAME_CHARS = 256
 MAX_DESCRIPTION_CHARS = 10_000
 MAX_KEYS = 100

@@ -11,11 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.tensor import TYPE_CODES
+
 RUNTIMES = ("python", "decthings-model")
-TENSOR_TYPES = (
-    "f32", "f64", "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64",
-    "string", "binary", "boolean", "image", "audio", "video",
-)  # fmt: skip
+TENSOR_TYPES = tuple(TYPE_CODES)
 MAX_DIMENSIONS = 255
 DEFAULT_CODE_STARTUP = 120.0
 DEFAULT_CREATE_STATE = 3600.0
