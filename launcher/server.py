@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from launcher.api.dataset import DatasetServicer
-from launcher.api.intake import Intake
+from launcher.api.intake import Intake, remove_spool_leftovers
 from launcher.api.model import ModelServicer
 from launcher.api.persistent import PersistentLauncherServicer
 from launcher.auth.interceptor import auth_interceptor
@@ -188,6 +188,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
     )
+    remove_spool_leftovers(root / "tmp")
     intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots, gpus)
 
     server = grpc.aio.server(interceptors=[auth_interceptor(db, jobs)])

@@ -270,6 +270,27 @@ class Intake:
         request.params = {p.name: request.params[p.name] for p in header.params}
 
 
+SPOOL_PREFIX = "param-"
+
+
+def open_spool_file(spool_dir: Path) -> int:
+    """A file without a name (O_TMPFILE) in ``spool_dir``: nothing is left behind, whenever
+    the launcher dies. Where the file system lacks O_TMPFILE, a named file is unlinked at
+    once, and ``remove_spool_leftovers`` clears what a crash in between leaves."""
+    try:
+        return os.open(spool_dir, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=spool_dir)
+        os.unlink(name)
+        return fd
+
+
+def remove_spool_leftovers(spool_dir: Path) -> None:
+    """At start: named spool files of a launcher that crashed between creating and unlinking."""
+    for leftover in spool_dir.glob(SPOOL_PREFIX + "*"):
+        leftover.unlink(missing_ok=True)
+
+
 class _Spool:
     """One inline param being received: validated as it streams, spooled to an unlinked file."""
 
@@ -280,9 +301,7 @@ class _Spool:
         self.received = 0
         self.validator = StreamValidator()
         self.tensors: list[TensorInfo] = []
-        fd, name = tempfile.mkstemp(prefix="param-", dir=spool_dir)
-        os.unlink(name)  # nothing left behind, whatever happens to the launcher
-        self.fd = fd
+        self.fd = open_spool_file(spool_dir)
         self._source: ParamSource | None = None
 
     @property
