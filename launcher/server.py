@@ -68,6 +68,7 @@ class Launcher:
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.jobs.drain(drain)
         await self.jobs.runner.sessions.close()
+        await self.jobs.runner.close()
         await self.server.stop(grace=2)
         await self.jobs.runner.sandbox.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -108,4 +108,7 @@ def test_output_flood_keeps_the_log_bounded(
     res = run(client, "flood")
     assert outcome(client, res) == "flooded"
     log = launcher.root / "logs" / "jobs" / f"{res['result']['success']['stateId']}.log"
+    deadline = time.monotonic() + 10  # the log is saved as the worker is torn down
+    while not log.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert log.stat().st_size < 1 << 20

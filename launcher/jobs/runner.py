@@ -42,6 +42,17 @@ class JobRunner:
         self.starter = starter
         self.states = states
         self.sessions = sessions
+        self._teardowns: set[asyncio.Task[None]] = set()
+
+    def _teardown(self, worker: Worker, log_name: str) -> None:
+        task = asyncio.create_task(self.starter.stop(worker, log_name))
+        self._teardowns.add(task)
+        task.add_done_callback(self._teardowns.discard)
+
+    async def close(self) -> None:
+        """Wait for the workers still being torn down."""
+        if self._teardowns:
+            await asyncio.gather(*self._teardowns, return_exceptions=True)
 
     @property
     def sandbox(self):  # noqa: ANN201 - the starter's sandbox, for shutdown
@@ -132,8 +143,9 @@ class JobRunner:
             if worker is not None:
                 if keep_worker and launcher_id is not None:
                     self.sessions.put(launcher_id, worker)
-                else:
-                    await self.starter.stop(worker, job.state_id)
+                else:  # killed now; its cgroup, folder and log are tidied after the answer
+                    worker.process.kill()
+                    self._teardown(worker, job.state_id)
 
     async def _initialize(self, worker: Worker, model: ModelConfig) -> None:
         result = await self._step(
