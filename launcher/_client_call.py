@@ -41,18 +41,33 @@ class LauncherConnectionError(Exception):
 TlsOption = bool | str | os.PathLike[str] | None
 
 
-def open_channel(address: str, tls: TlsOption) -> grpc.Channel:
+def open_channel(
+    address: str,
+    tls: TlsOption,
+    client_cert: str | os.PathLike[str] | None = None,
+    client_key: str | os.PathLike[str] | None = None,
+) -> grpc.Channel:
     """A channel to ``unix:///abs.sock``, ``unix:relative.sock`` or ``host:port``.
 
     ``tls``: None/False for plaintext, True for the system's root certificates, or the path of
-    a PEM file of root certificates to trust.
+    a PEM file of root certificates to trust. ``client_cert``/``client_key`` (PEM paths, both or
+    neither) present a client certificate, for a launcher that requires mutual TLS.
     """
     if not isinstance(address, str) or not address.strip():
         raise ValueError("address must be a non-empty string such as 127.0.0.1:50051")
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("client_cert and client_key go together")
     if tls is None or tls is False:
+        if client_cert is not None:
+            raise ValueError("a client certificate needs tls (True or a root certificate path)")
         return grpc.insecure_channel(address)
     roots = None if tls is True else Path(tls).read_bytes()
-    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots))
+    key = Path(client_key).read_bytes() if client_key is not None else None
+    cert = Path(client_cert).read_bytes() if client_cert is not None else None
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=key, certificate_chain=cert
+    )
+    return grpc.secure_channel(address, credentials)
 
 
 class Caller:

@@ -7,6 +7,7 @@ transport failures raise, as ``LauncherConnectionError``.
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 
 from launcher._client_call import Caller, LauncherConnectionError, TlsOption, open_channel
@@ -25,6 +26,7 @@ class LauncherClient:
     ``api_key``: sent as ``authorization: Bearer <key>`` on every call.
     ``tls``: None for plaintext, True for the system's roots, or a PEM root certificate path.
     ``timeout``: a deadline in seconds for every call (None: no deadline).
+    ``client_cert``/``client_key``: PEM paths of a client certificate, for mutual TLS.
     """
 
     def __init__(
@@ -33,8 +35,10 @@ class LauncherClient:
         api_key: str | None = None,
         tls: TlsOption = None,
         timeout: float | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._channel = open_channel(address, tls)
+        self._channel = open_channel(address, tls, client_cert, client_key)
         caller = Caller(api_key, timeout)
         self.model = ModelApi(model_pb2_grpc.ModelStub(self._channel), caller)
         self.dataset = DatasetApi(dataset_pb2_grpc.DatasetStub(self._channel), caller)

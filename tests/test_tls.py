@@ -124,6 +124,10 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(pki: Pki, root: Pa
         with LauncherClient(address, tls=pki["ca.pem"]) as client:
             with pytest.raises(LauncherConnectionError):
                 client.model.get_models()
+        with LauncherClient(
+            address, tls=pki["ca.pem"], client_cert=pki["client.pem"], client_key=pki["client.key"]
+        ) as client:
+            assert "result" in client.model.get_models()
 
 
 def _serve_refused(root: Path, extra: list[str]) -> str:
