@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LAUNCHER_API_KEY"),
         help="API key sent with every call (default: $LAUNCHER_API_KEY)",
     )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="talk TLS to the launcher, trusting this CA certificate",
+    )
+    parser.add_argument("--client-cert", metavar="PEM", help="client certificate (mutual TLS)")
+    parser.add_argument("--client-key", metavar="PEM", help="client certificate's key")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _cli_serve.add_parser(commands)
     _cli_keys.add_parser(commands)
@@ -52,7 +59,19 @@ def main(argv: list[str] | None = None) -> int:
             return _cli_serve.run(args)
         if args.command == "keys":
             return _cli_keys.run(args)
-        with LauncherClient(args.address, api_key=args.api_key) as client:
+        if (args.client_cert or args.client_key) and not (
+            args.client_cert and args.client_key and args.tls_ca
+        ):
+            raise argparse.ArgumentTypeError(
+                "--client-cert and --client-key go together, with --tls-ca"
+            )
+        with LauncherClient(
+            args.address,
+            api_key=args.api_key,
+            tls=args.tls_ca,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+        ) as client:
             if args.handler is None:
                 return int(args.run(client, args))
             response = args.handler(client, args)

@@ -128,6 +128,22 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(pki: Pki, root: Pa
             address, tls=pki["ca.pem"], client_cert=pki["client.pem"], client_key=pki["client.key"]
         ) as client:
             assert "result" in client.model.get_models()
+        cli = [
+            sys.executable,
+            "-m",
+            "launcher.cli",
+            "--address",
+            address,
+            "--tls-ca",
+            pki["ca.pem"],
+        ]
+        mutual = ["--client-cert", pki["client.pem"], "--client-key", pki["client.key"]]
+        ok = subprocess.run(
+            [*cli, *mutual, "get-models"], cwd=PROJECT, capture_output=True, timeout=60
+        )
+        assert ok.returncode == 0, ok.stderr
+        refused = subprocess.run([*cli, "get-models"], cwd=PROJECT, capture_output=True, timeout=60)
+        assert refused.returncode == 3
 
 
 def _serve_refused(root: Path, extra: list[str]) -> str:
