@@ -117,10 +117,10 @@ class JobManager:
     async def drain(self, deadline: float) -> None:
         """Stop accepting; wait up to ``deadline`` seconds, then end the rest as terminated."""
         self._draining = True
-        tasks = [j.task for j in self.jobs.values() if j.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=deadline)
-            for task in pending:
-                task.cancel()
+        jobs = {j.task: j for j in self.jobs.values() if j.task is not None}
+        if jobs:
+            _, pending = await asyncio.wait(jobs, timeout=deadline)
+            for task in pending:  # recorded as launcher_terminated, with the durations that ran
+                jobs[task].cancel(oc.LauncherTerminated())
             if pending:
                 await asyncio.wait(pending, timeout=10)
