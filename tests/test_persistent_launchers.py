@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from launcher.client import LauncherClient
@@ -185,3 +186,39 @@ def test_max_idle_sessions_zero_never_reuses(tmp_path_factory) -> None:
             for _ in range(2):
                 res = create(client, "counter", location)
                 assert "codeStartup" in res["result"]["success"]["durations"]
+
+
+def _hold(client: LauncherClient, location: dict, results: list, mib: int = 180) -> None:
+    params = [
+        {"name": "mib", "data": [np.array(mib)]},
+        {"name": "seconds", "data": [np.array(4.0)]},
+    ]
+    results.append(
+        client.model.create_state(
+            model_id="hold_memory", name="h", params=params, execution_location=location
+        )
+    )
+
+
+def _concurrently(client: LauncherClient, location: dict) -> list[dict]:
+    results: list[dict] = []
+    threads = [threading.Thread(target=_hold, args=(client, location, results)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_jobs_of_a_persistent_launcher_share_its_memory_budget(client: LauncherClient) -> None:
+    spec = {"cpus": 1, "memoryMebibytes": 300}
+    res = client.persistent_launcher.create_persistent_launcher(name="budget", spec=spec)
+    shared = {
+        "type": "persistentLauncher",
+        "persistentLauncherId": res["result"]["persistentLauncherId"],
+    }
+    outcomes = _concurrently(client, shared)  # 2 x 180 MiB > 300 MiB together
+    errors = [r["result"]["failed"]["error"] for r in outcomes if "failed" in r["result"]]
+    assert errors and all(e["code"] == "code_terminated" and e["oom"] for e in errors), outcomes
+    separate = {"type": "temporaryLauncher", "spec": spec}  # each its own 300 MiB
+    assert all("success" in r["result"] for r in _concurrently(client, separate))

@@ -118,7 +118,7 @@ class JobRunner:
                 if worker is None:  # a persistent launcher: the worker start is codeStartup's
                     async with self._phase(job, "codeStartup", durations):
                         worker = await self.starter.start(
-                            model, request.spec, list(mounts), model.max_code_startup
+                            model, request.spec, list(mounts), model.max_code_startup, launcher_id
                         )
                         await self._initialize(worker, model)
             others = [OtherModelSources(m.model_id, m.path, m.keys) for m in request.mounts]

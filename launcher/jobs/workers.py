@@ -41,6 +41,7 @@ class Worker:
     code_version: str
     mounts: tuple[str, ...]
     gpu_ids: list[str] = field(default_factory=list)
+    group: str | None = None
     idle_since: float = field(default=0.0)
 
     @property
@@ -54,6 +55,7 @@ def worker_plan(
     spec: LauncherSpec,
     mounts: list[Path],
     gpu_ids: list[str] | None = None,
+    group: str | None = None,
 ) -> WorkerPlan:
     """The plan of a worker for ``model``: our runtime, or the official one, unchanged."""
     ipc = str(work_dir / "ipc.sock")
@@ -82,6 +84,7 @@ def worker_plan(
         spec=spec,
         mounts=mounts,
         gpu_ids=list(gpu_ids or []),
+        group=group,
         fork_runtime=model.runtime == "python" and not model.fresh_process,
     )
 
@@ -105,6 +108,7 @@ class WorkerStarter:
         self.run_dir = run_dir
         self.log_dir = log_dir
         self.gpus = gpus or GpuInventory([])
+        self._group_workers: dict[str, int] = {}
 
     async def _allocate_gpus(self, spec: LauncherSpec) -> list[str]:
         """The job's GPUs, exclusively; waits (cancellably) while they are all taken."""
@@ -117,20 +121,42 @@ class WorkerStarter:
                 await asyncio.sleep(self.GPU_POLL)
 
     async def start(
-        self, model: ModelConfig, spec: LauncherSpec, mounts: list[str], connect_limit: float
+        self,
+        model: ModelConfig,
+        spec: LauncherSpec,
+        mounts: list[str],
+        connect_limit: float,
+        group: str | None = None,
     ) -> Worker:
-        """Start and connect a worker; ``PhaseFailed`` if it dies or does not connect in time."""
+        """Start and connect a worker; ``PhaseFailed`` if it dies or does not connect in time.
+        Workers of one ``group`` (a persistent launcher) share ``spec`` as one budget."""
         gpu_ids = await self._allocate_gpus(spec)
         work_dir = self.run_dir / f"w{next(self._ids)}"
+        self._join_group(group)
         try:
             work_dir.mkdir(mode=0o700)
-            worker = await self._start(model, spec, mounts, connect_limit, work_dir, gpu_ids)
+            worker = await self._start(model, spec, mounts, connect_limit, work_dir, gpu_ids, group)
         except BaseException:
             shutil.rmtree(work_dir, ignore_errors=True)
             self.gpus.release(gpu_ids)
+            self._leave_group(group)
             raise
         worker.gpu_ids = gpu_ids
+        worker.group = group
         return worker
+
+    def _join_group(self, group: str | None) -> None:
+        if group is not None:
+            self._group_workers[group] = self._group_workers.get(group, 0) + 1
+
+    def _leave_group(self, group: str | None) -> None:
+        """The group's shared budget goes with its last worker (made again for the next)."""
+        if group is None:
+            return
+        self._group_workers[group] -= 1
+        if not self._group_workers[group]:
+            del self._group_workers[group]
+            self.sandbox.release_group(group)
 
     async def _start(
         self,
@@ -140,8 +166,9 @@ class WorkerStarter:
         connect_limit: float,
         work_dir: Path,
         gpu_ids: list[str],
+        group: str | None,
     ) -> Worker:
-        plan = worker_plan(model, work_dir, spec, [Path(m) for m in mounts], gpu_ids)
+        plan = worker_plan(model, work_dir, spec, [Path(m) for m in mounts], gpu_ids, group)
         if not plan.fork_runtime:
             log.info(
                 "model %s: worker started as a fresh process (%s), not forked from the zygote",
@@ -194,6 +221,8 @@ class WorkerStarter:
             shutil.rmtree(worker.dir, ignore_errors=True)
             gpu_ids, worker.gpu_ids = worker.gpu_ids, []
             self.gpus.release(gpu_ids)
+            group, worker.group = worker.group, None
+            self._leave_group(group)
 
     def _save_log(self, name: str, text: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -106,42 +106,89 @@ def remove_stale(host: CgroupHost, prefix: str) -> None:
         for child in parent.glob(f"{prefix}-*"):
             pid = child.name.removeprefix(f"{prefix}-").split("-")[0]
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                for grandchild in child.glob(f"{prefix}-*"):  # workers of a stale group
+                    with contextlib.suppress(OSError):
+                        grandchild.rmdir()
                 with contextlib.suppress(OSError):
                     child.rmdir()
 
 
+def _apply_limits(
+    version: int, dirs: dict[str, Path], memsw: bool, spec: LauncherSpec, pids_max: int
+) -> None:
+    memory = spec.memory_mebibytes * 1024 * 1024
+    swap = (spec.swap_mebibytes or 0) * 1024 * 1024
+    quota = max(1000, int(spec.cpus * _CFS_PERIOD_US))
+    if version == 1:
+        mem = dirs["memory"]
+        (mem / "memory.limit_in_bytes").write_text(str(memory))
+        if memsw:
+            (mem / "memory.memsw.limit_in_bytes").write_text(str(memory + swap))
+        if "cpu" in dirs:
+            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
+            (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
+        if "pids" in dirs:
+            (dirs["pids"] / "pids.max").write_text(str(pids_max))
+    else:
+        unified = dirs["unified"]
+        (unified / "memory.max").write_text(str(memory))
+        (unified / "memory.swap.max").write_text(str(swap))
+        with contextlib.suppress(OSError):
+            (unified / "cpu.max").write_text(f"{quota} {_CFS_PERIOD_US}")
+        with contextlib.suppress(OSError):
+            (unified / "pids.max").write_text(str(pids_max))
+
+
+def group_dirs(host: CgroupHost, prefix: str, group: str) -> dict[str, Path]:
+    """The parent cgroup of a group's workers (a persistent launcher's shared budget)."""
+    name = f"{prefix}-{os.getpid()}-group-{group}"
+    return {ctl: parent / name for ctl, parent in host.parents.items()}
+
+
+def ensure_group(
+    host: CgroupHost, prefix: str, group: str, spec: LauncherSpec, pids_max: int
+) -> dict[str, Path]:
+    """Create (or refresh the limits of) a group's shared cgroup; the parents of its workers."""
+    dirs = group_dirs(host, prefix, group)
+    for path in dirs.values():
+        path.mkdir(exist_ok=True)
+    if host.version == 2:
+        unified = dirs["unified"]
+        available = (unified / "cgroup.controllers").read_text().split()
+        with contextlib.suppress(OSError):
+            (unified / "cgroup.subtree_control").write_text(
+                " ".join(f"+{c}" for c in ("memory", "cpu", "pids") if c in available)
+            )
+    _apply_limits(host.version, dirs, host.memsw, spec, pids_max)
+    return dirs
+
+
+def remove_group(host: CgroupHost, prefix: str, group: str) -> None:
+    """Remove a group's cgroup (a no-op while workers still live in it)."""
+    for path in group_dirs(host, prefix, group).values():
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 class WorkerCgroup:
-    """The cgroup(s) of one worker."""
+    """The cgroup(s) of one worker, below its group's cgroup when it has one."""
 
     _counter = itertools.count()
 
-    def __init__(self, host: CgroupHost, prefix: str, spec: LauncherSpec, pids_max: int) -> None:
+    def __init__(
+        self,
+        host: CgroupHost,
+        prefix: str,
+        spec: LauncherSpec,
+        pids_max: int,
+        parents: dict[str, Path] | None = None,
+    ) -> None:
         name = f"{prefix}-{os.getpid()}-{next(self._counter)}"
         self.version = host.version
-        self.dirs = {ctl: parent / name for ctl, parent in host.parents.items()}
+        self.dirs = {ctl: parent / name for ctl, parent in (parents or host.parents).items()}
         for path in self.dirs.values():
             path.mkdir()
-        memory = spec.memory_mebibytes * 1024 * 1024
-        swap = (spec.swap_mebibytes or 0) * 1024 * 1024
-        quota = max(1000, int(spec.cpus * _CFS_PERIOD_US))
-        if host.version == 1:
-            mem = self.dirs["memory"]
-            (mem / "memory.limit_in_bytes").write_text(str(memory))
-            if host.memsw:
-                (mem / "memory.memsw.limit_in_bytes").write_text(str(memory + swap))
-            if "cpu" in self.dirs:
-                (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
-                (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
-            if "pids" in self.dirs:
-                (self.dirs["pids"] / "pids.max").write_text(str(pids_max))
-        else:
-            unified = self.dirs["unified"]
-            (unified / "memory.max").write_text(str(memory))
-            (unified / "memory.swap.max").write_text(str(swap))
-            with contextlib.suppress(OSError):
-                (unified / "cpu.max").write_text(f"{quota} {_CFS_PERIOD_US}")
-            with contextlib.suppress(OSError):
-                (unified / "pids.max").write_text(str(pids_max))
+        _apply_limits(host.version, self.dirs, host.memsw, spec, pids_max)
 
     def procs_files(self) -> list[str]:
         """The ``cgroup.procs`` files a worker writes itself into."""

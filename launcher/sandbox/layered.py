@@ -15,7 +15,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from launcher.sandbox import libc
-from launcher.sandbox.cgroups import WorkerCgroup
+from launcher.sandbox.cgroups import WorkerCgroup, ensure_group, remove_group
 from launcher.sandbox.config import SandboxConfig
 from launcher.sandbox.detect import NAMESPACE_LAYERS, Layers, detect
 from launcher.sandbox.mounts import FsLayout
@@ -125,11 +125,15 @@ class LayeredSandbox:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(plan.gpu_ids)
             return await start_plain(replace(plan, env=env), watchdog_bytes=memory)
         host = self._layers.cgroup
-        cgroup = (
-            WorkerCgroup(host, self._config.cgroup_prefix, plan.spec, self._config.pids_max)
-            if host is not None
-            else None
-        )
+        cgroup = None
+        if host is not None:
+            prefix, pids_max = self._config.cgroup_prefix, self._config.pids_max
+            parents = (
+                ensure_group(host, prefix, plan.group, plan.spec, pids_max)
+                if plan.group is not None
+                else None
+            )
+            cgroup = WorkerCgroup(host, prefix, plan.spec, pids_max, parents)
         watchdog = None if cgroup is not None else memory
         try:
             if self._zygote is not None:
@@ -139,6 +143,11 @@ class LayeredSandbox:
             if cgroup is not None:
                 await cgroup.remove()
             raise
+
+    def release_group(self, group: str) -> None:
+        """Remove a group's shared cgroup (a no-op while workers still live in it)."""
+        if self._layers.cgroup is not None:
+            remove_group(self._layers.cgroup, self._config.cgroup_prefix, group)
 
     async def warm_up(self) -> None:
         """Start what can be started ahead of the first worker (the zygote)."""

@@ -26,6 +26,9 @@ class WorkerPlan:
     mounts: list[Path] = field(default_factory=list)  # other models' folders, read-only
     gpu_ids: list[str] = field(default_factory=list)  # exclusively assigned GPUs
     fork_runtime: bool = True  # may be forked from the warm zygote (runtime = "python")
+    #: Workers of one group (a persistent launcher) share one budget: a parent cgroup holding
+    #: ``spec``'s limits for all of them together. None: the worker's own limits only.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,5 +60,8 @@ class Sandbox(Protocol):
         """Each isolation layer and its state (e.g. {"netns": "on", "cgroup": "off: ..."})."""
 
     async def start(self, plan: WorkerPlan) -> WorkerProcess: ...
+
+    def release_group(self, group: str) -> None:
+        """Remove a group's shared budget once its workers are gone (launcher deleted)."""
 
     async def close(self) -> None: ...
