@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from launcher._client_call import LauncherConnectionError
-from launcher.client import LauncherClient
+from launcher.client import LauncherClient, LauncherConnectionError
 from tests.conftest import TEMPORARY
 from tests.launcher_proc import LauncherProcess
 from tests.test_crash_helpers import (

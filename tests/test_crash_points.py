@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from launcher import faults
-from launcher._client_call import LauncherConnectionError
-from launcher.client import LauncherClient
+from launcher.client import LauncherClient, LauncherConnectionError
 from tests.conftest import TEMPORARY
 from tests.launcher_proc import LauncherProcess, running_launcher
 from tests.test_crash_helpers import (
