@@ -119,3 +119,44 @@ def test_long_root_puts_worker_sockets_in_the_temp_folder_and_cleans_stale_ones(
             )
             assert "success" in res["result"]
     assert list(private_tmp.glob("launcher-run-*")) == []
+
+
+def test_cancelling_a_queued_job_ends_it_before_it_runs(tmp_path_factory) -> None:
+    root = Path(tmp_path_factory.mktemp("cq", numbered=True))
+    with running_launcher(root, ["--max-concurrent-jobs", "1"]) as proc:
+        with LauncherClient(proc.address) as client:
+            results: dict[str, dict] = {}
+            started = threading.Event()
+
+            def run(name: str, model: str) -> None:
+                for event in client.model.create_state_stream(
+                    model_id=model, name=name, params=[], execution_location=TEMPORARY
+                ):
+                    if event.get("event") == "phaseStarted":
+                        started.set()
+                    if "result" in event or "error" in event:
+                        results[name] = event
+
+            running = threading.Thread(target=run, args=("running", "sleeper"))
+            running.start()
+            assert started.wait(30)
+            queued = threading.Thread(target=run, args=("queued", "hello"))
+            queued.start()
+            waiting: list[dict] = []
+            for _ in range(600):
+                waiting = client.model.get_creating_states(model_id="hello")["result"]["states"]
+                if waiting:
+                    break
+                threading.Event().wait(0.05)
+            (job,) = waiting
+            assert client.model.cancel_create_state(model_id="hello", state_id=job["id"]) == {
+                "result": {}
+            }
+            queued.join(30)
+            failed = results["queued"]["result"]["failed"]
+            assert failed["error"] == {"code": "cancelled"}
+            assert set(failed["durations"]) == {"total"}  # no phase ran
+            sleeping = client.model.get_creating_states(model_id="sleeper")["result"]["states"]
+            client.model.cancel_create_state(model_id="sleeper", state_id=sleeping[0]["id"])
+            running.join(30)
+            assert results["running"]["result"]["failed"]["error"] == {"code": "cancelled"}
