@@ -13,26 +13,34 @@ from tests.conftest import TEMPORARY
 from tests.launcher_proc import running_launcher
 
 
+class BackgroundJobs:
+    """createState calls run in threads: ``started`` is set at the first phase event,
+    ``results[name]`` holds each call's final response."""
+
+    def __init__(self, client: LauncherClient) -> None:
+        self.client = client
+        self.results: dict[str, dict] = {}
+        self.started = threading.Event()
+
+    def run(self, name: str, model: str) -> None:
+        for event in self.client.model.create_state_stream(
+            model_id=model, name=name, params=[], execution_location=TEMPORARY
+        ):
+            if event.get("event") == "phaseStarted":
+                self.started.set()
+            if "result" in event or "error" in event:
+                self.results[name] = event
+
+
 def test_full_queue_is_server_overloaded_and_queued_jobs_run(tmp_path_factory) -> None:
     root = Path(tmp_path_factory.mktemp("ov", numbered=True))
     with running_launcher(root, ["--max-concurrent-jobs", "1", "--max-queued-jobs", "1"]) as proc:
         with LauncherClient(proc.address) as client:
-            results: dict[str, dict] = {}
-            started = threading.Event()
-
-            def run(name: str, model: str) -> None:
-                for event in client.model.create_state_stream(
-                    model_id=model, name=name, params=[], execution_location=TEMPORARY
-                ):
-                    if event.get("event") == "phaseStarted":
-                        started.set()
-                    if "result" in event or "error" in event:
-                        results[name] = event
-
-            first = threading.Thread(target=run, args=("first", "sleeper"))
+            jobs = BackgroundJobs(client)
+            first = threading.Thread(target=jobs.run, args=("first", "sleeper"))
             first.start()
-            assert started.wait(30)
-            second = threading.Thread(target=run, args=("second", "hello"))
+            assert jobs.started.wait(30)
+            second = threading.Thread(target=jobs.run, args=("second", "hello"))
             second.start()
             deadline = 30
             while not client.model.get_creating_states(model_id="hello")["result"]["states"]:
@@ -47,8 +55,8 @@ def test_full_queue_is_server_overloaded_and_queued_jobs_run(tmp_path_factory) -
             client.model.cancel_create_state(model_id="sleeper", state_id=sleeping[0]["id"])
             first.join(30)
             second.join(30)
-            assert results["first"]["result"]["failed"]["error"] == {"code": "cancelled"}
-            assert "success" in results["second"]["result"]
+            assert jobs.results["first"]["result"]["failed"]["error"] == {"code": "cancelled"}
+            assert "success" in jobs.results["second"]["result"]
 
 
 def test_memory_limit_kill_is_code_terminated_with_oom(client: LauncherClient) -> None:
@@ -125,22 +133,11 @@ def test_cancelling_a_queued_job_ends_it_before_it_runs(tmp_path_factory) -> Non
     root = Path(tmp_path_factory.mktemp("cq", numbered=True))
     with running_launcher(root, ["--max-concurrent-jobs", "1"]) as proc:
         with LauncherClient(proc.address) as client:
-            results: dict[str, dict] = {}
-            started = threading.Event()
-
-            def run(name: str, model: str) -> None:
-                for event in client.model.create_state_stream(
-                    model_id=model, name=name, params=[], execution_location=TEMPORARY
-                ):
-                    if event.get("event") == "phaseStarted":
-                        started.set()
-                    if "result" in event or "error" in event:
-                        results[name] = event
-
-            running = threading.Thread(target=run, args=("running", "sleeper"))
+            jobs = BackgroundJobs(client)
+            running = threading.Thread(target=jobs.run, args=("running", "sleeper"))
             running.start()
-            assert started.wait(30)
-            queued = threading.Thread(target=run, args=("queued", "hello"))
+            assert jobs.started.wait(30)
+            queued = threading.Thread(target=jobs.run, args=("queued", "hello"))
             queued.start()
             waiting: list[dict] = []
             for _ in range(600):
@@ -153,10 +150,10 @@ def test_cancelling_a_queued_job_ends_it_before_it_runs(tmp_path_factory) -> Non
                 "result": {}
             }
             queued.join(30)
-            failed = results["queued"]["result"]["failed"]
+            failed = jobs.results["queued"]["result"]["failed"]
             assert failed["error"] == {"code": "cancelled"}
             assert set(failed["durations"]) == {"total"}  # no phase ran
             sleeping = client.model.get_creating_states(model_id="sleeper")["result"]["states"]
             client.model.cancel_create_state(model_id="sleeper", state_id=sleeping[0]["id"])
             running.join(30)
-            assert results["running"]["result"]["failed"]["error"] == {"code": "cancelled"}
+            assert jobs.results["running"]["result"]["failed"]["error"] == {"code": "cancelled"}
