@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 
 import psutil
 
+from launcher import rules
 from launcher.errors import invalid
 from launcher.sandbox.gpus import GpuInventory, GpuRequestError
 from launcher.spec import GpuRequest, LauncherSpec
 from launcher.v1 import common_pb2
 
-MAX_NAME = 256
-MAX_PARAMS = 256
-MAX_MOUNTS = 16
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_NAME = rules.MAX_NAME_CHARS
+MAX_PARAMS = rules.MAX_PARAMS
+MAX_MOUNTS = rules.MAX_MOUNTS
+_IDS = {
+    "a model id": rules.MODEL_ID,
+    "a state id": rules.STATE_ID,
+    "a snapshot id": rules.SNAPSHOT_ID,
+    "a dataset id": rules.DATASET_ID,
+    "a launcher id": rules.LAUNCHER_ID,
+    "a persistent launcher id": rules.LAUNCHER_ID,
+}
 
 
 @dataclass(frozen=True)
@@ -51,19 +58,13 @@ def spec_rules() -> dict[str, NumberRule]:
 
 
 def check_id(path: str, value: str, what: str) -> str:
-    if not _ID.fullmatch(value):
-        raise invalid(
-            path,
-            f"{what} must be 1-128 characters of letters, digits, '.', '_' or '-', "
-            f"starting with a letter or digit; got {value[:80]!r}",
-        )
-    return value
+    """``value`` checked by the id rule of ``what`` (``launcher.rules``)."""
+    return _IDS[what].check(path, value)
 
 
 def check_name(path: str, value: str) -> str:
-    if not value or len(value) > MAX_NAME or not value.isprintable():
-        raise invalid(path, f"must be 1-{MAX_NAME} printable characters")
-    return value
+    """A free-text name (``launcher.rules.NAME``)."""
+    return rules.NAME.check(path, value)
 
 
 def spec_from_proto(
@@ -83,10 +84,8 @@ def spec_from_proto(
         swap = spec.swap_mebibytes
     request = None
     if spec.HasField("gpus"):
-        if spec.gpus.count < 1 or spec.gpus.count > 64:
-            raise invalid(f"{path}.gpus.count", "must be between 1 and 64")
-        if not spec.gpus.model or len(spec.gpus.model) > MAX_NAME:
-            raise invalid(f"{path}.gpus.model", "must name a GPU model")
+        rules.GPU_COUNT.check(f"{path}.gpus.count", spec.gpus.count)
+        rules.GPU_MODEL.check(f"{path}.gpus.model", spec.gpus.model)
         if inventory is not None:
             try:
                 inventory.check(spec.gpus.model, spec.gpus.count)
