@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from launcher.sandbox import cgroups, seccomp
 from launcher.sandbox.cgroups import CgroupHost
+from launcher.sandbox.cleanenv import helper_env
 from launcher.sandbox.config import SandboxConfig
 
 log = logging.getLogger("launcher.sandbox")
@@ -37,6 +38,7 @@ async def _probe(config: SandboxConfig) -> dict[str, str]:
         "launcher.sandbox.probe",
         str(config.uid),
         str(staging),
+        env=helper_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from launcher.sandbox.cgroups import WorkerCgroup
+from launcher.sandbox.cleanenv import helper_env
 from launcher.sandbox.recipe import Recipe
 from launcher.sandbox.types import WorkerPlan
 from launcher.sandbox.worker import SandboxedWorker
@@ -87,6 +88,7 @@ async def start_entered(
             "-m",
             "launcher.sandbox.enter",
             str(os.getpid()),
+            env=helper_env(),
             stdin=asyncio.subprocess.PIPE,
             stdout=write_fd,
             stderr=write_fd,

@@ -1,11 +1,9 @@
 """The warm zygote: a single-threaded, pre-imported interpreter that forks workers.
 
 ``python -m launcher.sandbox.zygote FD LAUNCHER_PID``: FD is a SOCK_SEQPACKET Unix socket to
-the launcher. Messages are JSON, one per packet:
-  launcher → zygote: {"op": "spawn", "id", "recipe"} with the log pipe's write end attached
-                     (SCM_RIGHTS); {"op": "kill", "id"}
-  zygote → launcher: {"op": "ready", "pid"}; {"op": "started", "id", "pid"};
-                     {"op": "exited", "id", "status"} (raw wait status of the keeper).
+the launcher carrying the messages of ``zygote_messages`` (one per packet). The launcher starts
+it with a minimal fixed environment (never its own), so nothing of the daemon's environment is
+in the memory its forked workers inherit.
 It dies with the launcher (PR_SET_PDEATHSIG) and exits when the socket closes; its keepers
 die with it, and their pid namespaces with them.
 """
@@ -13,7 +11,6 @@ die with it, and their pid namespaces with them.
 from __future__ import annotations
 
 import array
-import json
 import os
 import select
 import signal
@@ -24,9 +21,17 @@ import sys
 import numpy  # noqa: F401
 
 from launcher.sandbox import libc, tree
-from launcher.sandbox.recipe import Recipe
-
-MAX_PACKET = 4 * 1024 * 1024
+from launcher.sandbox.zygote_messages import (
+    MAX_PACKET,
+    Exited,
+    Kill,
+    Message,
+    Ready,
+    Spawn,
+    Started,
+    ZygoteProtocolError,
+    decode,
+)
 
 try:
     # The worker and what its first createModelState call needs (asyncio, the model-author
@@ -41,17 +46,24 @@ except ImportError:  # the worker runtime may be absent; workers then import it 
     pass
 
 
-def _send(sock: socket.socket, message: dict[str, object]) -> None:
-    sock.sendall(json.dumps(message).encode())
+def _send(sock: socket.socket, message: Message) -> None:
+    sock.sendall(message.encode())
 
 
-def _receive(sock: socket.socket) -> tuple[dict[str, object] | None, list[int]]:
+def _receive(sock: socket.socket) -> tuple[Message | None, bool, list[int]]:
+    """(message or None, end of the channel, fds received)."""
     fds = array.array("i")
     data, ancillary, _flags, _addr = sock.recvmsg(MAX_PACKET, socket.CMSG_SPACE(4 * 4))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    return (json.loads(data) if data else None), list(fds)
+    if not data:
+        return None, True, list(fds)
+    try:
+        return decode(data), False, list(fds)
+    except ZygoteProtocolError as exc:
+        os.write(2, f"zygote: dropped a bad packet: {exc}\n".encode())
+        return None, False, list(fds)
 
 
 def serve(sock: socket.socket) -> None:
@@ -61,7 +73,7 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     keepers: dict[int, str] = {}  # pid → worker id
     by_id: dict[str, int] = {}
-    _send(sock, {"op": "ready", "pid": os.getpid()})
+    _send(sock, Ready(os.getpid()))
     while True:
         ready = select.select([sock.fileno(), wake_r], [], [])[0]
         if wake_r in ready:
@@ -73,20 +85,23 @@ def serve(sock: socket.socket) -> None:
                 worker_id = keepers.pop(pid, None)
                 if worker_id is not None:
                     del by_id[worker_id]
-                    _send(sock, {"op": "exited", "id": worker_id, "status": status})
+                    _send(sock, Exited(worker_id, status))
         if sock.fileno() not in ready:
             continue
-        message, fds = _receive(sock)
-        if message is None:
+        message, ended, fds = _receive(sock)
+        if ended:
             for pid in keepers:
                 os.kill(pid, signal.SIGKILL)
             return
-        worker_id = str(message["id"])
-        if message["op"] == "kill":
-            if worker_id in by_id:
-                os.kill(by_id[worker_id], signal.SIGTERM)
+        if isinstance(message, Kill):
+            if message.id in by_id:
+                os.kill(by_id[message.id], signal.SIGTERM)
             continue
-        recipe = Recipe.from_json(message["recipe"])  # type: ignore[arg-type]
+        if not isinstance(message, Spawn) or len(fds) != 1 or message.id in by_id:
+            for fd in fds:
+                os.close(fd)
+            continue  # only the launcher talks to us; a malformed packet is dropped
+        worker_id, recipe = message.id, message.recipe
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -96,7 +111,7 @@ def serve(sock: socket.socket) -> None:
             os.close(fd)
         keepers[pid] = worker_id
         by_id[worker_id] = pid
-        _send(sock, {"op": "started", "id": worker_id, "pid": pid})
+        _send(sock, Started(worker_id, pid))
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ import array
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import os
 import signal
@@ -19,18 +18,24 @@ import sys
 from pathlib import Path
 
 from launcher.sandbox.cgroups import WorkerCgroup
+from launcher.sandbox.cleanenv import helper_env
 from launcher.sandbox.recipe import Recipe
 from launcher.sandbox.worker import SandboxedWorker
+from launcher.sandbox.zygote_messages import (
+    MAX_PACKET,
+    Exited,
+    Kill,
+    Message,
+    Ready,
+    Spawn,
+    Started,
+    ZygoteProtocolError,
+    decode,
+)
 
 log = logging.getLogger("launcher.sandbox")
 
 _START_TIMEOUT = 60.0
-_SINGLE_THREADED = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
 
 
 class ZygoteLost(RuntimeError):
@@ -61,7 +66,7 @@ class ZygoteWorker(SandboxedWorker):
     def _kill_top(self) -> None:
         # A lost zygote took its keepers, and so this worker, with it.
         with contextlib.suppress(ZygoteLost):
-            self._zygote.send({"op": "kill", "id": self._id})
+            self._zygote.send(Kill(self._id))
 
 
 class _Zygote:
@@ -83,27 +88,29 @@ class _Zygote:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                data = await loop.sock_recv(self.sock, 65536)
+                data = await loop.sock_recv(self.sock, MAX_PACKET)
                 if not data:
                     break
-                self._dispatch(json.loads(data))
-        except (OSError, ValueError) as exc:
+                self._dispatch(decode(data))
+        except (OSError, ZygoteProtocolError) as exc:
             log.error("zygote connection failed: %s", exc)
         finally:
             self._lost()
 
-    def _dispatch(self, message: dict[str, object]) -> None:
-        op = message["op"]
-        if op == "ready":
-            self._ready.set_result(int(message["pid"]))  # type: ignore[call-overload]
-        elif op == "started":
-            future = self._started.pop(str(message["id"]), None)
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Ready):
+            if not self._ready.done():
+                self._ready.set_result(message.pid)
+        elif isinstance(message, Started):
+            future = self._started.pop(message.id, None)
             if future is not None and not future.done():
-                future.set_result(int(message["pid"]))  # type: ignore[call-overload]
-        elif op == "exited":
-            exit_future = self.exits.get(str(message["id"]))
+                future.set_result(message.pid)
+        elif isinstance(message, Exited):
+            exit_future = self.exits.get(message.id)
             if exit_future is not None and not exit_future.done():
-                exit_future.set_result(int(message["status"]))  # type: ignore[call-overload]
+                exit_future.set_result(message.status)
+        else:
+            raise ZygoteProtocolError(f"the zygote sent a {message.OP!r} message")
 
     def _lost(self) -> None:
         self.alive = False
@@ -116,14 +123,14 @@ class _Zygote:
             if not future.done():
                 future.set_result(signal.SIGKILL)
 
-    def send(self, message: dict[str, object], fds: tuple[int, ...] = ()) -> None:
+    def send(self, message: Message, fds: tuple[int, ...] = ()) -> None:
         """Send one packet; raises ZygoteLost when the zygote is gone or stuck."""
         if not self.alive:
             raise ZygoteLost("the sandbox zygote exited")
         ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
         try:
             # Packets are small and the zygote always reads: a full buffer means it is stuck.
-            self.sock.sendmsg([json.dumps(message).encode()], ancillary)
+            self.sock.sendmsg([message.encode()], ancillary)
         except OSError as exc:
             self.alive = False
             raise ZygoteLost(f"cannot talk to the sandbox zygote: {exc}") from exc
@@ -134,7 +141,7 @@ class _Zygote:
         self._started[worker_id] = started
         self.exits[worker_id] = loop.create_future()
         try:
-            self.send({"op": "spawn", "id": worker_id, "recipe": recipe.to_json()}, (log_fd,))
+            self.send(Spawn(worker_id, recipe), (log_fd,))
             return await started
         except BaseException:
             self._started.pop(worker_id, None)
@@ -178,7 +185,8 @@ class ZygoteHost:
                     str(theirs.fileno()),
                     str(os.getpid()),
                     pass_fds=(theirs.fileno(),),
-                    env={**os.environ, **_SINGLE_THREADED},
+                    # Never the daemon's environment: the forks inherit the zygote's memory.
+                    env=helper_env(single_threaded=True),
                     stdin=asyncio.subprocess.DEVNULL,
                 )
             finally:
