@@ -26,16 +26,16 @@ from launcher.api.persistent import PersistentLauncherServicer
 from launcher.auth.interceptor import auth_interceptor
 from launcher.auth.keys import KeyStore
 from launcher.config import ServeOptions
+from launcher.executors import Executor, LocalExecutor
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
-from launcher.jobs.workers import WorkerStarter
-from launcher.launchers.persistent import PersistentLaunchers
 from launcher.launchers.sessions import SessionPool
 from launcher.sandbox import SandboxConfig, create_sandbox
 from launcher.sandbox.gpus import GpuInventory, parse_fake_inventory
 from launcher.store.datasets import DatasetStore
 from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
+from launcher.store.launchers import PersistentLaunchers
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateStore
@@ -59,6 +59,8 @@ class Launcher:
 
     server: grpc.aio.Server
     jobs: JobManager
+    executor: Executor
+    sessions: SessionPool
     health: health.aio.HealthServicer
     run_dir: Path
     addresses: list[str]
@@ -67,10 +69,9 @@ class Launcher:
         for service in ("", *SERVICES):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.jobs.drain(drain)
-        await self.jobs.runner.sessions.close()
-        await self.jobs.runner.close()
+        await self.sessions.close()
         await self.server.stop(grace=2)
-        await self.jobs.runner.sandbox.close()
+        await self.executor.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
@@ -179,18 +180,18 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     if gpus.gpus:
         log.info("GPUs: %s", ", ".join(f"{g.id}: {g.model}" for g in gpus.gpus))
     await sandbox.warm_up()
-    starter = WorkerStarter(sandbox, run_dir, root / "logs" / "jobs", gpus)
+    executor = LocalExecutor(sandbox, run_dir, root / "logs" / "jobs", gpus)
     sessions = SessionPool(
-        lambda worker: starter.stop(worker, "session"),
+        lambda worker: executor.stop(worker, "session"),
         idle_timeout=options.session_idle_seconds,
         max_idle=options.max_idle_sessions,
     )
-    runner = JobRunner(starter, states, sessions)
+    runner = JobRunner(executor, states, sessions)
     jobs = JobManager(
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
     )
     remove_spool_leftovers(root / "tmp")
-    intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots, gpus)
+    intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots, executor)
 
     server = grpc.aio.server(interceptors=[auth_interceptor(db, jobs)])
     model_pb2_grpc.add_ModelServicer_to_server(
@@ -199,7 +200,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     )
     dataset_pb2_grpc.add_DatasetServicer_to_server(DatasetServicer(datasets), server)
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
-        PersistentLauncherServicer(launchers, jobs, sandbox, root), server
+        PersistentLauncherServicer(launchers, jobs, executor, sessions, root), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -222,7 +223,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     await server.start()
     for service in ("", *SERVICES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return Launcher(server, jobs, health_servicer, run_dir, addresses)
+    return Launcher(server, jobs, executor, sessions, health_servicer, run_dir, addresses)
 
 
 def _command_name() -> str:

@@ -19,11 +19,12 @@ import numpy as np
 
 from launcher import faults
 from launcher import outcomes as oc
-from launcher.api.validation import MAX_MOUNTS, MAX_PARAMS, check_id, check_name, spec_from_proto
+from launcher.api.placement import placeable_spec
+from launcher.api.validation import MAX_MOUNTS, MAX_PARAMS, check_id, check_name
 from launcher.errors import RequestError, invalid
+from launcher.executors.base import Executor
 from launcher.jobs.request import JobRequest, ResolvedMount
 from launcher.params import ParamSource
-from launcher.sandbox.gpus import GpuInventory
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
 from launcher.store.snapshots import SnapshotNotFound, SnapshotStore
 from launcher.store.states import KeyReader, StateNotFound, StateStore
@@ -50,9 +51,9 @@ class Intake:
         launchers: LauncherLookup,
         spool_dir: Path,
         snapshots: SnapshotStore | None = None,
-        gpus: GpuInventory | None = None,
+        executor: Executor | None = None,
     ) -> None:
-        self.gpus = gpus
+        self.executor = executor
         self.models = models
         self.snapshots = snapshots
         self.states = states
@@ -111,10 +112,10 @@ class Intake:
         location = header.execution_location.WhichOneof("location")
         request = JobRequest(model_id=model_id, name=name, model=None, startup_failure=None)
         if location == "temporary_launcher_spec":
-            request.spec = spec_from_proto(
+            request.spec = placeable_spec(
                 "executionLocation.spec",
                 header.execution_location.temporary_launcher_spec,
-                self.gpus,
+                self.executor,
             )
         elif location == "persistent_launcher_id":
             request.persistent_launcher_id = check_id(

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import grpc
 
 from launcher import outcomes as oc
 from launcher.api import convert
-from launcher.api.validation import check_id, check_name, spec_from_proto
+from launcher.api.placement import placeable_spec
+from launcher.api.validation import check_id, check_name
 from launcher.errors import RequestError, invalid
+from launcher.executors.base import Executor
 from launcher.jobs.manager import JobManager
-from launcher.launchers.persistent import PersistentLauncherRecord, PersistentLaunchers
+from launcher.launchers.sessions import SessionPool
 from launcher.launchers.sysinfo import SysinfoSampler
 from launcher.spec import LauncherSpec
+from launcher.store.launchers import PersistentLauncherRecord, PersistentLaunchers
 from launcher.v1 import common_pb2, persistent_launcher_pb2_grpc
 from launcher.v1 import persistent_launcher_pb2 as pl_pb2
 
@@ -36,11 +38,17 @@ def _spec_proto(spec: LauncherSpec) -> common_pb2.LauncherSpec:
 
 class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncherServicer):
     def __init__(
-        self, launchers: PersistentLaunchers, jobs: JobManager, sandbox: Any, root: Path
+        self,
+        launchers: PersistentLaunchers,
+        jobs: JobManager,
+        executor: Executor,
+        sessions: SessionPool,
+        root: Path,
     ) -> None:
         self.launchers = launchers
         self.jobs = jobs
-        self.sandbox = sandbox
+        self.executor = executor
+        self.sessions = sessions
         self.sampler = SysinfoSampler(root)
 
     def _ensure_sampling(self) -> None:
@@ -55,8 +63,9 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             name = check_name("name", request.name)
             if not request.HasField("spec"):
                 raise invalid("spec", "a persistent launcher needs a spec {cpus, memoryMebibytes}")
-            spec = spec_from_proto("spec", request.spec, self.jobs.runner.starter.gpus)
+            spec = placeable_spec("spec", request.spec, self.executor)
             record = await asyncio.to_thread(self.launchers.create, name, spec)
+            self.executor.open_group(record.id, spec)
         except RequestError as e:
             return pl_pb2.CreatePersistentLauncherResponse(error=convert.error_to_proto(e))
         return pl_pb2.CreatePersistentLauncherResponse(
@@ -122,7 +131,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
                     )
                     for s in samples
                 ],
-                sandbox_layers=[f"{k}: {v}" for k, v in self.sandbox.layers().items()],
+                sandbox_layers=[f"{k}: {v}" for k, v in self.executor.layers().items()],
             )
         )
 
@@ -138,5 +147,6 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         for job in list(self.jobs.jobs.values()):
             if job.request.persistent_launcher_id == request.persistent_launcher_id:
                 job.cancel(oc.LauncherTerminated())
-        self.jobs.runner.sessions.drop_launcher(request.persistent_launcher_id)
+        self.sessions.drop_launcher(request.persistent_launcher_id)
+        self.executor.close_group(request.persistent_launcher_id)
         return convert.empty_ok()

@@ -21,8 +21,8 @@ from contextlib import asynccontextmanager
 
 from launcher import faults
 from launcher import outcomes as oc
+from launcher.executors.base import Executor, PhaseFailed, Worker, terminated
 from launcher.jobs.job import Job, PhaseEvent
-from launcher.jobs.workers import PhaseFailed, Worker, WorkerStarter, terminated
 from launcher.launchers.sessions import SessionPool
 from launcher.store.models import ModelConfig
 from launcher.store.states import StateStore
@@ -36,29 +36,15 @@ EXIT_GRACE = 5.0
 
 
 class JobRunner:
-    """Runs jobs: workers from ``starter`` (or warm ones from ``sessions``), state to ``states``."""
+    """Runs jobs: workers from ``executor`` (or warm ones from ``sessions``), state to ``states``.
+    Needs no gRPC server: anything that makes ``Job``s can drive it."""
 
-    def __init__(self, starter: WorkerStarter, states: StateStore, sessions: SessionPool) -> None:
-        self.starter = starter
+    def __init__(self, executor: Executor, states: StateStore, sessions: SessionPool) -> None:
+        self.executor = executor
         self.states = states
         self.sessions = sessions
-        self._teardowns: set[asyncio.Task[None]] = set()
 
-    def _teardown(self, worker: Worker, log_name: str) -> None:
-        task = asyncio.create_task(self.starter.stop(worker, log_name))
-        self._teardowns.add(task)
-        task.add_done_callback(self._teardowns.discard)
-
-    async def close(self) -> None:
-        """Wait for the workers still being torn down."""
-        if self._teardowns:
-            await asyncio.gather(*self._teardowns, return_exceptions=True)
-
-    @property
-    def sandbox(self):  # noqa: ANN201 - the starter's sandbox, for shutdown
-        return self.starter.sandbox
-
-    async def run(self, job: Job) -> tuple[oc.Outcome, oc.Durations]:
+    async def run(self, job: Job) -> oc.JobResult:
         durations = oc.Durations()
         try:
             outcome = await self._run(job, durations)
@@ -73,18 +59,20 @@ class JobRunner:
             log_id = uuid.uuid4().hex[:12]
             log.exception("job %s failed with an internal error [log id %s]", job.state_id, log_id)
             outcome = oc.Unknown(log_id)
-        durations.total = time.monotonic() - job.accepted
-        return outcome, durations
+        durations.total = oc.ms(time.monotonic_ns() - job.accepted_ns)
+        return oc.JobResult(outcome, durations)
 
     @asynccontextmanager
-    async def _phase(self, job: Job, phase: str, durations: oc.Durations) -> AsyncIterator[None]:
+    async def _phase(
+        self, job: Job, phase: oc.Phase, durations: oc.Durations
+    ) -> AsyncIterator[None]:
         job.emit(PhaseEvent(phase, finished=False))
-        start = time.monotonic()
+        start = time.monotonic_ns()
         try:
             yield
         finally:
-            elapsed = time.monotonic() - start
-            setattr(durations, _FIELD[phase], elapsed)
+            elapsed = oc.ms(time.monotonic_ns() - start)
+            durations.phases[phase] = elapsed
             job.emit(PhaseEvent(phase, finished=True, duration=elapsed))
 
     async def _run(self, job: Job, durations: oc.Durations) -> oc.Outcome:
@@ -107,31 +95,32 @@ class JobRunner:
         committed = False
         try:
             if launcher_id is None:
-                async with self._phase(job, "createLauncher", durations):
-                    worker = await self.starter.start(
+                async with self._phase(job, oc.Phase.CREATE_LAUNCHER, durations):
+                    worker = await self.executor.start(
                         model, request.spec, list(mounts), model.max_code_startup
                     )
-                async with self._phase(job, "codeStartup", durations):
+                async with self._phase(job, oc.Phase.CODE_STARTUP, durations):
                     await self._initialize(worker, model)
             else:
                 worker = self.sessions.take(launcher_id, model.model_id, model.code_version, mounts)
                 if worker is None:  # a persistent launcher: the worker start is codeStartup's
-                    async with self._phase(job, "codeStartup", durations):
-                        worker = await self.starter.start(
+                    async with self._phase(job, oc.Phase.CODE_STARTUP, durations):
+                        worker = await self.executor.start(
                             model, request.spec, list(mounts), model.max_code_startup, launcher_id
                         )
                         await self._initialize(worker, model)
             others = [OtherModelSources(m.model_id, m.path, m.keys) for m in request.mounts]
-            async with self._phase(job, "createState", durations):
+            worker.busy()
+            async with self._phase(job, oc.Phase.CREATE_STATE, durations):
                 faults.point("create_state")
                 result = await self._step(
                     worker,
-                    "createState",
+                    oc.Phase.CREATE_STATE,
                     model.max_create_state,
                     worker.session.create_model_state(request.params, others, pending),
                 )
             if result.error_details is not None:
-                return oc.ModelException("createState", result.error_details)
+                return oc.ModelException(oc.Phase.CREATE_STATE, result.error_details)
             await asyncio.to_thread(pending.commit)
             committed = True
             faults.point("after_commit")
@@ -144,28 +133,31 @@ class JobRunner:
                 if keep_worker and launcher_id is not None:
                     self.sessions.put(launcher_id, worker)
                 else:  # killed now; its cgroup, folder and log are tidied after the answer
-                    worker.process.kill()
-                    self._teardown(worker, job.state_id)
+                    self.executor.release(worker, job.state_id)
 
     async def _initialize(self, worker: Worker, model: ModelConfig) -> None:
         result = await self._step(
-            worker, "codeStartup", model.max_code_startup, worker.session.initialize(model.main_py)
+            worker,
+            oc.Phase.CODE_STARTUP,
+            model.max_code_startup,
+            worker.session.initialize(worker.main_py),
         )
         if result.error_details is not None:
-            raise PhaseFailed(oc.ModelException("codeStartup", result.error_details))
+            raise PhaseFailed(oc.ModelException(oc.Phase.CODE_STARTUP, result.error_details))
+        worker.initialized()
 
     async def _step(
-        self, worker: Worker, phase: str, limit: float, call: Awaitable[CallResult]
+        self, worker: Worker, phase: oc.Phase, limit: float, call: Awaitable[CallResult]
     ) -> CallResult:
         """Await one command's answer within ``limit``; map every other ending to an outcome."""
         try:
             async with asyncio.timeout(limit):
                 return await call
         except TimeoutError:
-            worker.process.kill()
+            worker.kill()
             raise PhaseFailed(oc.MaxDurationExceeded(phase)) from None
         except ProtocolViolation as e:
-            worker.process.kill()
+            worker.kill()
             raise PhaseFailed(
                 oc.ModelException(phase, f"The worker broke the launcher protocol: {e}")
             ) from None
@@ -175,13 +167,7 @@ class JobRunner:
                     asyncio.shield(worker.process.wait()), EXIT_GRACE
                 )
             except TimeoutError:
-                worker.process.kill()
+                worker.kill()
                 termination = await asyncio.shield(worker.process.wait())
             raise PhaseFailed(terminated(termination)) from None
 
-
-_FIELD = {
-    "createLauncher": "create_launcher",
-    "codeStartup": "code_startup",
-    "createState": "create_state",
-}

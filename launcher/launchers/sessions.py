@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from launcher.jobs.workers import Worker
+from launcher.executors.base import Worker
 
 SessionKey = tuple[str, str, str, tuple[str, ...]]  # launcher, model, code version, mounts
 
@@ -48,7 +48,7 @@ class SessionPool:
         if not worker.alive or self._count(launcher_id) >= self.max_idle:
             self._discard(worker)
             return
-        worker.idle_since = time.monotonic()
+        worker.idle()
         key = (launcher_id, worker.model_id, worker.code_version, worker.mounts)
         self._idle.setdefault(key, []).append(worker)
         if self._reaper is None:
