@@ -13,7 +13,7 @@ from launcher.sandbox.tree import run_keeper
 
 def main() -> None:
     recipe = Recipe.from_json(json.loads(sys.stdin.buffer.read()))
-    run_keeper(recipe, log_fd=1, parent_pid=int(sys.argv[1]))
+    run_keeper(recipe, log_fd=1, parent_pid=int(sys.argv[1]), err_fd=2)
 
 
 if __name__ == "__main__":

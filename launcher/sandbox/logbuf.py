@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 64 * 1024
@@ -49,8 +50,21 @@ class BoundedLog:
         return f"{head}\n[... {omitted} bytes omitted ...]\n{tail}"
 
 
-async def pump(fd: int, log: BoundedLog) -> None:
-    """Read ``fd`` until EOF into ``log``; closes ``fd``."""
+def read_available(fd: int, feed: Callable[[bytes], None], limit: int = 4 * _CHUNK) -> None:
+    """Hand ``feed`` what ``fd`` (non-blocking) holds now, up to ``limit`` bytes."""
+    while limit > 0:
+        try:
+            data = os.read(fd, min(_CHUNK, limit))
+        except (BlockingIOError, OSError):
+            return
+        if not data:
+            return
+        limit -= len(data)
+        feed(data)
+
+
+async def pump(fd: int, feed: Callable[[bytes], None]) -> None:
+    """Read ``fd`` until EOF, handing each chunk to ``feed``; closes ``fd``."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
     readable = asyncio.Event()
@@ -65,7 +79,7 @@ async def pump(fd: int, log: BoundedLog) -> None:
                 continue
             if not data:
                 return
-            log.feed(data)
+            feed(data)
     finally:
         loop.remove_reader(fd)
         os.close(fd)

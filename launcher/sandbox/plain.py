@@ -31,8 +31,9 @@ class SubprocessWorker(SandboxedWorker):
         cgroup: WorkerCgroup | None,
         watchdog_bytes: int | None,
         kill_group: bool,
+        err_fd: int | None = None,
     ) -> None:
-        super().__init__(proc.pid, log_fd, cgroup, watchdog_bytes)
+        super().__init__(proc.pid, log_fd, cgroup, watchdog_bytes, err_fd)
         self._proc = proc
         # Plain: the group is the whole tree we can reach. Entry: the keeper kills its tree
         # on SIGTERM (it is root; a worker that dropped its uid cannot send it that).
@@ -59,6 +60,7 @@ class SubprocessWorker(SandboxedWorker):
 async def start_plain(plan: WorkerPlan, watchdog_bytes: int | None) -> SubprocessWorker:
     """``plan.argv`` with exactly ``plan.env``, in ``plan.job_dir``, in a session of its own."""
     read_fd, write_fd = os.pipe()
+    err_read, err_write = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             *plan.argv,
@@ -66,15 +68,17 @@ async def start_plain(plan: WorkerPlan, watchdog_bytes: int | None) -> Subproces
             cwd=plan.job_dir,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=write_fd,
-            stderr=write_fd,
+            stderr=err_write,
             start_new_session=True,
         )
     except BaseException:
         os.close(read_fd)
+        os.close(err_read)
         raise
     finally:
         os.close(write_fd)
-    return SubprocessWorker(proc, read_fd, None, watchdog_bytes, kill_group=True)
+        os.close(err_write)
+    return SubprocessWorker(proc, read_fd, None, watchdog_bytes, kill_group=True, err_fd=err_read)
 
 
 async def start_entered(
@@ -82,6 +86,7 @@ async def start_entered(
 ) -> SubprocessWorker:
     """The recipe run by a freshly exec'd ``launcher.sandbox.enter`` helper."""
     read_fd, write_fd = os.pipe()
+    err_read, err_write = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -91,15 +96,19 @@ async def start_entered(
             env=helper_env(),
             stdin=asyncio.subprocess.PIPE,
             stdout=write_fd,
-            stderr=write_fd,
+            stderr=err_write,
         )
     except BaseException:
         os.close(read_fd)
+        os.close(err_read)
         raise
     finally:
         os.close(write_fd)
+        os.close(err_write)
     assert proc.stdin is not None
     proc.stdin.write(json.dumps(recipe.to_json()).encode())
     await proc.stdin.drain()
     proc.stdin.close()
-    return SubprocessWorker(proc, read_fd, cgroup, watchdog_bytes, kill_group=False)
+    return SubprocessWorker(
+        proc, read_fd, cgroup, watchdog_bytes, kill_group=False, err_fd=err_read
+    )

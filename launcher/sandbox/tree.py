@@ -75,8 +75,9 @@ def end_like(status: int) -> None:
     os._exit(os.waitstatus_to_exitcode(status))
 
 
-def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int) -> None:
-    """Body of the keeper process; never returns."""
+def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None = None) -> None:
+    """Body of the keeper process; never returns. The worker's stdout goes to ``log_fd``, its
+    stderr to ``err_fd`` (or ``log_fd`` too)."""
     try:
         os.setsid()
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -86,7 +87,7 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int) -> None:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
+        os.dup2(log_fd if err_fd is None else err_fd, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         if recipe.namespaces:
             libc.unshare(recipe.namespaces)
@@ -161,14 +162,16 @@ def _run_init(recipe: Recipe, status_w: int, alive_r: int) -> None:
     os._exit(0)
 
 
-def main_from_zygote(recipe: Recipe, log_fd: int, zygote_pid: int) -> None:
+def main_from_zygote(
+    recipe: Recipe, log_fd: int, zygote_pid: int, err_fd: int | None = None
+) -> None:
     """Entry of a process just forked from the zygote: a clean slate, then the keeper."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run_keeper(recipe, log_fd, zygote_pid)
+        run_keeper(recipe, log_fd, zygote_pid, err_fd)
     finally:
         # Never unwind into the zygote's loop, whose frames are still on this stack.
         traceback.print_exc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +43,8 @@ class Termination:
 
 class WorkerProcess(Protocol):
     pid: int
+    #: Where its output goes as read, ``sink(stream, data)`` (the running job's log), or None.
+    sink: Callable[[str, bytes], None] | None
 
     async def wait(self) -> Termination: ...
 
@@ -50,6 +53,9 @@ class WorkerProcess(Protocol):
 
     def log_tail(self) -> str:
         """The worker's stdout/stderr, bounded (head and tail kept)."""
+
+    def drain_output(self) -> None:
+        """Hand ``sink`` what the worker's output pipes hold right now."""
 
     async def close(self) -> None:
         """Release the worker's resources (cgroup, tmpfs, ...); kills it if alive."""

@@ -12,9 +12,10 @@ import contextlib
 import os
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from launcher.sandbox.cgroups import WorkerCgroup
-from launcher.sandbox.logbuf import BoundedLog, pump
+from launcher.sandbox.logbuf import BoundedLog, pump, read_available
 from launcher.sandbox.status import from_wait_status
 from launcher.sandbox.types import Termination
 from launcher.sandbox.watchdog import watch_memory
@@ -23,8 +24,15 @@ from launcher.sandbox.watchdog import watch_memory
 _DRAIN_SECONDS = 0.5
 
 
+#: Where a worker's output goes as it is read: ``sink(stream, data)``, stream "stdout"/"stderr".
+OutputSink = Callable[[str, bytes], None]
+
+
 class SandboxedWorker(ABC):
-    """A started worker. ``pid`` is the host pid of its top process."""
+    """A started worker. ``pid`` is the host pid of its top process. Its stdout (``log_fd``)
+    and stderr (``err_fd``; when None, stderr shares ``log_fd`` and reads as stdout) are read
+    continuously: kept bounded for ``log_tail`` and handed to ``sink`` (the running job's
+    log) while one is set."""
 
     def __init__(
         self,
@@ -32,10 +40,18 @@ class SandboxedWorker(ABC):
         log_fd: int,
         cgroup: WorkerCgroup | None,
         watchdog_bytes: int | None,
+        err_fd: int | None = None,
     ) -> None:
         self.pid = pid
         self._log = BoundedLog()
-        self._pump = asyncio.create_task(pump(log_fd, self._log))
+        self.sink: OutputSink | None = None
+        self._fds = {"stdout": log_fd, "stderr": err_fd}
+        self._pumps = {
+            stream: asyncio.create_task(pump(fd, self._feeder(stream)))
+            for stream, fd in self._fds.items()
+            if fd is not None
+        }
+        self._pump = asyncio.ensure_future(asyncio.gather(*self._pumps.values()))
         self._cgroup = cgroup
         self._watchdog_oom = False
         self._watchdog: asyncio.Task[None] | None = None
@@ -47,6 +63,22 @@ class SandboxedWorker(ABC):
         self._finishing: asyncio.Future[Termination] | None = None
         self._kill_requested = False
         self._closed = False
+
+    def _feeder(self, stream: str) -> Callable[[bytes], None]:
+        def feed(data: bytes) -> None:
+            self._log.feed(data)
+            if self.sink is not None:
+                self.sink(stream, data)
+
+        return feed
+
+    def drain_output(self) -> None:
+        """Hand the sink what the pipes hold right now (what the worker wrote before its
+        last answer), so that a job's last lines are its own."""
+        for stream, task in self._pumps.items():
+            fd = self._fds[stream]
+            if fd is not None and not task.done():
+                read_available(fd, self._feeder(stream))
 
     @abstractmethod
     async def _wait_status(self) -> int:
@@ -98,7 +130,8 @@ class SandboxedWorker(ABC):
         self._closed = True
         self.kill()
         await self.wait()
-        self._pump.cancel()
+        for task in self._pumps.values():
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
         if self._cgroup is not None:

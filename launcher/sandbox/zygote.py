@@ -97,7 +97,7 @@ def serve(sock: socket.socket) -> None:
             if message.id in by_id:
                 os.kill(by_id[message.id], signal.SIGTERM)
             continue
-        if not isinstance(message, Spawn) or len(fds) != 1 or message.id in by_id:
+        if not isinstance(message, Spawn) or len(fds) not in (1, 2) or message.id in by_id:
             for fd in fds:
                 os.close(fd)
             continue  # only the launcher talks to us; a malformed packet is dropped
@@ -106,7 +106,7 @@ def serve(sock: socket.socket) -> None:
         pid = os.fork()
         if pid == 0:
             sock.detach()
-            tree.main_from_zygote(recipe, fds[0], zygote_pid)
+            tree.main_from_zygote(recipe, fds[0], zygote_pid, fds[1] if len(fds) > 1 else None)
         for fd in fds:
             os.close(fd)
         keepers[pid] = worker_id

@@ -53,8 +53,9 @@ class ZygoteWorker(SandboxedWorker):
         log_fd: int,
         cgroup: WorkerCgroup | None,
         watchdog_bytes: int | None,
+        err_fd: int | None = None,
     ) -> None:
-        super().__init__(pid, log_fd, cgroup, watchdog_bytes)
+        super().__init__(pid, log_fd, cgroup, watchdog_bytes, err_fd)
         self._zygote = zygote
         self._id = worker_id
 
@@ -135,13 +136,13 @@ class _Zygote:
             self.alive = False
             raise ZygoteLost(f"cannot talk to the sandbox zygote: {exc}") from exc
 
-    async def spawn(self, worker_id: str, recipe: Recipe, log_fd: int) -> int:
+    async def spawn(self, worker_id: str, recipe: Recipe, log_fds: tuple[int, ...]) -> int:
         loop = asyncio.get_running_loop()
         started: asyncio.Future[int] = loop.create_future()
         self._started[worker_id] = started
         self.exits[worker_id] = loop.create_future()
         try:
-            self.send(Spawn(worker_id, recipe), (log_fd,))
+            self.send(Spawn(worker_id, recipe), log_fds)
             return await started
         except BaseException:
             self._started.pop(worker_id, None)
@@ -213,21 +214,27 @@ class ZygoteHost:
         while True:
             zygote = await self._get()
             read_fd, write_fd = os.pipe()
+            err_read, err_write = os.pipe()
             worker_id = str(next(self._ids))
             try:
-                pid = await zygote.spawn(worker_id, recipe, write_fd)
+                pid = await zygote.spawn(worker_id, recipe, (write_fd, err_write))
             except ZygoteLost:
                 os.close(read_fd)
+                os.close(err_read)
                 if retried:
                     raise
                 retried = True  # it died between uses: once more with a fresh one
                 continue
             except BaseException:
                 os.close(read_fd)
+                os.close(err_read)
                 raise
             finally:
                 os.close(write_fd)
-            return ZygoteWorker(zygote, worker_id, pid, read_fd, cgroup, watchdog_bytes)
+                os.close(err_write)
+            return ZygoteWorker(
+                zygote, worker_id, pid, read_fd, cgroup, watchdog_bytes, err_fd=err_read
+            )
 
     async def close(self) -> None:
         async with self._lock:

@@ -66,7 +66,8 @@ class Ready(_Message):
 
 @dataclass(frozen=True)
 class Spawn(_Message):
-    """Start a worker from ``recipe``; its log pipe comes as the packet's one fd."""
+    """Start a worker from ``recipe``; its stdout pipe (and stderr pipe)
+    come as the packet's one or two fds."""
 
     OP: ClassVar[str] = "spawn"
     id: str

@@ -1,0 +1,250 @@
+"""Per-job logs on disk (``<root>/logs/jobs/``), one per state id, bounded, followable.
+
+While a job runs its log is a ``JobLog``: records (see ``joblog_buffer``) are kept in memory
+(bounded) and appended to ``<id>.head`` and, once the head is full, ``<id>.tail`` as they
+arrive (the tail file is rewritten from memory when it reaches twice the tail limit, so disk
+stays bounded too). When the job ends the kept log is written once to ``<id>.log`` (fsync'd,
+atomic) and the two work files go. After a crash the work files are what is left, and are read
+as head, cut, tail. The files live as long as the job record and are counted in the storage of
+whoever made the job (``stored_bytes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from launcher.store.blobs import fsync_dir
+from launcher.store.joblog_buffer import LogBuffer, now_ms, parse_records
+
+log = logging.getLogger("launcher.store")
+
+#: The default bound of one job's log: half for its first part, half for its last.
+DEFAULT_LOG_BYTES = 1024 * 1024
+#: The smallest bound accepted (a launcher line must always fit).
+MIN_LOG_BYTES = 64 * 1024
+
+_STATE_ID = re.compile(r"s-[a-z2-7]{20}")
+_SUFFIXES = (".log", ".head", ".tail", ".log.tmp", ".tail.tmp")
+
+
+def valid_state_id(state_id: str) -> bool:
+    return _STATE_ID.fullmatch(state_id) is not None
+
+
+class JobLog:
+    """The log of one running job; every method is called on the event loop and never blocks
+    on more than an append to a file in the page cache."""
+
+    def __init__(self, folder: Path, state_id: str, limit: int) -> None:
+        self.state_id = state_id
+        self.buffer = LogBuffer(limit // 2, limit - limit // 2)
+        self._folder = folder
+        self._head_fd: int | None = None
+        self._tail_fd: int | None = None
+        self._tail_file_bytes = 0
+        self._disk_ok = True
+        self._changed = asyncio.Event()
+        self.closed = False
+
+    # ---- writing ----
+
+    def launcher(self, text: str) -> None:
+        if not self.closed:
+            self._store(self.buffer.launcher_line(text))
+
+    def output(self, stream: str, data: bytes) -> None:
+        """The model wrote ``data`` to ``stream`` ("stdout" or "stderr")."""
+        if not self.closed:
+            self._store(self.buffer.output(stream, data))
+
+    def _store(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._disk_ok:
+            try:
+                self._append(data)
+            except OSError as exc:
+                self._disk_ok = False
+                log.warning("job %s: its log is kept in memory only: %s", self.state_id, exc)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _append(self, data: bytes) -> None:
+        if not self.buffer.cut:
+            if self._head_fd is None:
+                self._head_fd = _open_append(self._folder / f"{self.state_id}.head")
+            os.write(self._head_fd, data)
+            return
+        head_part = b""
+        if self._tail_fd is None:
+            # The record that overflowed the head may have filled the head first.
+            if self._head_fd is None:
+                self._head_fd = _open_append(self._folder / f"{self.state_id}.head")
+            written = os.fstat(self._head_fd).st_size
+            head_part = b"".join(b.data for b in self.buffer.head)[written:]
+            os.write(self._head_fd, head_part)
+            self._tail_fd = _open_append(self._folder / f"{self.state_id}.tail")
+        self._tail_file_bytes += len(data) - len(head_part)
+        if self._tail_file_bytes <= 2 * self.buffer.tail_limit:
+            os.write(self._tail_fd, data[len(head_part) :])
+            return
+        tail = self.buffer.tail_data()
+        path = self._folder / f"{self.state_id}.tail"
+        tmp = path.with_suffix(".tail.tmp")
+        tmp.write_bytes(tail)
+        os.replace(tmp, path)
+        os.close(self._tail_fd)
+        self._tail_fd = _open_append(path)
+        self._tail_file_bytes = len(tail)
+
+    async def close(self) -> None:
+        """The job ended: its whole kept log, once, durably; followers see the end."""
+        if self.closed:
+            return
+        self._store(self.buffer.flush())
+        self.closed = True
+        data = self.buffer.final_data()
+        for fd in (self._head_fd, self._tail_fd):
+            if fd is not None:
+                os.close(fd)
+        self._head_fd = self._tail_fd = None
+        self._changed.set()
+        try:
+            await asyncio.to_thread(_write_final, self._folder, self.state_id, data)
+        except OSError as exc:
+            log.warning("job %s: its log could not be saved: %s", self.state_id, exc)
+
+    # ---- reading ----
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], bool]:
+        data, _ = self.buffer.since(0)
+        return parse_records(data), self.buffer.cut
+
+    async def follow(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Batches of lines from the first, as they come, until the job ends."""
+        seq = 0
+        while True:
+            changed = self._changed
+            data, seq = self.buffer.since(seq)
+            if data:
+                yield parse_records(data)
+            if self.closed:
+                return
+            await changed.wait()
+
+
+class JobLogs:
+    """All jobs' logs: the live ones in memory, the ended ones in their files."""
+
+    def __init__(self, folder: Path, limit: int = DEFAULT_LOG_BYTES) -> None:
+        if limit < MIN_LOG_BYTES:
+            raise ValueError(f"a job log bound must be at least {MIN_LOG_BYTES} bytes")
+        self.folder = folder
+        self.limit = limit
+        self.live: dict[str, JobLog] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def open(self, state_id: str) -> JobLog:
+        job_log = JobLog(self.folder, state_id, self.limit)
+        self.live[state_id] = job_log
+        return job_log
+
+    async def close(self, job_log: JobLog) -> None:
+        try:
+            await job_log.close()
+        finally:
+            if self.live.get(job_log.state_id) is job_log:
+                del self.live[job_log.state_id]
+
+    async def read(self, state_id: str) -> tuple[list[dict[str, Any]], bool] | None:
+        """``(lines, truncated)`` of the job's log, ``None`` when it has none."""
+        job_log = self.live.get(state_id)
+        if job_log is not None:
+            return job_log.snapshot()
+        if not valid_state_id(state_id):
+            return None
+        return await asyncio.to_thread(self._read_file, state_id)
+
+    async def follow(self, state_id: str) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
+        """Batches of ``(lines, truncated)`` until the job ends (one batch if it has)."""
+        job_log = self.live.get(state_id)
+        if job_log is None:
+            found = await self.read(state_id)
+            if found is not None:
+                yield found
+            return
+        async for lines in job_log.follow():
+            yield lines, job_log.buffer.cut
+
+    def _read_file(self, state_id: str) -> tuple[list[dict[str, Any]], bool] | None:
+        final = self.folder / f"{state_id}.log"
+        try:
+            lines = parse_records(final.read_bytes())
+        except FileNotFoundError:
+            pass
+        else:
+            return lines, any(_is_cut(line) for line in lines)
+        try:
+            head = (self.folder / f"{state_id}.head").read_bytes()
+        except FileNotFoundError:
+            return None
+        try:  # left by a crash: head, a cut of unknown size, the last part of the tail
+            tail = (self.folder / f"{state_id}.tail").read_bytes()
+        except FileNotFoundError:
+            return parse_records(head), False
+        keep = self.limit - self.limit // 2
+        if len(tail) > keep:
+            tail = tail[-keep:]
+            tail = tail[tail.find(b"\n") + 1 :]
+        return parse_records(head + b"%d c ?\n" % now_ms() + tail), True
+
+    def stored_bytes(self, state_id: str) -> int:
+        """The bytes the job's log takes on disk (for the tenant's storage)."""
+        total = 0
+        if not valid_state_id(state_id):
+            return 0
+        for suffix in _SUFFIXES:
+            with contextlib.suppress(OSError):
+                total += (self.folder / f"{state_id}{suffix}").stat().st_size
+        return total
+
+    def remove(self, state_id: str) -> None:
+        """Remove the job's log with its job record."""
+        if not valid_state_id(state_id):
+            return
+        for suffix in _SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / f"{state_id}{suffix}").unlink()
+
+
+def _is_cut(line: dict[str, Any]) -> bool:
+    return line["stream"] == "launcher" and str(line["text"]).startswith("[... ")
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+
+
+def _write_final(folder: Path, state_id: str, data: bytes) -> None:
+    path = folder / f"{state_id}.log"
+    tmp = folder / f"{state_id}.log.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    for suffix in (".head", ".tail"):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / f"{state_id}{suffix}").unlink()
+    fsync_dir(folder)
