@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from runtime import protocol
+from runtime import messages, protocol
 from runtime._frames import PendingRequest
 from runtime._transport import Connection
 
@@ -48,19 +48,7 @@ class DataChannel:
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF
         # Registered before sending, so the answer can never arrive before its entry.
         self._pending[request_id] = PendingRequest(amount, max_bytes, resolve)
-        self._conn.send(
-            [
-                protocol.encode_data_event(
-                    {
-                        "event": "requestData",
-                        "requestId": request_id,
-                        "dataset": dataset,
-                        "startIndex": start,
-                        "amount": amount,
-                    }
-                )
-            ]
-        )
+        self._conn.send([messages.RequestData(request_id, dataset, start, amount).encode()])
         return future
 
 
@@ -111,13 +99,18 @@ class Call:
         return out
 
     def shuffle(self, datasets: list[str]) -> None:
-        self._conn.send([protocol.encode_data_event({"event": "shuffle", "datasets": datasets})])
+        self._conn.send([messages.Shuffle(tuple(datasets)).encode()])
 
     def provide(self, items: list[tuple[str, memoryview]]) -> None:
         """Send one ``provideStateData`` event; every limit is checked before anything is sent."""
         self.check_open("StateProvider")
         names: list[str] = []
         for key, data in items:
+            if len(key) > messages.MAX_KEY_NAME_CHARS:
+                raise ValueError(
+                    f"StateProvider: a state key name has {len(key)} characters, more than "
+                    f"the limit of {messages.MAX_KEY_NAME_CHARS}"
+                )
             if key in self._provided or key in names:
                 raise ValueError(f"StateProvider: state key {key!r} was provided more than once")
             if data.nbytes > protocol.MAX_STATE_KEY_BYTES:
@@ -135,8 +128,5 @@ class Call:
         if not names:
             return
         self._provided.update(names)
-        event = {
-            "event": "provideStateData",
-            "params": {"commandId": self.command_id, "names": names},
-        }
-        self._conn.send(protocol.encode_message(event, [data for _, data in items]))
+        event = messages.ProvideStateData(self.command_id, tuple(names))
+        self._conn.send(event.encode([data for _, data in items]))

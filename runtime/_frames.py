@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from runtime import protocol
+from runtime import messages, protocol
 from runtime._transport import Connection
 
 
@@ -20,9 +20,12 @@ class ProtocolError(Exception):
     """The host sent something the protocol does not allow."""
 
 
-class Command(NamedTuple):
+class Refused(NamedTuple):
+    """A command of a known method whose params break the protocol: answered, not run."""
+
     method: str
-    params: dict[str, Any]
+    id: str | None
+    reason: str
 
 
 class PendingRequest:
@@ -48,7 +51,10 @@ class ProvideData(NamedTuple):
 ClaimRequest = Callable[[int], PendingRequest | None]
 
 
-def read_frame(conn: Connection, claim: ClaimRequest) -> Command | ProvideData:
+Frame = messages.Command | Refused | ProvideData
+
+
+def read_frame(conn: Connection, claim: ClaimRequest) -> Frame:
     """The next frame; raises ``ConnectionClosed`` at the end of the stream."""
     kind = conn.read_u8(at_boundary=True)
     if kind == protocol.COMMAND:
@@ -58,7 +64,7 @@ def read_frame(conn: Connection, claim: ClaimRequest) -> Command | ProvideData:
     raise ProtocolError(f"unknown frame kind 0x{kind:02x}")
 
 
-def _read_command(conn: Connection) -> Command:
+def _read_command(conn: Connection) -> messages.Command | Refused:
     length = conn.read_u64()
     if length > protocol.MAX_JSON_BYTES:
         raise ProtocolError(
@@ -73,8 +79,12 @@ def _read_command(conn: Connection) -> Command:
         raise ProtocolError('command is not an object with a string "method"')
     params = doc.get("params", {})
     if not isinstance(params, dict):
-        raise ProtocolError(f'command {doc["method"]!r}: "params" is not an object')
-    return Command(doc["method"], params)
+        raise ProtocolError(f'command {messages.shown(doc["method"])}: "params" is not an object')
+    try:
+        return messages.parse_command(doc)
+    except messages.MessageError as e:
+        command_id = params.get("id")
+        return Refused(doc["method"], command_id if isinstance(command_id, str) else None, str(e))
 
 
 def _read_provide_data(conn: Connection, claim: ClaimRequest) -> ProvideData:

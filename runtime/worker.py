@@ -21,8 +21,8 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from runtime import protocol
-from runtime._frames import Command, ProtocolError, read_frame
+from runtime import messages
+from runtime._frames import ProtocolError, ProvideData, Refused, read_frame
 from runtime._transport import Connection, ConnectionClosed
 
 if TYPE_CHECKING:
@@ -86,10 +86,10 @@ class _Worker:
         try:
             while True:
                 frame = read_frame(self._conn, self._claim)
-                if isinstance(frame, Command):
-                    self._mailbox.post(self._on_command, frame)
-                else:
+                if isinstance(frame, ProvideData):
                     frame.request.resolve(frame.blobs)
+                else:
+                    self._mailbox.post(self._on_command, frame)
         except ConnectionClosed as e:
             if e.mid_frame:
                 _die("the host closed the socket in the middle of a frame")
@@ -109,33 +109,38 @@ class _Worker:
         if self._loop is not None:
             self._loop.stop()
 
-    def _on_command(self, command: Command) -> None:
-        if command.method == "initialize":
-            self._initialize(command.params)
-        elif command.method == "callCreateModelState":
-            self._start_call(command.params)
-        elif "id" in command.params:
-            self._answer(command.params["id"], _error(f"unknown method {command.method!r}"))
+    def _on_command(self, command: messages.Command | Refused) -> None:
+        if isinstance(command, messages.Initialize):
+            self._initialize(command)
+        elif isinstance(command, messages.CallCreateModelState):
+            self._start_call(command)
+        elif isinstance(command, Refused) and command.method == messages.Initialize.METHOD:
+            error = messages.ExceptionError(command.reason)
+            self._conn.send(messages.ModelSessionInitialized(error).encode())
+        elif command.id is not None:
+            reason = (
+                command.reason
+                if isinstance(command, Refused)
+                else f"unknown method {messages.shown(command.method)}"
+            )
+            self._answer(command.id, messages.ExceptionError(reason))
         else:
-            print(f"runtime: ignoring unknown command {command.method!r}", file=sys.stderr)
+            print(f"runtime: ignoring the command {command!r}"[:1000], file=sys.stderr)
 
-    def _initialize(self, params: dict[str, Any]) -> None:
+    def _initialize(self, command: messages.Initialize) -> None:
         from runtime._loader import load_model
 
-        path = params.get("path")
+        error = None
         try:
-            if not isinstance(path, str):
-                raise ValueError('initialize: "path" is missing or not a string')
-            self._model = load_model(path)
+            self._model = load_model(command.path)
             self._initialized = True
-            answer: dict[str, Any] = {}
         except Exception as e:
-            answer = {"error": _exception_details(e, "code startup")}
-        self._send({"event": "modelSessionInitialized", "params": answer})
+            error = _exception_details(e, "code startup")
+        self._conn.send(messages.ModelSessionInitialized(error).encode())
 
-    def _start_call(self, params: dict[str, Any]) -> None:
+    def _start_call(self, command: messages.CallCreateModelState) -> None:
         loop = self._event_loop()
-        task = loop.create_task(self._create_model_state(params))
+        task = loop.create_task(self._create_model_state(command))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -151,59 +156,45 @@ class _Worker:
             self._mailbox.attach(self._loop)
         return self._loop
 
-    async def _create_model_state(self, params: dict[str, Any]) -> None:
+    async def _create_model_state(self, command: messages.CallCreateModelState) -> None:
         from runtime._call import Call
         from runtime._loader import entry_point
         from runtime._options import BadCommand, build_options
 
-        command_id = params.get("id")
-        if not isinstance(command_id, str):
-            print("runtime: callCreateModelState without a string id", file=sys.stderr)
-            return
         assert self._channel is not None
-        call = Call(self._conn, self._channel, command_id)
+        call = Call(self._conn, self._channel, command.id)
         try:
-            options = build_options(call, params)
+            options = build_options(call, command)
         except BadCommand as e:
-            self._answer(command_id, _error(f"callCreateModelState: {e}"))
+            self._answer(command.id, messages.ExceptionError(f"{command.METHOD}: {e}"))
             return
+        error = None
         try:
             if not self._initialized:
                 raise RuntimeError("callCreateModelState: no model was initialized")
             result = entry_point(self._model, "createModelState")(options)
             if hasattr(result, "__await__"):
                 await result
-            answer: dict[str, Any] = {}
         except Exception as e:
-            answer = {"error": _exception_details(e, "createModelState")}
+            error = _exception_details(e, "createModelState")
         finally:
             call.complete()
-        self._answer(command_id, answer)
+        self._answer(command.id, error)
 
-    def _answer(self, command_id: Any, result: dict[str, Any]) -> None:
-        self._send({"id": command_id, "result": result})
-
-    def _send(self, message: dict[str, Any]) -> None:
-        self._conn.send(protocol.encode_message(message))
+    def _answer(self, command_id: str, error: messages.ExceptionError | None) -> None:
+        self._conn.send(messages.CallResult(command_id, error).encode())
 
 
-def _error(details: str) -> dict[str, Any]:
-    return {"error": {"code": "exception", "details": details}}
-
-
-def _exception_details(error: BaseException, phase: str) -> dict[str, str]:
+def _exception_details(error: BaseException, phase: str) -> messages.ExceptionError:
     """The model's traceback (runtime frames left out), cut at the protocol's limit."""
     from runtime._loader import format_model_traceback
 
     text = format_model_traceback(error)
-    limit = protocol.MAX_EXCEPTION_DETAILS
-    if len(text) > limit:
+    if len(text) > messages.MAX_EXCEPTION_DETAILS:
         print(f"runtime: exception in the model during {phase}:\n{text}", file=sys.stderr)
-        text = (
-            text[:limit] + f" (cut: {len(text) - limit} more characters; the whole "
-            "traceback is in the worker's stderr)"
-        )
-    return {"code": "exception", "details": text}
+    return messages.ExceptionError(
+        messages.cut(text, where="; the whole traceback is in the worker's stderr")
+    )
 
 
 def _die(message: str) -> None:
