@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from launcher.api.convert import empty_error, empty_ok, error_to_proto
+from launcher.api.convert import empty_error, empty_ok, error_to_proto, unix_ms
 from launcher.errors import RequestError, invalid
 from launcher.store._dataset_read import PART_BYTES
 from launcher.store._dataset_rules import check_id
@@ -204,7 +204,7 @@ def _info_to_proto(info: DatasetInfo) -> dataset_pb2.DatasetInfo:
         id=info.id,
         name=info.name,
         description=info.description,
-        created_at=info.created_at,
+        created_at=unix_ms(info.created_at),
         keys=[
             dataset_pb2.DatasetKey(
                 name=k.name,

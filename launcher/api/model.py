@@ -14,9 +14,11 @@ from launcher.api.convert import unknown_error
 from launcher.api.intake import Intake
 from launcher.api.snapshots import SnapshotApi
 from launcher.api.states import StateApi
-from launcher.errors import RequestError
+from launcher.auth import access
+from launcher.auth.quotas import Reservation
+from launcher.errors import Conflict, InvalidParameter, ModelNotFound, NotFound, RequestError
 from launcher.jobs.job import PhaseEvent
-from launcher.jobs.manager import JobManager
+from launcher.jobs.manager import JobManager, JobRefused
 from launcher.store.jobs import JobRecords
 from launcher.store.models import ModelRegistry
 from launcher.v1 import common_pb2, model_pb2, model_pb2_grpc
@@ -25,9 +27,7 @@ log = logging.getLogger("launcher.api")
 
 
 def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
-    return model_pb2.CreateStateEvent(
-        response=model_pb2.CreateStateResponse(error=convert.error_to_proto(err))
-    )
+    return model_pb2.CreateStateEvent(response=convert.create_state_response(err))
 
 
 class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
@@ -52,23 +52,33 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
         try:
             first = await anext(request_iterator)
         except StopAsyncIteration:
-            yield _request_error_event(
-                RequestError(
-                    "invalid_parameter",
-                    parameterName="header",
-                    reason="the request stream was empty",
-                )
-            )
+            yield _request_error_event(InvalidParameter("header", "the request stream was empty"))
+            return
+        caller = access.current()
+        try:
+            reservation = await self._admit(caller, first)
+        except RequestError as e:
+            yield _request_error_event(e)
             return
         try:
             request = await self.intake.receive(first, request_iterator)
         except RequestError as e:
+            if reservation is not None:
+                reservation.release()
             yield _request_error_event(e)
             return
         except Exception:
+            if reservation is not None:
+                reservation.release()
             yield _request_error_event(unknown_error("createState intake"))
             return
-        job = await self.jobs.submit(request)
+        request.tenant = caller.tenant
+        request.quota = reservation  # released when the job ends and its spool is gone
+        try:
+            job = await self.jobs.submit(request)
+        except JobRefused as e:  # draining: refused at once, no state id handed out
+            yield model_pb2.CreateStateEvent(response=convert.create_state_response(e.result))
+            return
         queue = job.subscribe()
         yield model_pb2.CreateStateEvent(accepted_state_id=job.state_id)
         while True:
@@ -77,18 +87,41 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
                 yield model_pb2.CreateStateEvent(
                     phase=model_pb2.PhaseEvent(
                         finished=item.finished,
-                        phase=item.phase,
+                        phase=item.phase.value,
                         state_id=job.state_id,
-                        duration=item.duration or 0.0,
+                        duration=item.duration or 0,
                     )
                 )
             else:
                 yield model_pb2.CreateStateEvent(response=convert.create_state_response(item))
                 return
 
+    async def _admit(self, caller: access.Caller, first: Any) -> Reservation | None:
+        """The tenant checks of a createState header, then its inline bytes reserved (they
+        are spooled to disk until the job ends, so they count towards the quota)."""
+        if first.WhichOneof("part") != "header":
+            return None  # intake answers invalid_parameter
+        header = first.header
+        if self.tenancy is not None:
+            await asyncio.to_thread(self.tenancy.header, caller, header)
+        if self.quotas is None or caller.max_stored_bytes is None:
+            return None
+        inline = sum(
+            max(0, p.inline.byte_size) for p in header.params if p.WhichOneof("data") == "inline"
+        )
+        return await self.quotas.areserve(caller.tenant, caller.max_stored_bytes, inline)
+
+    async def _check_state(self, state_id: str) -> None:
+        if self.tenancy is not None:
+            await asyncio.to_thread(self.tenancy.state, access.current(), state_id)
+
     async def WaitForStateToBeCreated(  # noqa: N802
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> model_pb2.CreateStateResponse:
+        try:
+            await self._check_state(request.state_id)
+        except RequestError as e:
+            return model_pb2.CreateStateResponse(error=convert.error_to_proto(e))
         job = self.jobs.jobs.get(request.state_id)
         if job is not None and job.model_id == request.model_id:
             response = await asyncio.shield(job.response)
@@ -96,7 +129,7 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
         found = await asyncio.to_thread(self.records.get, request.model_id, request.state_id)
         if found is None:
             return model_pb2.CreateStateResponse(
-                error=convert.error_to_proto(RequestError("state_not_found"))
+                error=convert.error_to_proto(NotFound("state_not_found"))
             )
         _status, recorded = found
         if recorded is not None:
@@ -104,7 +137,7 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
         job = self.jobs.jobs.get(request.state_id)  # recorded as running: it is ending now
         if job is None:
             return model_pb2.CreateStateResponse(
-                error=convert.error_to_proto(RequestError("state_not_found"))
+                error=convert.error_to_proto(NotFound("state_not_found"))
             )
         return convert.create_state_response(await asyncio.shield(job.response))
 
@@ -112,27 +145,34 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         if not self.models.exists(request.model_id):
-            return convert.empty_error(RequestError("model_not_found"))
+            return convert.empty_error(ModelNotFound(request.model_id))
+        try:
+            await self._check_state(request.state_id)
+        except RequestError as e:
+            return convert.empty_error(e)
         job = self.jobs.jobs.get(request.state_id)
         if job is None or job.model_id != request.model_id:
             found = await asyncio.to_thread(self.records.get, request.model_id, request.state_id)
-            code = "state_not_found" if found is None else "state_already_created"
-            return convert.empty_error(RequestError(code))
+            if found is None:
+                return convert.empty_error(NotFound("state_not_found"))
+            return convert.empty_error(Conflict("state_already_created"))
         if job.response.done():
-            return convert.empty_error(RequestError("state_already_created"))
+            return convert.empty_error(Conflict("state_already_created"))
         job.cancel()
         return convert.empty_ok()
 
     async def GetCreatingStates(  # noqa: N802
         self, request: model_pb2.ModelRef, context: grpc.aio.ServicerContext
     ) -> model_pb2.GetCreatingStatesResponse:
+        caller = access.current()
         if not self.models.exists(request.model_id):
             return model_pb2.GetCreatingStatesResponse(
-                error=convert.error_to_proto(RequestError("model_not_found"))
+                error=convert.error_to_proto(ModelNotFound(request.model_id))
             )
         states = [
-            model_pb2.CreatingState(id=j.state_id, name=j.name, started_at=j.started_at)
+            model_pb2.CreatingState(id=j.state_id, name=j.name, started_at=j.started_at_ms)
             for j in self.jobs.creating(request.model_id)
+            if caller.admin or j.request.tenant == caller.tenant
         ]
         return model_pb2.GetCreatingStatesResponse(
             result=model_pb2.GetCreatingStatesResponse.Result(states=states)

@@ -81,7 +81,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         return pl_pb2.PersistentLauncherInfo(
             id=record.id,
             name=record.name,
-            created_at=record.created_at,
+            created_at=convert.unix_ms(record.created_at),
             spec=_spec_proto(record.spec),
             state="active",
             running=running,
@@ -121,13 +121,18 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             return pl_pb2.GetSysinfoResponse(
                 error=convert.error_to_proto(RequestError("persistent_launcher_not_found"))
             )
-        since = request.from_timestamp if request.HasField("from_timestamp") else None
+        since = (
+            convert.seconds(request.from_timestamp) if request.HasField("from_timestamp") else None
+        )
         samples = await asyncio.to_thread(self.sampler.since, since)
         return pl_pb2.GetSysinfoResponse(
             result=pl_pb2.GetSysinfoResponse.Result(
                 sysinfo=[
                     pl_pb2.SysinfoSample(
-                        timestamp=s.timestamp, cpus=s.cpus, memory=s.memory, disk=s.disk
+                        timestamp=convert.unix_ms(s.timestamp),
+                        cpus=s.cpus,
+                        memory=s.memory,
+                        disk=s.disk,
                     )
                     for s in samples
                 ],

@@ -14,18 +14,25 @@ import grpc
 
 from launcher.api import convert
 from launcher.api.convert import unknown_error
+from launcher.api.tenancy import ModelTenancy
 from launcher.api.validation import check_id, check_name
+from launcher.auth import access
+from launcher.auth.owners import SNAPSHOT
+from launcher.auth.quotas import QuotaLedger
 from launcher.errors import RequestError
 from launcher.store.errors import StoreError
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotRecord, SnapshotStore
+from launcher.store.states import StateStore
 from launcher.v1 import common_pb2, model_pb2
 
 
 def snapshot_infos(records: Iterable[SnapshotRecord]) -> list[model_pb2.SnapshotInfo]:
     """MODEL's ``snapshots``: ``{"id", "name", "createdAt", "stateId"}`` each."""
     return [
-        model_pb2.SnapshotInfo(id=r.id, name=r.name, created_at=r.created_at, state_id=r.state_id)
+        model_pb2.SnapshotInfo(
+            id=r.id, name=r.name, created_at=convert.unix_ms(r.created_at), state_id=r.state_id
+        )
         for r in records
     ]
 
@@ -35,6 +42,9 @@ class SnapshotApi:
 
     models: ModelRegistry
     snapshots: SnapshotStore | None
+    states: StateStore
+    tenancy: ModelTenancy | None = None
+    quotas: QuotaLedger | None = None
 
     def _store(self) -> SnapshotStore:
         if self.snapshots is None:
@@ -51,9 +61,10 @@ class SnapshotApi:
                 raise RequestError("model_not_found")
             # The folder as it is, even with a broken model.toml: the snapshot keeps what is there.
             code_dir = Path(self.models.models_dir, request.model_id).resolve(strict=True)
-            record = await asyncio.to_thread(
-                self._store().create, request.model_id, request.name, code_dir
-            )
+            caller = access.current()
+            if self.tenancy is not None:  # it freezes the active state: the caller's own
+                await asyncio.to_thread(self.tenancy.active, caller, request.model_id)
+            record = await self._create_snapshot(caller, request.model_id, request.name, code_dir)
         except RequestError as e:
             return model_pb2.SnapshotModelResponse(error=convert.error_to_proto(e))
         except StoreError as e:  # state_not_found: no active state to freeze
@@ -68,6 +79,30 @@ class SnapshotApi:
             result=model_pb2.SnapshotModelResponse.Result(snapshot_id=record.id)
         )
 
+    async def _create_snapshot(
+        self, caller: access.Caller, model_id: str, name: str, code_dir: Path
+    ) -> SnapshotRecord:
+        """A snapshot of the active state, owned by the caller's tenant, whose keys count
+        towards its quota: reserved at their full size until the snapshot is committed."""
+        store = self._store()
+        reservation = None
+        if self.quotas is not None and caller.max_stored_bytes is not None:
+            states = self.states
+            active = await asyncio.to_thread(states.active_state_id, model_id)
+            size = 0
+            if active is not None:
+                record = await asyncio.to_thread(states.get, model_id, active)
+                size = sum(k.byte_size for k in record.keys)
+            reservation = await self.quotas.areserve(caller.tenant, caller.max_stored_bytes, size)
+        try:
+            record = await asyncio.to_thread(store.create, model_id, name, code_dir)
+            if self.tenancy is not None:
+                await asyncio.to_thread(self.tenancy.own_snapshot, caller, record.id)
+            return record
+        finally:
+            if reservation is not None:
+                reservation.release()
+
     async def DeleteSnapshot(  # noqa: N802
         self, request: model_pb2.SnapshotRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
@@ -75,6 +110,10 @@ class SnapshotApi:
             check_id("modelId", request.model_id, "a model id")
             check_id("snapshotId", request.snapshot_id, "a snapshot id")
             store = self._store()
+            if self.tenancy is not None:
+                await asyncio.to_thread(
+                    self.tenancy.check.check, access.current(), SNAPSHOT, request.snapshot_id
+                )
             # A snapshot outlives its model's folder; it can still be deleted then.
             if not self.models.exists(request.model_id) and not await asyncio.to_thread(
                 store.exists, request.model_id, request.snapshot_id

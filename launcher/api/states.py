@@ -13,7 +13,7 @@ from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.snapshots import snapshot_infos
 from launcher.api.validation import MAX_MOUNTS, check_id, check_name
-from launcher.errors import RequestError, invalid
+from launcher.errors import ModelNotFound, RequestError, invalid
 from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
@@ -29,7 +29,7 @@ def _state_info(record: StateRecord) -> model_pb2.StateInfo:
     return model_pb2.StateInfo(
         id=record.id,
         name=record.name,
-        created_at=record.created_at,
+        created_at=convert.unix_ms(record.created_at),
         being_deleted=record.being_deleted,
         keys=[model_pb2.StateKeyInfo(key=k.key, byte_size=k.byte_size) for k in record.keys],
         mounted_models=[
@@ -54,15 +54,16 @@ class StateApi:
         try:
             config = self.models.load(model_id)
             info.name = config.name
-            info.created_at = config.created_at
+            info.created_at = convert.unix_ms(config.created_at)
             info.max_durations_seconds.code_startup = config.max_code_startup
             info.max_durations_seconds.create_state = config.max_create_state
-        except (ModelConfigError, ModelReadError, KeyError):
+        except (ModelConfigError, ModelReadError, ModelNotFound):
             # listed all the same, with the defaults: its createState answers why it cannot run
             info.max_durations_seconds.code_startup = DEFAULT_CODE_STARTUP
             info.max_durations_seconds.create_state = DEFAULT_CREATE_STATE
             with contextlib.suppress(OSError):
-                info.created_at = (self.models.models_dir / model_id).stat().st_mtime
+                mtime = (self.models.models_dir / model_id).stat().st_mtime
+                info.created_at = convert.unix_ms(mtime)
         active = self.states.active_state_id(model_id)
         if active is not None:
             info.active_state = active

@@ -40,4 +40,4 @@ async def start_connected(
         if exited in done:
             raise PhaseFailed(terminated(exited.result()))
         exited.cancel()
-        raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
+        raise PhaseFailed(oc.MaxDurationExceeded(oc.Phase.CODE_STARTUP))

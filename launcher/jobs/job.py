@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from launcher import outcomes as oc
 from launcher.jobs.request import JobRequest
@@ -13,34 +12,24 @@ from launcher.jobs.request import JobRequest
 
 @dataclass(frozen=True)
 class PhaseEvent:
-    phase: str  # createLauncher | codeStartup | createState
+    phase: oc.Phase
     finished: bool
-    duration: float | None = None
-
-    def to_json(self, state_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "event": "phaseFinished" if self.finished else "phaseStarted",
-            "phase": self.phase,
-            "stateId": state_id,
-        }
-        if self.duration is not None:
-            out["duration"] = self.duration
-        return out
+    duration: int | None = None  # milliseconds, when finished
 
 
 class Job:
-    """Created at acceptance; ``response`` resolves to the seed's response dict."""
+    """Created at acceptance; ``response`` resolves to the job's ``JobResult``."""
 
     def __init__(self, state_id: str, request: JobRequest) -> None:
         self.state_id = state_id
         self.request = request
-        self.accepted = time.monotonic()
-        self.started_at = time.time()
-        self.response: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.accepted_ns = time.monotonic_ns()
+        self.started_at = time.time()  # Unix seconds
+        self.response: asyncio.Future[oc.JobResult] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
         self.cancel_outcome: oc.Failure = oc.Cancelled()
-        self._subscribers: list[asyncio.Queue[PhaseEvent | dict[str, Any]]] = []
+        self._subscribers: list[asyncio.Queue[PhaseEvent | oc.JobResult]] = []
 
     @property
     def model_id(self) -> str:
@@ -50,9 +39,9 @@ class Job:
     def name(self) -> str:
         return self.request.name
 
-    def subscribe(self) -> asyncio.Queue[PhaseEvent | dict[str, Any]]:
-        """A queue of this job's phase events, ending with its response dict."""
-        queue: asyncio.Queue[PhaseEvent | dict[str, Any]] = asyncio.Queue()
+    def subscribe(self) -> asyncio.Queue[PhaseEvent | oc.JobResult]:
+        """A queue of this job's phase events, ending with its ``JobResult``."""
+        queue: asyncio.Queue[PhaseEvent | oc.JobResult] = asyncio.Queue()
         if self.response.done():
             queue.put_nowait(self.response.result())
         else:
@@ -63,7 +52,16 @@ class Job:
         for queue in self._subscribers:
             queue.put_nowait(event)
 
-    def finish(self, response: dict[str, Any]) -> None:
+    @property
+    def started_at_ms(self) -> int:
+        """When the job was accepted, in integer Unix milliseconds."""
+        return round(self.started_at * 1000)
+
+    def elapsed(self) -> oc.Durations:
+        """Durations with only ``total``: from acceptance until now."""
+        return oc.Durations(total=oc.ms(time.monotonic_ns() - self.accepted_ns))
+
+    def finish(self, response: oc.JobResult) -> None:
         if self.response.done():
             return
         self.response.set_result(response)

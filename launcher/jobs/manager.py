@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from launcher import outcomes as oc
@@ -20,6 +19,15 @@ from launcher.jobs.runner import JobRunner
 from launcher.store.jobs import JobRecords
 
 log = logging.getLogger("launcher.jobs")
+
+
+class JobRefused(Exception):
+    """A job refused before it was accepted (the launcher is draining): no state id was
+    handed out and nothing was recorded; ``result`` is its answer (``server_overloaded``)."""
+
+    def __init__(self, result: oc.JobResult) -> None:
+        super().__init__(result.code)
+        self.result = result
 
 
 class JobManager:
@@ -47,16 +55,18 @@ class JobManager:
         return self._running, self._queued
 
     async def submit(self, request: JobRequest) -> Job:
-        """Accept a resolved request: assign the state id and start (or queue) the job."""
+        """Accept a resolved request: assign the state id and start (or queue) the job.
+        While draining, ``JobRefused`` at once (``server_overloaded``, no state id)."""
+        if self._draining:
+            request.close()
+            raise JobRefused(oc.JobResult(oc.ServerOverloaded(), oc.Durations()))
         state_id = self._new_state_id()
         job = Job(state_id, request)
         await asyncio.to_thread(
             self.records.started, state_id, request.model_id, request.name, job.started_at
         )
         self.jobs[state_id] = job
-        overloaded = self._draining or (
-            self._running >= self.max_concurrent and self._queued >= self.max_queued
-        )
+        overloaded = self._running >= self.max_concurrent and self._queued >= self.max_queued
         if overloaded:
             request.close()
             job.task = asyncio.create_task(self._finish_now(job, oc.ServerOverloaded()))
@@ -66,8 +76,7 @@ class JobManager:
         return job
 
     async def _finish_now(self, job: Job, outcome: oc.Failure) -> None:
-        durations = oc.Durations(total=time.monotonic() - job.accepted)
-        await self._record(job, oc.response_json(outcome, durations))
+        await self._record(job, oc.JobResult(outcome, job.elapsed()))
 
     async def _run(self, job: Job) -> None:
         queued = True
@@ -86,11 +95,11 @@ class JobManager:
             queued = False
             self._running += 1
             try:
-                outcome, durations = await self.runner.run(job)
+                result = await self.runner.run(job)
             finally:
                 self._running -= 1
                 self._slots.release()
-            await self._record(job, oc.response_json(outcome, durations))
+            await self._record(job, result)
         except Exception:
             log.exception("job %s: recording its outcome failed", job.state_id)
             raise
@@ -99,12 +108,9 @@ class JobManager:
                 self._queued -= 1
             job.request.close()
             if not job.response.done():  # shutdown cancelled it: lost to the launcher
-                outcome_json = oc.response_json(
-                    oc.LauncherTerminated(), oc.Durations(total=time.monotonic() - job.accepted)
-                )
-                job.finish(outcome_json)
+                job.finish(oc.JobResult(oc.LauncherTerminated(), job.elapsed()))
 
-    async def _record(self, job: Job, response: dict[str, Any]) -> None:
+    async def _record(self, job: Job, response: oc.JobResult) -> None:
         try:
             await asyncio.to_thread(self.records.finished, job.state_id, response)
         finally:

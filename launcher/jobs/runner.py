@@ -170,4 +170,3 @@ class JobRunner:
                 worker.kill()
                 termination = await asyncio.shield(worker.process.wait())
             raise PhaseFailed(terminated(termination)) from None
-

@@ -12,18 +12,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
 
+from launcher import outcomes as oc
 from launcher.store.db import Database
+
+#: Format of the ``response`` column: ``{"v": 2, "response": <the seed's JSON, integer ms>}``.
+#: Older launchers stored the seed's JSON itself with durations in float seconds; such
+#: records are converted when read.
+RECORD_VERSION = 2
+
+
+def encode(result: oc.JobResult) -> str:
+    return json.dumps({"v": RECORD_VERSION, "response": oc.response_json(result)})
+
+
+def decode(body: str) -> oc.JobResult:
+    data = json.loads(body)
+    if isinstance(data, dict) and data.get("v") == RECORD_VERSION:
+        return oc.result_from_json(data["response"])
+    return oc.result_from_json(data, scale=1000)  # a record of an older launcher: seconds
 
 
 class JobRecords:
-    """One row per job, keyed by its state id: running, then finished with its response."""
+    """One row per job, keyed by its state id: running, then finished with its result."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     def started(self, state_id: str, model_id: str, name: str, started_at: float) -> None:
+        """Record a job accepted at ``started_at`` (Unix seconds)."""
         with self._db.transaction(fsync=False) as conn:
             if conn.execute("SELECT 1 FROM jobs WHERE state_id = ?", (state_id,)).fetchone():
                 raise ValueError(f"a job for state {state_id!r} is already recorded")
@@ -33,21 +50,19 @@ class JobRecords:
                 (state_id, model_id, name, started_at),
             )
 
-    def finished(self, state_id: str, response: dict[str, Any]) -> None:
-        """Record the job's final response (the seed's response dict); ``KeyError`` if the job
-        was never started."""
-        body = json.dumps(response)
+    def finished(self, state_id: str, result: oc.JobResult) -> None:
+        """Record the job's result; ``KeyError`` if the job was never started."""
         with self._db.transaction(fsync=False) as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
-                (body, state_id),
+                (encode(result), state_id),
             )
             if cursor.rowcount == 0:
                 raise KeyError(state_id)
 
-    def get(self, model_id: str, state_id: str) -> tuple[str, dict[str, Any] | None] | None:
-        """``(status, response)``: ``("running", None)``, ``("finished", {...})``, or ``None``
-        when no job of this model has that state id."""
+    def get(self, model_id: str, state_id: str) -> tuple[str, oc.JobResult | None] | None:
+        """``(status, result)``: ``("running", None)``, ``("finished", JobResult)``, or
+        ``None`` when no job of this model has that state id."""
         row = (
             self._db.connect()
             .execute(
@@ -58,23 +73,8 @@ class JobRecords:
         )
         if row is None:
             return None
-        response = None if row["response"] is None else json.loads(row["response"])
-        return str(row["status"]), response
-
-    def running(self, model_id: str) -> list[dict[str, Any]]:
-        """The model's running jobs, oldest first: ``[{"id", "name", "startedAt"}]``."""
-        rows = (
-            self._db.connect()
-            .execute(
-                "SELECT state_id, name, started_at FROM jobs"
-                " WHERE status = 'running' AND model_id = ? ORDER BY started_at, state_id",
-                (model_id,),
-            )
-            .fetchall()
-        )
-        return [
-            {"id": r["state_id"], "name": r["name"], "startedAt": r["started_at"]} for r in rows
-        ]
+        result = None if row["response"] is None else decode(row["response"])
+        return str(row["status"]), result
 
     def reconcile(self, now: float) -> int:
         """At start: every job still "running" was lost with the previous launcher process.
@@ -89,20 +89,15 @@ class JobRecords:
             ).fetchall()
             conn.executemany(
                 "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
-                [(json.dumps(_lost_job_response(r, now)), r["state_id"]) for r in rows],
+                [(encode(_lost_job_result(r, now)), r["state_id"]) for r in rows],
             )
         return len(rows)
 
 
-def _lost_job_response(row: sqlite3.Row, now: float) -> dict[str, Any]:
+def _lost_job_result(row: sqlite3.Row, now: float) -> oc.JobResult:
+    def total(end: float) -> oc.Durations:
+        return oc.Durations(total=max(0, round((end - row["started_at"]) * 1000)))
+
     if row["created_at"] is not None:
-        total = max(0.0, row["created_at"] - row["started_at"])
-        return {"result": {"success": {"durations": {"total": total}, "stateId": row["state_id"]}}}
-    return {
-        "result": {
-            "failed": {
-                "durations": {"total": max(0.0, now - row["started_at"])},
-                "error": {"code": "launcher_terminated"},
-            }
-        }
-    }
+        return oc.JobResult(oc.Success(row["state_id"]), total(row["created_at"]))
+    return oc.JobResult(oc.LauncherTerminated(), total(now))

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.errors import ModelNotFound
 from launcher.store.model_toml import ModelConfigError, ParamRule, parse_model_toml
 
 __all__ = [
@@ -72,15 +73,15 @@ class ModelRegistry:
         return sorted(n for n in names if self.exists(n))
 
     def load(self, model_id: str) -> ModelConfig:
-        """The model's configuration: ``KeyError`` (no such folder), ``ModelConfigError``,
+        """The model's configuration: ``ModelNotFound`` (no such folder), ``ModelConfigError``,
         ``ModelReadError``."""
         if not self.exists(model_id):
-            raise KeyError(model_id)
+            raise ModelNotFound(model_id)
         try:
             folder = (self.models_dir / model_id).resolve(strict=True)
             folder_stat = folder.stat()
         except FileNotFoundError:
-            raise KeyError(model_id) from None
+            raise ModelNotFound(model_id) from None
         except OSError as e:
             raise ModelReadError(f"model {model_id!r}: cannot open its folder: {e}") from e
         main_py = folder / "main.py"
