@@ -28,3 +28,5 @@ class ServeOptions:
     #: A stand-in GPU inventory ("0:H100,1:H100") for testing GPU accounting without GPUs.
     fake_gpus: str | None = None
     log_level: str = "info"
+    #: ``HOST:PORT`` of the platform's HTTP API (``--http``); None: not served.
+    http: str | None = None

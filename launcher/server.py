@@ -17,8 +17,8 @@ from pathlib import Path
 import grpc
 import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from launcher.api import reflection
 from launcher.api.dataset import DatasetServicer
 from launcher.api.intake import Intake, remove_spool_leftovers
 from launcher.api.model import ModelServicer
@@ -27,6 +27,8 @@ from launcher.auth.interceptor import auth_interceptor
 from launcher.auth.keys import KeyStore
 from launcher.config import ServeOptions
 from launcher.executors import Executor, LocalExecutor
+from launcher.http import HttpApi
+from launcher.http.wiring import http_api, split_address
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
 from launcher.launchers.sessions import SessionPool
@@ -64,12 +66,17 @@ class Launcher:
     health: health.aio.HealthServicer
     run_dir: Path
     addresses: list[str]
+    #: The platform's HTTP API (``--http``), and the ``host:port`` it is bound to.
+    http: HttpApi | None = None
+    http_address: str | None = None
 
     async def stop(self, drain: float) -> None:
         for service in ("", *SERVICES):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.jobs.drain(drain)
         await self.sessions.close()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace=2)
         await self.executor.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -156,7 +163,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     db = Database(root / "launcher.db")
     # Refuse an unsafe listen address before building anything that would need tearing down.
     keys_exist = await asyncio.to_thread(KeyStore(db).enabled)
-    for address in options.listen:
+    for address in [*options.listen, *([options.http] if options.http else [])]:
         _check_listen(address, options, keys_exist)
     models = ModelRegistry(root / "models")
     states = StateStore(root, db)
@@ -193,14 +200,17 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     remove_spool_leftovers(root / "tmp")
     intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots, executor)
 
-    server = grpc.aio.server(interceptors=[auth_interceptor(db, jobs)])
-    model_pb2_grpc.add_ModelServicer_to_server(
-        ModelServicer(intake, jobs, records, models, states=states, snapshots=snapshots),
-        server,
-    )
-    dataset_pb2_grpc.add_DatasetServicer_to_server(DatasetServicer(datasets), server)
+    interceptor = auth_interceptor(db, jobs)
+    server = grpc.aio.server(interceptors=[interceptor])
+    servicers = {
+        "Model": ModelServicer(intake, jobs, records, models, states=states, snapshots=snapshots),
+        "Dataset": DatasetServicer(datasets),
+        "PersistentLauncher": PersistentLauncherServicer(launchers, jobs, executor, sessions, root),
+    }
+    model_pb2_grpc.add_ModelServicer_to_server(servicers["Model"], server)
+    dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
-        PersistentLauncherServicer(launchers, jobs, executor, sessions, root), server
+        servicers["PersistentLauncher"], server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -209,9 +219,8 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         dataset_pb2.DESCRIPTOR.services_by_name["Dataset"].full_name,
         persistent_launcher_pb2.DESCRIPTOR.services_by_name["PersistentLauncher"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
     ]
-    reflection.enable_server_reflection(names, server)
+    reflection.enable(names, server)  # v1 and v1alpha
     credentials = _credentials(options)
     addresses = []
     for address in options.listen:
@@ -223,7 +232,14 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     await server.start()
     for service in ("", *SERVICES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return Launcher(server, jobs, executor, sessions, health_servicer, run_dir, addresses)
+    launcher = Launcher(server, jobs, executor, sessions, health_servicer, run_dir, addresses)
+    if options.http is not None:
+        # The platform's HTTP API: the same servicers, behind the same interceptor.
+        launcher.http = http_api(
+            servicers, interceptor, models, root / "tmp", lambda: not jobs._draining
+        )
+        launcher.http_address = await launcher.http.start(*split_address(options.http))
+    return launcher
 
 
 def _command_name() -> str:
@@ -242,6 +258,9 @@ async def _serve(options: ServeOptions) -> int:
     for address in launcher.addresses:
         log.info("listening on %s", address)
         print(f"launcher listening on {address}", flush=True)
+    if launcher.http_address is not None:
+        log.info("platform HTTP API on http://%s/v0", launcher.http_address)
+        print(f"launcher HTTP API on http://{launcher.http_address}/v0", flush=True)
     print(
         f"try, in another terminal: {_command_name()} --address {launcher.addresses[0]} "
         "create-state hello --name first",
