@@ -11,12 +11,15 @@ import contextlib
 import itertools
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.spec import LauncherSpec
 
 _V1_CONTROLLERS = ("memory", "cpu", "pids")
+REPORTED = ("memory", "cpu", "pids", "io")
+#: Workers write into a tmpfs (charged to memory), so block I/O is not what bounds them.
+_IO_NOT_LIMITED = "off: not limited (a worker's writable space is tmpfs, charged to memory)"
 _CFS_PERIOD_US = 100_000
 
 
@@ -28,8 +31,14 @@ class CgroupHost:
     parents: dict[str, Path]
     memsw: bool  # v1: swap accounting present
 
+    #: Each controller (memory, cpu, pids, io) with "on" or "off: <reason>".
+    controllers: dict[str, str] = field(default_factory=dict)
+
     def describe(self) -> str:
         return f"v{self.version} ({', '.join(sorted(self.parents))})"
+
+    def has(self, controller: str) -> bool:
+        return self.controllers.get(controller) == "on"
 
 
 def _mount_points() -> list[tuple[str, str, str, set[str]]]:
@@ -78,9 +87,15 @@ def detect(prefix: str) -> tuple[CgroupHost | None, str]:
         why = _writable(v1["memory"], probe)
         if why:
             return None, why
-        usable = {ctl: p for ctl, p in v1.items() if _writable(p, probe) is None}
+        usable = {}
+        states = {"io": _IO_NOT_LIMITED}
+        for ctl in _V1_CONTROLLERS:
+            why = "not mounted for this process" if ctl not in v1 else _writable(v1[ctl], probe)
+            states[ctl] = f"off: {why}" if why else "on"
+            if not why:
+                usable[ctl] = v1[ctl]
         memsw = (v1["memory"] / "memory.memsw.limit_in_bytes").exists()
-        return CgroupHost(1, usable, memsw), ""
+        return CgroupHost(1, usable, memsw, states), ""
     for root, point, fstype, _ in mounts:
         if fstype == "cgroup2" and "" in own:
             parent = _own_dir(root, point, own[""])
@@ -90,13 +105,19 @@ def detect(prefix: str) -> tuple[CgroupHost | None, str]:
             why = _writable(parent, probe)
             if why:
                 return None, why
-            try:
-                (parent / "cgroup.subtree_control").write_text(
-                    " ".join(f"+{c}" for c in ("memory", "cpu", "pids") if c in available)
-                )
-            except OSError as exc:
-                return None, f"cannot enable controllers in {parent}: {exc.strerror}"
-            return CgroupHost(2, {"unified": parent}, True), ""
+            states = {"io": _IO_NOT_LIMITED}
+            for ctl in ("memory", "cpu", "pids"):
+                if ctl not in available:
+                    states[ctl] = "off: not delegated to this cgroup"
+                    continue
+                try:
+                    (parent / "cgroup.subtree_control").write_text(f"+{ctl}")
+                    states[ctl] = "on"
+                except OSError as exc:
+                    states[ctl] = f"off: cannot enable it in {parent}: {exc.strerror}"
+            if states["memory"] != "on":
+                return None, f"memory controller {states['memory']}"
+            return CgroupHost(2, {"unified": parent}, True, states), ""
     return None, "no writable memory cgroup controller (v1 or v2) for this process"
 
 

@@ -28,23 +28,29 @@ _BLAS_SETTERS = (
 )
 
 
-def _drop_privileges(uid: int, gid: int) -> None:
-    last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for cap in range(last_cap + 1):
-        libc.prctl(libc.PR_CAPBSET_DROP, cap)
-    libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+def _drop_privileges(uid: int | None, gid: int | None) -> None:
+    """Empty bounding and ambient sets, then the uid drop (when the layer is on), then no
+    capability left in any set: even a worker that stays uid 0 (namespaces off) has none, and
+    exec cannot give one back (bounding set empty, no_new_privs)."""
+    if libc.capabilities_held():
+        last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        for cap in range(last_cap + 1):
+            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+        libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+    if uid is not None:
+        os.setgroups([])
+        group = gid if gid is not None else uid
+        os.setresgid(group, group, group)
+        os.setresuid(uid, uid, uid)
+    libc.clear_capabilities()
 
 
 def _confine(recipe: Recipe, parent: int, alive_fd: int) -> None:
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     for name, value in recipe.rlimits.items():
         resource.setrlimit(getattr(resource, name), (value, value))
-    if recipe.uid is not None:
-        _drop_privileges(recipe.uid, recipe.gid if recipe.gid is not None else recipe.uid)
-        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    _drop_privileges(recipe.uid, recipe.gid)
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent or select.select([alive_fd], [], [], 0)[0]:
         os._exit(SETUP_FAILED)
     libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)

@@ -78,7 +78,6 @@ async def detect(config: SandboxConfig) -> Layers:
         states["uid"] = "off: needs the mount namespace"
     else:
         states["uid"] = probed.get("uid", "off")
-    states["capabilities"] = "on" if states["uid"] == "on" else "off: runs with the launcher's uid"
     if "seccomp" in config.disable:
         states["seccomp"] = disabled
     elif not seccomp.supported():
@@ -101,9 +100,21 @@ async def detect(config: SandboxConfig) -> Layers:
             layers.cgroup = host
             states["cgroup"] = "on"
             log.info("sandbox cgroup host: %s", host.describe())
+    for ctl in cgroups.REPORTED:
+        # Each controller on its own line: a dropped one is never hidden behind "cgroup: on".
+        host = layers.cgroup
+        if host is not None:
+            state = host.controllers.get(ctl, "off: not available")
+        else:
+            state = f"off: no cgroup ({states['cgroup'].removeprefix('off: ')})"
+        if ctl == "pids" and state != "on":
+            state += "; RLIMIT_NPROC is the fork guard" if states["uid"] == "on" else ""
+        states[f"cgroup_{ctl}"] = state
     helper = any(state == "on" for state in states.values())
     no_helper = "off: plain fallback, no helper process applies it"
     states["no_new_privs"] = "on" if helper else no_helper
+    # Dropped by every helper-started worker (bounding, ambient and all sets), uid drop or not.
+    states["capabilities"] = "on" if helper else no_helper
     states["die_with_launcher"] = "on" if helper else no_helper
     states["memory_watchdog"] = (
         "off: the memory cgroup limits memory" if layers.cgroup is not None else "on"

@@ -111,7 +111,12 @@ class LayeredSandbox:
             recipe.rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": config.open_files}
             if plan.spec.disk_mebibytes is not None:
                 recipe.rlimits["RLIMIT_FSIZE"] = plan.spec.disk_mebibytes * 1024 * 1024
-            if cgroup is None and on("uid"):
+            pids_cgroup = (
+                cgroup is not None
+                and "pids" in cgroup.dirs
+                or (cgroup is not None and cgroup.version == 2 and self._layers.on("cgroup_pids"))
+            )
+            if not pids_cgroup and on("uid"):
                 # Per-uid, not per-worker: a coarse fork-bomb guard when no pids cgroup.
                 recipe.rlimits["RLIMIT_NPROC"] = config.pids_max
         return recipe
