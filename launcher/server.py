@@ -19,7 +19,6 @@ import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from launcher.api import reflection
-from launcher.api import reflection
 from launcher.api.dataset import DatasetServicer
 from launcher.api.intake import Intake, remove_spool_leftovers
 from launcher.api.model import ModelServicer
