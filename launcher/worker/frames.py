@@ -1,7 +1,10 @@
-"""Reading worker -> host frames (WORKER-PROTOCOL.md) with limits.
+"""Reading worker -> host frames (WORKER-PROTOCOL.md) with limits, into typed messages.
 
 Every byte from a worker is untrusted: lengths are checked against limits before
-anything is allocated, and blobs are handed on in bounded chunks as they arrive.
+anything is allocated, and blobs are handed on in bounded chunks as they arrive. A data
+event's JSON is at most a few KiB; a message's JSON over ``OFF_LOOP_JSON`` bytes is parsed in a
+thread, after a cheap check that it cannot be made of millions of tiny values, and the session
+is charged for it: it waits as long as the parse took before reading on.
 """
 
 from __future__ import annotations
@@ -9,13 +12,20 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runtime import protocol
+from runtime import messages, protocol
 
 CHUNK = 1 << 20
+#: A message's JSON at least this long is parsed off the event loop.
+OFF_LOOP_JSON = 64 << 10
+#: The most separators (``,`` and ``:``) a JSON document of over ``OFF_LOOP_JSON`` may hold:
+#: what a worker legitimately sends at length is one long string (exception details) or a
+#: hundred key names; millions of tiny values would hold the interpreter for seconds.
+MAX_LARGE_JSON_SEPARATORS = 200_000
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -30,13 +40,42 @@ class ConnectionEnded(Exception):
 
 @dataclass(frozen=True)
 class DataEvent:
-    body: dict[str, Any]
+    event: messages.DataEvent
 
 
 @dataclass(frozen=True)
 class Message:
+    """A message's head: its blobs are read next, then ``end_message``."""
+
     body: dict[str, Any]
     blob_count: int
+
+    def parse(self) -> messages.WorkerMessage:
+        """The typed message (checked only now, so a reader can skip what it does not use)."""
+        try:
+            return messages.parse_message(self.body)
+        except messages.MessageError as e:
+            raise ProtocolViolation(str(e)) from None
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as e:
+        raise ProtocolViolation(f"malformed JSON in a frame: {str(e)[:200]}") from None
+
+
+async def _loads_off_loop(raw: bytes) -> Any:
+    separators = raw.count(b",") + raw.count(b":")
+    if separators > MAX_LARGE_JSON_SEPARATORS:
+        raise ProtocolViolation(
+            f"a JSON document of {len(raw)} bytes with {separators} separators; one over "
+            f"{OFF_LOOP_JSON} bytes may hold at most {MAX_LARGE_JSON_SEPARATORS}"
+        )
+    start = time.monotonic()
+    doc = await asyncio.to_thread(_loads, raw)
+    await asyncio.sleep(time.monotonic() - start)  # the session pays for the time it took
+    return doc
 
 
 class FrameReader:
@@ -54,19 +93,13 @@ class FrameReader:
                 f"the worker closed its socket ({len(e.partial)}/{n} bytes)"
             ) from None
 
-    async def _json(self, length: int) -> dict[str, Any]:
-        if length > protocol.MAX_JSON_BYTES:
+    async def _json(self, length: int, limit: int) -> Any:
+        if length > limit:
             raise ProtocolViolation(
-                f"a JSON document of {length} bytes is over the limit of {protocol.MAX_JSON_BYTES}"
+                f"a JSON document of {length} bytes is over the limit of {limit}"
             )
         raw = await self._exactly(length)
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError) as e:
-            raise ProtocolViolation(f"malformed JSON in a frame: {e}") from None
-        if not isinstance(body, dict):
-            raise ProtocolViolation("a frame's JSON is not an object")
-        return body
+        return await _loads_off_loop(raw) if length >= OFF_LOOP_JSON else _loads(raw)
 
     async def next_frame(self) -> DataEvent | Message:
         """The next frame's head; for a Message, its blobs must be read next, then ``end``."""
@@ -74,16 +107,25 @@ class FrameReader:
             kind = await self._reader.readexactly(1)
         except asyncio.IncompleteReadError:
             raise ConnectionEnded("the worker closed its socket") from None
-        if kind[0] == protocol.DATA_EVENT:
-            (length,) = _U64.unpack(await self._exactly(8))
-            return DataEvent(await self._json(length))
-        if kind[0] == protocol.MESSAGE:
-            head = await self._exactly(12)
-            (count,) = _U32.unpack_from(head, 0)
-            (length,) = _U64.unpack_from(head, 4)
-            if count > self._max_blobs:
-                raise ProtocolViolation(f"a message with {count} blobs (limit {self._max_blobs})")
-            return Message(await self._json(length), count)
+        try:
+            if kind[0] == protocol.DATA_EVENT:
+                (length,) = _U64.unpack(await self._exactly(8))
+                doc = await self._json(length, messages.MAX_DATA_EVENT_JSON)
+                return DataEvent(messages.parse_data_event(doc))
+            if kind[0] == protocol.MESSAGE:
+                head = await self._exactly(12)
+                (count,) = _U32.unpack_from(head, 0)
+                (length,) = _U64.unpack_from(head, 4)
+                if count > self._max_blobs:
+                    raise ProtocolViolation(
+                        f"a message with {count} blobs (limit {self._max_blobs})"
+                    )
+                doc = await self._json(length, protocol.MAX_JSON_BYTES)
+                if not isinstance(doc, dict):
+                    raise ProtocolViolation("a frame's JSON is not an object")
+                return Message(doc, count)
+        except messages.MessageError as e:
+            raise ProtocolViolation(str(e)) from None
         raise ProtocolViolation(f"unknown frame kind 0x{kind[0]:02x}")
 
     async def blob_length(self, limit: int) -> int:

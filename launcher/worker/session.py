@@ -1,10 +1,13 @@
 """A connected worker: the host side of one protocol session.
 
-One task reads frames for the session's whole life and dispatches them: results to
-the waiting call, ``requestData`` to a writer task (so reading never waits on writing,
-which would deadlock against a worker that is itself busy writing), state blobs
-straight into the call's sink. Anything the protocol does not allow ends the session
-with a ``ProtocolViolation``; the job turns that into its outcome.
+One task reads frames for the session's whole life and dispatches them: results to the
+waiting call, state blobs straight into the call's sink, ``requestData`` to one writer task
+through a queue of at most ``MAX_OUTSTANDING_REQUESTS`` (when it is full the reader waits, so
+the socket stops being read and the worker's sends block: a flood costs the host nothing).
+Reading never waits on writing otherwise, which would deadlock against a worker that is itself
+busy writing; a write that stays blocked past ``WRITE_DEADLINE`` ends the session, and so does
+anything else the protocol does not allow, with a ``ProtocolViolation`` the job turns into its
+outcome. Closing cancels two tasks, whatever was outstanding.
 """
 
 from __future__ import annotations
@@ -12,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from launcher.params import ParamSource
-from launcher.worker.data import DataServer, send_elements
+from launcher.worker.data import DataServer, Reply, drain, send_elements
 from launcher.worker.frames import (
     ConnectionEnded,
     DataEvent,
@@ -27,11 +30,15 @@ from launcher.worker.frames import (
     ProtocolViolation,
 )
 from launcher.worker.writebehind import WriteBehind
-from runtime import protocol
+from runtime import messages, protocol
 
 log = logging.getLogger("launcher.worker")
 
-MAX_KEY_NAME = 1024
+MAX_KEY_NAME = messages.MAX_KEY_NAME_CHARS
+#: ``requestData`` events read but not yet answered, per session.
+MAX_OUTSTANDING_REQUESTS = 4
+#: Seconds a write to the worker may stay blocked before the session ends.
+WRITE_DEADLINE = 30.0
 
 
 class KeySink(Protocol):
@@ -46,9 +53,13 @@ class StateSink(Protocol):
 
 @dataclass(frozen=True)
 class CallResult:
-    """A call's answer: ``error_details`` is None on success."""
+    """A call's answer: ``error_details`` is None on success (cut to 10,000 characters)."""
 
     error_details: str | None
+
+    @classmethod
+    def of(cls, error: messages.ExceptionError | None) -> CallResult:
+        return cls(None if error is None else error.details)
 
 
 @dataclass
@@ -69,46 +80,42 @@ class _ActiveCall:
     )
 
 
-def _error_details(params: Any) -> str | None:
-    """None for ``{}``; the details text for ``{"error": {...}}``."""
-    if not isinstance(params, dict):
-        raise ProtocolViolation("a result or event's params is not an object")
-    error = params.get("error")
-    if error is None:
-        return None
-    if not isinstance(error, dict):
-        raise ProtocolViolation("'error' is not an object")
-    details = error.get("details")
-    return details if isinstance(details, str) else repr(error)[: protocol.MAX_EXCEPTION_DETAILS]
-
-
 class WorkerSession:
-    """Talks to one connected worker. Create with ``start``; ``ended`` resolves when it stops."""
+    """Talks to one connected worker. ``ended`` resolves when it stops."""
 
     _ids = itertools.count(1)
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        write_deadline: float = WRITE_DEADLINE,
+        max_outstanding: int = MAX_OUTSTANDING_REQUESTS,
+    ) -> None:
         self._frames = FrameReader(reader)
         self._writer = writer
+        self._write_deadline = write_deadline
         self._write_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
         self._initialized: asyncio.Future[CallResult] = loop.create_future()
         self._call: _ActiveCall | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._replies: asyncio.Queue[Reply] = asyncio.Queue(max_outstanding)
         #: resolves to the exception that ended the session (ConnectionEnded or ProtocolViolation)
         self.ended: asyncio.Future[Exception] = loop.create_future()
         self._reader_task = asyncio.create_task(self._read_loop())
+        self._writer_task = asyncio.create_task(self._answer_loop())
 
     # ---- commands ----
 
     async def _send(self, data: bytes) -> None:
         async with self._write_lock:
             self._writer.write(data)
-            await self._writer.drain()
+            await drain(self._writer, self._write_deadline)
 
     async def initialize(self, main_py: Path) -> CallResult:
         """Send ``initialize`` and wait for ``modelSessionInitialized``."""
-        await self._send(protocol.encode_command("initialize", {"path": str(main_py)}))
+        await self._until_ended(self._send(messages.Initialize(str(main_py)).encode()))
         return await self._until_ended(self._initialized)
 
     async def create_model_state(
@@ -119,36 +126,46 @@ class WorkerSession:
     ) -> CallResult:
         """Run ``callCreateModelState``, serving data and streaming keys into ``sink``."""
         call = _ActiveCall(f"c{next(self._ids)}", DataServer(), sink)
-        handles = []
-        for i, (name, source) in enumerate(params.items()):
-            handles.append({"name": name, **call.data.add(f"p{i}", source)})
-        others = []
-        for m, other in enumerate(other_models):
-            state = [
-                {"name": key, **call.data.add(f"m{m}k{k}", source)}
-                for k, (key, source) in enumerate(other.keys.items())
-            ]
-            others.append({"id": other.model_id, "mountPath": other.mount_path, "state": state})
+        handles = tuple(
+            call.data.add(name, f"p{i}", source) for i, (name, source) in enumerate(params.items())
+        )
+        others = tuple(
+            messages.OtherModelHandle(
+                other.model_id,
+                other.mount_path,
+                tuple(
+                    call.data.add(key, f"m{m}k{k}", source)
+                    for k, (key, source) in enumerate(other.keys.items())
+                ),
+            )
+            for m, other in enumerate(other_models)
+        )
         self._call = call
-        command = {"id": call.call_id, "params": handles, "otherModels": others}
-        await self._send(protocol.encode_command("callCreateModelState", command))
+        command = messages.CallCreateModelState(call.call_id, handles, others)
         try:
+            await self._until_ended(self._send(command.encode()))
             return await self._until_ended(call.result)
         finally:
             self._call = None
 
-    async def _until_ended(self, fut: asyncio.Future[CallResult]) -> CallResult:
+    async def _until_ended(self, work: Any) -> Any:
+        """``work``'s result, unless the session ends first: then the reason is raised."""
+        fut = asyncio.ensure_future(work)
         waiters: set[asyncio.Future[Any]] = {fut, self.ended}
-        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            fut.cancel()
+            raise
         if fut in done:
             return fut.result()
+        fut.cancel()
         raise self.ended.result()
 
     def close(self) -> None:
-        """Stop reading and close the socket (the worker sees EOF)."""
+        """Stop reading and writing and close the socket (the worker sees EOF)."""
         self._reader_task.cancel()
-        for task in self._tasks:
-            task.cancel()
+        self._writer_task.cancel()
         self._writer.close()
         if not self.ended.done():
             self.ended.set_result(ConnectionEnded("the launcher closed the session"))
@@ -160,86 +177,74 @@ class WorkerSession:
             while True:
                 frame = await self._frames.next_frame()
                 if isinstance(frame, DataEvent):
-                    self._on_data_event(frame.body)
+                    await self._on_data_event(frame.event)
                 else:
                     await self._on_message(frame)
         except (ConnectionEnded, ProtocolViolation) as e:
             self._end(e)
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # noqa: BLE001 - a sink or file failure ends the session
+        except Exception as e:  # a sink or file failure ends the session
             log.exception("worker session failed")
             self._end(e)
 
     def _end(self, reason: Exception) -> None:
         if not self.ended.done():
             self.ended.set_result(reason)
-        for task in self._tasks:
-            task.cancel()
+        self._reader_task.cancel()
+        self._writer_task.cancel()
 
-    def _spawn(self, work: Callable[[], Any]) -> None:
-        async def run() -> None:
-            try:
-                await work()
-            except (ConnectionError, OSError, ProtocolViolation) as e:
-                self._end(e if isinstance(e, ProtocolViolation) else ConnectionEnded(str(e)))
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _on_data_event(self, body: dict[str, Any]) -> None:
-        call = self._call
-        event = body.get("event")
-        if call is None:
-            raise ProtocolViolation(f"data event {event!r} outside a call")
-        if event == "requestData":
-            request_id, param, start, count = call.data.check_request(body)
-
-            async def answer() -> None:
+    async def _answer_loop(self) -> None:
+        """Answer the queued ``requestData`` events, one at a time, in order."""
+        try:
+            while True:
+                reply = await self._replies.get()
                 async with self._write_lock:
-                    await send_elements(self._writer, request_id, param, start, count)
+                    await send_elements(self._writer, reply, self._write_deadline)
+        except ProtocolViolation as e:
+            self._end(e)
+        except (ConnectionError, OSError) as e:
+            self._end(ConnectionEnded(str(e)))
 
-            self._spawn(answer)
-        elif event == "shuffle":
-            call.data.shuffle(body)
-        else:
-            raise ProtocolViolation(f"unknown data event {str(event)[:64]!r}")
+    async def _on_data_event(self, event: messages.DataEvent) -> None:
+        call = self._call
+        if call is None:
+            raise ProtocolViolation(f"data event {event.EVENT!r} outside a call")
+        if isinstance(event, messages.RequestData):
+            await self._replies.put(call.data.check_request(event))  # waits while full
+            return
+        served = call.data.check_shuffle(event)
+        start = time.monotonic()
+        await asyncio.to_thread(call.data.shuffle, served)
+        await asyncio.sleep(time.monotonic() - start)  # the session pays for the time it took
 
     async def _on_message(self, frame: Message) -> None:
-        body = frame.body
-        if "event" in body:
-            event = body["event"]
-            if event == "provideStateData":
-                await self._on_state_data(body.get("params"), frame.blob_count)
-                return
-            if frame.blob_count:
-                raise ProtocolViolation(f"event {str(event)[:64]!r} carries blobs")
-            await self._frames.end_message()
-            if event == "modelSessionInitialized" and not self._initialized.done():
-                self._initialized.set_result(CallResult(_error_details(body.get("params"))))
-                return
-            raise ProtocolViolation(f"unexpected event {str(event)[:64]!r}")
+        message = frame.parse()
+        if isinstance(message, messages.ProvideStateData):
+            await self._on_state_data(message, frame.blob_count)
+            return
         if frame.blob_count:
-            raise ProtocolViolation("a result carries blobs")
+            raise ProtocolViolation(f"a {type(message).__name__} message carries blobs")
         await self._frames.end_message()
+        if isinstance(message, messages.ModelSessionInitialized):
+            if self._initialized.done():
+                raise ProtocolViolation("modelSessionInitialized sent twice")
+            self._initialized.set_result(CallResult.of(message.error))
+            return
         call = self._call
-        if call is None or body.get("id") != call.call_id or call.result.done():
-            raise ProtocolViolation(f"a result for an unknown call id {str(body.get('id'))[:64]!r}")
-        call.result.set_result(CallResult(_error_details(body.get("result"))))
+        if call is None or message.id != call.call_id or call.result.done():
+            raise ProtocolViolation(f"a result for an unknown call id {messages.shown(message.id)}")
+        call.result.set_result(CallResult.of(message.error))
 
-    async def _on_state_data(self, params: Any, blob_count: int) -> None:
+    async def _on_state_data(self, message: messages.ProvideStateData, blob_count: int) -> None:
         call = self._call
-        if call is None or not isinstance(params, dict) or params.get("commandId") != call.call_id:
+        if call is None or message.command_id != call.call_id:
             raise ProtocolViolation("provideStateData for no running call")
-        names = params.get("names")
-        if not isinstance(names, list) or len(names) != blob_count:
+        if len(message.names) != blob_count:
             raise ProtocolViolation("provideStateData: 'names' must list one key per blob")
-        for name in names:
-            if not isinstance(name, str) or not name or len(name) > MAX_KEY_NAME:
-                raise ProtocolViolation("provideStateData: a key name must be a non-empty string")
+        for name in message.names:
             if name in call.keys_seen:
-                raise ProtocolViolation(f"state key {name[:64]!r} provided twice")
+                raise ProtocolViolation(f"state key {messages.shown(name)} provided twice")
             call.keys_seen.add(name)
             if len(call.keys_seen) > protocol.MAX_STATE_KEYS:
                 raise ProtocolViolation(f"more than {protocol.MAX_STATE_KEYS} state keys")
