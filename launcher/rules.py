@@ -175,3 +175,38 @@ RULES: dict[str, object] = {
     for name, value in dict(globals()).items()
     if isinstance(value, IdRule | NameRule | CountRule | NumberRule)
 }
+
+
+def tensor_reason(
+    type_name: str,
+    shape: tuple[int, ...],
+    allowed_types: tuple[str, ...] | None,
+    shape_rule: tuple[int, ...] | None,
+) -> str | None:
+    """Why a tensor breaks a parameter's or dataset key's rules (None: it does not).
+
+    The one tensor rule check of the launcher: inline params against ``model.toml``, dataset
+    entries against their key's rules, and dataset params against ``model.toml``.
+    """
+    if allowed_types and type_name not in allowed_types:
+        return f"type {type_name} is not allowed (allowedTypes: {', '.join(allowed_types)})"
+    if shape_rule is not None and (
+        len(shape_rule) != len(shape)
+        or any(want not in (-1, got) for want, got in zip(shape_rule, shape, strict=True))
+    ):
+        return (
+            f"shape {list(shape)} does not match the shape rule {list(shape_rule)} (-1: any length)"
+        )
+    return None
+
+
+def check_tensor(
+    path: str,
+    type_name: str,
+    shape: tuple[int, ...],
+    allowed_types: tuple[str, ...] | None,
+    shape_rule: tuple[int, ...] | None,
+) -> None:
+    reason = tensor_reason(type_name, shape, allowed_types, shape_rule)
+    if reason is not None:
+        raise invalid(path, reason)

@@ -50,8 +50,11 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[model_pb2.CreateStateEvent]:
         try:
-            first = await anext(request_iterator)
-        except StopAsyncIteration:
+            first = await self.intake.next_message(request_iterator)
+        except RequestError as e:  # nothing sent for --intake-idle-seconds
+            yield _request_error_event(e)
+            return
+        if first is None:
             yield _request_error_event(InvalidParameter("header", "the request stream was empty"))
             return
         caller = access.current()

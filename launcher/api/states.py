@@ -52,7 +52,7 @@ class StateApi:
     def _model_info(self, model_id: str) -> model_pb2.ModelInfo:
         info = model_pb2.ModelInfo(id=model_id, name=model_id)
         try:
-            config = self.models.load(model_id)
+            config = self.models.load(model_id, code_version=False)
             info.name = config.name
             info.created_at = convert.unix_ms(config.created_at)
             info.max_durations_seconds.code_startup = config.max_code_startup

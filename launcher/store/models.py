@@ -3,20 +3,32 @@
 Models are read per request (adding a folder needs no restart). A folder's configuration is
 validated here, field by field, so that a bad ``model.toml`` becomes ``ModelConfigError`` with a
 message naming the field, which the job reports as ``invalid_executable_file``.
+
+Files are read through ``launcher.store.model_files`` (no symbolic links, regular files only,
+bounded sizes, parsed once per change) on a small thread pool of the registry's own, each read
+bounded in time, so a slow or hostile file system delays only the models that live on it.
+A model folder must resolve inside ``models/``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import concurrent.futures
+import logging
 import os
-import re
-import stat
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher import rules
 from launcher.errors import ModelNotFound
-from launcher.store.model_toml import ModelConfigError, ParamRule, parse_model_toml
+from launcher.store.model_files import (
+    CodeVersions,
+    FileCache,
+    ModelReadError,
+    check_regular_file,
+)
+from launcher.store.model_toml import ModelConfigError, ModelToml, ParamRule, parse_model_toml
 
 __all__ = [
     "ModelConfig",
@@ -27,13 +39,11 @@ __all__ = [
     "valid_model_id",
 ]
 
-_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-# Written by Python when main.py is imported outside a read-only sandbox; not the model's code.
-_IGNORED_DIRS = frozenset({"__pycache__"})
+log = logging.getLogger("launcher.models")
 
-
-class ModelReadError(Exception):
-    """An I/O error reading the model's files (``read_executable_file_failed``)."""
+#: How long one model folder may take to read before the request gives up on it.
+READ_TIMEOUT_SECONDS = 10.0
+READ_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -46,21 +56,40 @@ class ModelConfig:
     max_code_startup: float
     max_create_state: float
     parameters: tuple[ParamRule, ...]
-    code_version: str
+    code_version: str  # "" when loaded without it (listing models needs none)
     created_at: float
     fresh_process: bool = False
 
 
 def valid_model_id(model_id: str) -> bool:
     """``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``: one path component, never ``.``/``..``."""
-    return isinstance(model_id, str) and _MODEL_ID.fullmatch(model_id) is not None
+    return rules.MODEL_ID.ok(model_id)
+
+
+def _parse_toml(raw: bytes) -> ModelToml:
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelConfigError(f"model.toml is not UTF-8: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ModelConfigError(f"model.toml is not valid TOML: {e}") from None
+    return parse_model_toml(doc)
 
 
 class ModelRegistry:
     """The model folders of one data root."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(self, models_dir: Path, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
         self.models_dir = Path(models_dir)
+        self.read_timeout = read_timeout
+        self._files = FileCache()
+        self._versions = CodeVersions()
+        self._pool = concurrent.futures.ThreadPoolExecutor(READ_THREADS, "model-read")
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def exists(self, model_id: str) -> bool:
         return valid_model_id(model_id) and (self.models_dir / model_id).is_dir()
@@ -70,23 +99,75 @@ class ModelRegistry:
             names = os.listdir(self.models_dir)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if self.exists(n))
+        ids = []
+        for name in names:
+            if self.exists(name):
+                ids.append(name)
+            elif not name.startswith(".") and name not in self._warned:
+                self._warn_unserved(name)
+        return sorted(ids)
 
-    def load(self, model_id: str) -> ModelConfig:
-        """The model's configuration: ``ModelNotFound`` (no such folder), ``ModelConfigError``,
-        ``ModelReadError``."""
+    def _warn_unserved(self, name: str) -> None:
+        with self._lock:
+            if name in self._warned or len(self._warned) > 10_000:
+                return
+            self._warned.add(name)
+        if (self.models_dir / name).is_dir():
+            log.warning(
+                "models/%r is not served: a model id is %s", name, rules.MODEL_ID.description
+            )
+
+    def folder(self, model_id: str) -> Path:
+        """The model's folder, resolved: ``ModelNotFound`` when there is none, ``ModelConfigError``
+        when it resolves outside ``models/``, ``ModelReadError`` on an I/O error."""
         if not self.exists(model_id):
             raise ModelNotFound(model_id)
         try:
+            base = self.models_dir.resolve(strict=True)
             folder = (self.models_dir / model_id).resolve(strict=True)
-            folder_stat = folder.stat()
         except FileNotFoundError:
             raise ModelNotFound(model_id) from None
         except OSError as e:
             raise ModelReadError(f"model {model_id!r}: cannot open its folder: {e}") from e
+        if folder.parent != base:
+            raise ModelConfigError(
+                f"the folder of model {model_id!r} resolves outside models/; "
+                "a model folder must be a folder inside models/"
+            )
+        return folder
+
+    def load(self, model_id: str, code_version: bool = True) -> ModelConfig:
+        """The model's configuration: ``ModelNotFound`` (no such folder), ``ModelConfigError``,
+        ``ModelReadError`` (also when reading takes longer than ``read_timeout``).
+        ``code_version=False`` skips hashing the folder (for listing models)."""
+        if not self.exists(model_id):
+            raise ModelNotFound(model_id)
+        try:
+            future = self._pool.submit(self._load, model_id, code_version)
+        except RuntimeError:  # shut down
+            raise ModelReadError("the launcher is stopping") from None
+        try:
+            return future.result(timeout=self.read_timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ModelReadError(
+                f"reading the folder of model {model_id!r} took longer than {self.read_timeout:g} s"
+            ) from None
+
+    def _load(self, model_id: str, with_version: bool) -> ModelConfig:
+        folder = self.folder(model_id)
+        try:
+            folder_stat = folder.stat()
+        except OSError as e:
+            raise ModelReadError(f"model {model_id!r}: cannot open its folder: {e}") from e
         main_py = folder / "main.py"
-        _check_main_py(main_py)
-        config = parse_model_toml(_read_model_toml(folder / "model.toml"))
+        check_regular_file(main_py, "main.py", rules.MAX_MAIN_PY_BYTES)
+        try:
+            config = self._files.read(
+                folder / "model.toml", "model.toml", rules.MAX_MODEL_TOML_BYTES, _parse_toml
+            )
+        except FileNotFoundError:
+            config = ModelToml()
         return ModelConfig(
             model_id=model_id,
             path=folder,
@@ -97,55 +178,11 @@ class ModelRegistry:
             max_code_startup=config.max_code_startup,
             max_create_state=config.max_create_state,
             parameters=config.parameters,
-            code_version=code_version(folder),
+            code_version=self._versions.version(folder) if with_version else "",
             created_at=min(folder_stat.st_mtime, folder_stat.st_ctime),
         )
 
 
 def code_version(folder: Path) -> str:
     """A hash of every file's (relative path, size, mtime_ns): changes when any file does."""
-    entries: list[str] = []
-
-    def fail(error: OSError) -> None:
-        raise error
-
-    try:
-        for dirpath, dirnames, filenames in os.walk(folder, onerror=fail):
-            dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
-            for filename in filenames:
-                path = Path(dirpath, filename)
-                st = path.lstat()
-                entries.append(f"{path.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}")
-    except OSError as e:
-        raise ModelReadError(f"{folder}: cannot list the model's files: {e}") from e
-    digest = hashlib.sha256("\n".join(sorted(entries)).encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:32]
-
-
-def _check_main_py(main_py: Path) -> None:
-    try:
-        mode = main_py.stat().st_mode
-    except FileNotFoundError:
-        raise ModelConfigError("main.py is missing from the model folder") from None
-    except OSError as e:
-        raise ModelReadError(f"cannot read main.py: {e}") from e
-    if not stat.S_ISREG(mode):
-        raise ModelConfigError("main.py is not a regular file")
-
-
-def _read_model_toml(path: Path) -> dict[str, object] | None:
-    """The parsed file, ``None`` when there is none."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise ModelConfigError("model.toml is not a regular file") from None
-    except OSError as e:
-        raise ModelReadError(f"cannot read model.toml: {e}") from e
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise ModelConfigError(f"model.toml is not UTF-8: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ModelConfigError(f"model.toml is not valid TOML: {e}") from None
+    return CodeVersions().version(folder)

@@ -187,9 +187,20 @@ def test_unknown_model_is_key_error(models: Path) -> None:
         ModelRegistry(models).load("nothing")
 
 
-def test_symlinked_model_folder_is_resolved(tmp_path: Path, models: Path) -> None:
+def test_model_folder_resolving_outside_models_is_a_config_error(
+    tmp_path: Path, models: Path
+) -> None:
+    # CONTRACT "Model folders": a folder that resolves outside models/ is
+    # invalid_executable_file, never bound into a sandbox.
     real = _model(tmp_path / "elsewhere", "real")
     os.symlink(real, models / "linked")
+    with pytest.raises(ModelConfigError, match="resolves outside models/"):
+        ModelRegistry(models).load("linked")
+
+
+def test_symlinked_model_folder_inside_models_is_resolved(models: Path) -> None:
+    real = _model(models, "real")
+    os.symlink("real", models / "linked")
     config = ModelRegistry(models).load("linked")
     assert config.model_id == "linked"
     assert config.path == real.resolve()

@@ -1,0 +1,131 @@
+"""Spooling one inline param to disk: validated tensor by tensor as its bytes arrive.
+
+A param's bytes go to a file without a name (``O_TMPFILE``) in ``<root>/tmp``, opened only
+when its first byte arrives, so an idle stream holds no descriptor for it. Each tensor's byte
+range is kept in two compact ``array('Q')`` columns (16 bytes a tensor, not an object), and
+the validator is fed in slices so that no call builds more than a slice's worth of tensor
+records. ``Spool.feed`` blocks (validation and ``pwrite``): callers run it in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from array import array
+from pathlib import Path
+
+import numpy as np
+
+from launcher import faults, rules
+from launcher.errors import invalid
+from launcher.params import ParamSource
+from runtime.tensor import StreamValidator, TensorError
+
+SPOOL_PREFIX = "param-"
+#: The validator is fed this many bytes at a time (at most this many tensor records at once).
+_FEED_SLICE = 64 << 10
+
+
+def open_spool_file(spool_dir: Path) -> int:
+    """A file without a name (O_TMPFILE) in ``spool_dir``: nothing is left behind, whenever
+    the launcher dies. Where the file system lacks O_TMPFILE, a named file is unlinked at
+    once, and ``remove_spool_leftovers`` clears what a crash in between leaves."""
+    try:
+        return os.open(spool_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=spool_dir)
+        os.unlink(name)
+        return fd
+
+
+def remove_spool_leftovers(spool_dir: Path) -> None:
+    """At start: named spool files of a launcher that crashed between creating and unlinking."""
+    for leftover in spool_dir.glob(SPOOL_PREFIX + "*"):
+        leftover.unlink(missing_ok=True)
+
+
+class Spool:
+    """One inline param being received. ``path`` names it in reasons (``params[2]``);
+    ``allowed_types``/``shape`` are its ``model.toml`` rule (None: anything)."""
+
+    def __init__(
+        self,
+        spool_dir: Path,
+        path: str,
+        size: int,
+        max_tensors: int,
+        allowed_types: tuple[str, ...] | None = None,
+        shape: tuple[int, ...] | None = None,
+    ) -> None:
+        self.spool_dir = spool_dir
+        self.path = path
+        self.size = size
+        self.allowed_types = allowed_types
+        self.shape = shape
+        self.received = 0
+        self.validator = StreamValidator(max_tensors=max_tensors)
+        self.starts = array("Q")
+        self.ends = array("Q")
+        self.fd: int | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.size
+
+    @property
+    def tensors(self) -> int:
+        return len(self.starts)
+
+    def feed(self, data: bytes) -> None:
+        """Validate and write the next bytes (blocking)."""
+        if self.received + len(data) > self.size:
+            raise invalid(f"{self.path}.data", f"more bytes than the declared {self.size}")
+        if not data:
+            return
+        view = memoryview(data)
+        for at in range(0, len(view), _FEED_SLICE):
+            try:
+                infos = self.validator.feed(view[at : at + _FEED_SLICE])
+            except TensorError as e:
+                raise invalid(f"{self.path}.data[{self.tensors}]", str(e)) from None
+            for info in infos:
+                if self.allowed_types is not None or self.shape is not None:
+                    rules.check_tensor(
+                        f"{self.path}.data[{self.tensors}]",
+                        info.type,
+                        info.shape,
+                        self.allowed_types,
+                        self.shape,
+                    )
+                self.starts.append(info.start)
+                self.ends.append(info.end)
+        if self.fd is None:
+            self.fd = open_spool_file(self.spool_dir)
+        os.pwrite(self.fd, data, self.received)
+        self.received += len(data)
+        faults.point("upload_chunk")
+
+    def finish(self, name: str) -> ParamSource:
+        """The received param as a source (which then owns the file); refuses a short one."""
+        if self.received != self.size:
+            raise invalid(
+                f"{self.path}.data", f"received {self.received} of the declared {self.size} bytes"
+            )
+        try:
+            self.validator.finish()
+        except TensorError as e:
+            raise invalid(f"{self.path}.data[{self.tensors}]", str(e)) from None
+        fd = self.fd if self.fd is not None else open_spool_file(self.spool_dir)
+        self.fd = None
+        starts = np.frombuffer(self.starts, np.uint64) if self.starts else np.zeros(0, np.uint64)
+        ends = np.frombuffer(self.ends, np.uint64) if self.ends else np.zeros(0, np.uint64)
+        source = ParamSource(name, fd, starts.copy(), ends - starts)
+        self.starts = array("Q")
+        self.ends = array("Q")
+        return source
+
+    def close(self) -> None:
+        """Release the file of a param that was not finished."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
