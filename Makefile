@@ -46,7 +46,7 @@ fuzz: setup
 SOAK_SECONDS ?= 300
 soak: setup
 	LAUNCHER_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -s --timeout=0 \
-		tests/test_crash_loop.py tests/test_load.py $(PYTEST_ARGS)
+		tests/crash/test_crash_loop.py tests/load/test_load.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) launcher/v1 .pytest_cache .mypy_cache .ruff_cache

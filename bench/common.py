@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.launcher_proc import LauncherProcess
+from tests.support.launcher_proc import LauncherProcess
 
 BENCH_MODELS = Path(__file__).parent / "models"
 PROJECT = Path(__file__).parent.parent

@@ -11,7 +11,7 @@ import time
 
 from bench.common import BENCH_MODELS, TRIVIAL_MODEL, Settings, median, numpy_import_times, temp_dir
 from bench.report import Figure
-from tests.host import OFFICIAL_COMMAND, RUNTIME_COMMAND, Host
+from tests.support.host import OFFICIAL_COMMAND, RUNTIME_COMMAND, Host
 
 MAIN_PY = BENCH_MODELS / TRIVIAL_MODEL / "main.py"
 

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import settings
 
 from launcher.client import LauncherClient
-from tests.launcher_proc import LauncherProcess, running_launcher
+from tests.support.launcher_proc import LauncherProcess, running_launcher
+from tests.support.specs import TEMPORARY  # noqa: F401 - re-exported for old imports
 
 settings.register_profile("long", max_examples=20_000, deadline=None)
 if os.environ.get("HYPOTHESIS_PROFILE"):
@@ -30,6 +31,3 @@ def launcher() -> Iterator[LauncherProcess]:
 def client(launcher: LauncherProcess) -> Iterator[LauncherClient]:
     with LauncherClient(launcher.address) as c:
         yield c
-
-
-TEMPORARY = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 512}}

@@ -9,8 +9,11 @@ import argparse
 import os
 import sys
 
-from launcher import _cli_commands, _cli_create, _cli_keys, _cli_serve
-from launcher._cli_output import dumps, exit_code
+from launcher.cli import commands as _cli_commands
+from launcher.cli import create as _cli_create
+from launcher.cli import keys as _cli_keys
+from launcher.cli import serve as _cli_serve
+from launcher.cli.output import dumps, exit_code
 from launcher.client import LauncherClient, LauncherConnectionError
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -85,6 +88,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"launcher: cannot complete the call to {args.address}: {exc}", file=sys.stderr)
         return EXIT_TRANSPORT
 
-
-if __name__ == "__main__":
-    sys.exit(main())

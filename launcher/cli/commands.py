@@ -1,7 +1,7 @@
 """The command line's API subcommands: their arguments and the client call each makes.
 
 Every handler takes ``(client, args)`` and returns the response dict, which ``launcher.cli``
-prints as JSON. ``create-state`` is apart (``launcher._cli_create``): it shows phases live.
+prints as JSON. ``create-state`` is apart (``launcher.cli.create``): it shows phases live.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, TypeAlias
 
 import numpy
 
-from launcher import _cli_args as parse
+from launcher.cli import args as parse
 from launcher.client import LauncherClient
 
 Handler = Callable[[LauncherClient, argparse.Namespace], dict[str, Any]]

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from launcher import _cli_args as parse
-from launcher._cli_output import PhaseDisplay, describe_outcome, dumps, exit_code
+from launcher.cli import args as parse
+from launcher.cli.output import PhaseDisplay, describe_outcome, dumps, exit_code
 from launcher.client import LauncherClient
 
 DEFAULT_TEMPORARY = "cpus=1,memory=1024"

@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from launcher._cli_serve import DEFAULT_ROOT
 from launcher.auth.keys import KeyStore, parse_models
 from launcher.auth.limits import parse_rate
+from launcher.cli.serve import DEFAULT_ROOT
 from launcher.store.db import Database
 
 EXIT_USAGE = 2

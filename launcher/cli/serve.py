@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from launcher._cli_args import csv
+from launcher.cli.args import csv
 from launcher.config import ServeOptions
 
 DEFAULT_ROOT = "launcher-data"

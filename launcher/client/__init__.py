@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from types import TracebackType
 
-from launcher._client_call import Caller, LauncherConnectionError, TlsOption, open_channel
-from launcher._client_dataset import DatasetApi
-from launcher._client_launcher import PersistentLauncherApi
-from launcher._client_model import ModelApi
+from launcher.client.call import Caller, LauncherConnectionError, TlsOption, open_channel
+from launcher.client.dataset import DatasetApi
+from launcher.client.model import ModelApi
+from launcher.client.persistent_launcher import PersistentLauncherApi
 from launcher.v1 import dataset_pb2_grpc, model_pb2_grpc, persistent_launcher_pb2_grpc
 
 __all__ = ["LauncherClient", "LauncherConnectionError"]

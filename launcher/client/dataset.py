@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from launcher import _client_responses as resp
-from launcher._client_call import Caller, LauncherConnectionError, answering
-from launcher._client_requests import (
+from launcher.client import responses as resp
+from launcher.client.call import Caller, LauncherConnectionError, answering
+from launcher.client.requests import (
     dataset_keys_to_proto,
     entries_to_proto,
     filter_ids,
@@ -20,7 +20,7 @@ from launcher._client_requests import (
     page,
     str_list,
 )
-from launcher._client_stream import add_entries_requests, keyed_payloads, tensors_payload
+from launcher.client.stream import add_entries_requests, keyed_payloads, tensors_payload
 from launcher.v1 import dataset_pb2, dataset_pb2_grpc
 
 

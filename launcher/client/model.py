@@ -8,15 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from launcher import _client_responses as resp
-from launcher._client_call import (
+from launcher.client import responses as resp
+from launcher.client.call import (
     Caller,
     LauncherConnectionError,
     StatusAnswer,
     answering,
     refused,
 )
-from launcher._client_requests import (
+from launcher.client.requests import (
     filter_ids,
     location_to_proto,
     mounts_to_proto,
@@ -25,8 +25,8 @@ from launcher._client_requests import (
     page,
     str_list,
 )
-from launcher._client_state import FileSink, MemorySink, read_state
-from launcher._client_stream import (
+from launcher.client.state import FileSink, MemorySink, read_state
+from launcher.client.stream import (
     build_params,
     bytes_payload,
     create_state_requests,

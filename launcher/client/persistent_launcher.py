@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from launcher import _client_responses as resp
-from launcher._client_call import Caller, answering
-from launcher._client_requests import filter_ids, need_int, need_str, page, spec_to_proto, str_list
+from launcher.client import responses as resp
+from launcher.client.call import Caller, answering
+from launcher.client.requests import filter_ids, need_int, need_str, page, spec_to_proto, str_list
 from launcher.v1 import persistent_launcher_pb2 as pl_pb2
 from launcher.v1 import persistent_launcher_pb2_grpc
 

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from launcher._client_call import LauncherConnectionError
-from launcher._client_responses import error_dict
+from launcher.client.call import LauncherConnectionError
+from launcher.client.responses import error_dict
 from launcher.v1 import model_pb2
 
 

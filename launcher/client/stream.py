@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy
 
-from launcher._client_requests import need_dict, need_list, need_str
+from launcher.client.requests import need_dict, need_list, need_str
 from launcher.errors import invalid
 from launcher.v1 import dataset_pb2, model_pb2
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import running_launcher
-from tests.test_crash_helpers import (
+from tests.support.crash import (
     big_state_keys,
     big_state_params,
     digests,
@@ -21,6 +19,8 @@ from tests.test_crash_helpers import (
     files_under,
     state_ids,
 )
+from tests.support.launcher_proc import running_launcher
+from tests.support.specs import TEMPORARY
 
 TMPFS_MIB = 64
 

@@ -22,9 +22,7 @@ import numpy as np
 import pytest
 
 from launcher.client import LauncherClient, LauncherConnectionError
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
-from tests.test_crash_helpers import (
+from tests.support.crash import (
     big_state_keys,
     big_state_params,
     digests,
@@ -36,6 +34,8 @@ from tests.test_crash_helpers import (
     state_leftovers,
     wait_no_leftover_workers,
 )
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.specs import TEMPORARY
 
 SOAK_SECONDS = float(os.environ.get("LAUNCHER_SOAK_SECONDS", "0"))
 ROUNDS = 8

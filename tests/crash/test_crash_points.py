@@ -15,9 +15,7 @@ import pytest
 
 from launcher import faults
 from launcher.client import LauncherClient, LauncherConnectionError
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess, running_launcher
-from tests.test_crash_helpers import (
+from tests.support.crash import (
     big_state_keys,
     big_state_params,
     digests,
@@ -29,6 +27,8 @@ from tests.test_crash_helpers import (
     state_leftovers,
     wait_no_leftover_workers,
 )
+from tests.support.launcher_proc import LauncherProcess, running_launcher
+from tests.support.specs import TEMPORARY
 
 MIB = 1  # three 1 MiB keys: each one a file, not inline in the row
 #: state id -> (model id, sha256 of each key)

@@ -14,7 +14,7 @@ from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
 from launcher.store.states import StateNotFound, StateStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEYS = {"weights": 3 << 20, "bias": 4096, "empty": 0}
 
 # The child writes a state as the job runner does and kills itself at the step named in argv.

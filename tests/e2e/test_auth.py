@@ -19,8 +19,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from launcher.auth.keys import KeyStore
 from launcher.client import LauncherClient
 from launcher.store.db import Database
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess, running_launcher
+from tests.support.launcher_proc import LauncherProcess, running_launcher
+from tests.support.specs import TEMPORARY
 
 
 class Keys(dict[str, str]):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
-from tests.memwatch import peak_rss
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.memwatch import peak_rss
+from tests.support.specs import TEMPORARY
 
 BIG = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 3072}}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import running_launcher
+from tests.support.launcher_proc import running_launcher
+from tests.support.specs import TEMPORARY
 
 
 class BackgroundJobs:

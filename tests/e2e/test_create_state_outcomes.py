@@ -7,8 +7,8 @@ import pytest
 
 from launcher.client import LauncherClient
 from runtime.tensor import deserialize_many
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.specs import TEMPORARY
 
 
 def create(client: LauncherClient, model_id: str, params=None, **kw):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
+from tests.support.specs import TEMPORARY
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 

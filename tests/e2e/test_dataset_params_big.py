@@ -9,8 +9,8 @@ import zlib
 import numpy as np
 
 from launcher.client import LauncherClient
-from tests.launcher_proc import LauncherProcess
-from tests.memwatch import peak_rss
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.memwatch import peak_rss
 
 ENTRIES = 256
 ELEMENTS = 1 << 20  # 4 MiB of f32 per entry: 1 GiB in all

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from launcher.v1 import dataset_pb2 as pb
-from tests.test_datasets_support import DatasetServer, error_of, key, tensors
+from tests.support.datasets import DatasetServer, error_of, key, tensors
 
 F32 = np.float32
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from launcher.v1 import dataset_pb2 as pb
-from tests.test_datasets_support import DatasetServer, error_of, key, tensors
+from tests.support.datasets import DatasetServer, error_of, key, tensors
 
 MISSING = "00000000-0000-4000-8000-000000000000"
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from launcher.v1 import dataset_pb2 as pb
-from tests.test_datasets_support import DatasetServer, key, tensors
+from tests.support.datasets import DatasetServer, key, tensors
 
 MIB = 1 << 20
 TOTAL = 256 * MIB

@@ -10,12 +10,12 @@ import grpc
 import numpy as np
 import pytest
 
-from launcher._client_dataset import read_entries
 from launcher.api.dataset import ENTRY_PART
 from launcher.client import LauncherClient, LauncherConnectionError
+from launcher.client.dataset import read_entries
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
 from runtime.tensor import serialize
-from tests.launcher_proc import LauncherProcess
+from tests.support.launcher_proc import LauncherProcess
 
 Chunk = dataset_pb2.GetEntriesChunk
 BIG = np.arange(5 << 20, dtype=np.float32)  # 20 MiB, five times gRPC's receive limit

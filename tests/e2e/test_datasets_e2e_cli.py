@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.launcher_proc import PROJECT, LauncherProcess
+from tests.support.launcher_proc import PROJECT, LauncherProcess
 
 
 def cli(launcher: LauncherProcess, *args: str) -> tuple[int, Any, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.specs import TEMPORARY
 
 
 def preloaded(client: LauncherClient, model_id: str) -> bytes:

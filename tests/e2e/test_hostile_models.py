@@ -1,5 +1,5 @@
 """Hostile models run through the launcher: each contained, with the right outcome, and the
-launcher still serving. (The sandbox's own suite, tests/test_sandbox_hostile.py, checks each
+launcher still serving. (The sandbox's own suite, tests/unit/test_sandbox_hostile.py, checks each
 layer directly; this proves the launcher applies them to every job.)"""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.specs import TEMPORARY
 
 
 def run(client: LauncherClient, what: str, arg: str = "") -> dict:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from launcher.client import LauncherClient
-from tests.launcher_proc import HERE, LauncherProcess, running_launcher
+from tests.support.launcher_proc import HERE, LauncherProcess, running_launcher
 
 SPEC = {"cpus": 1, "memoryMebibytes": 512}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from launcher.client import LauncherClient
-from tests.launcher_proc import running_launcher
+from tests.support.launcher_proc import running_launcher
 
 ALL_LAYERS = "namespaces,uid,cgroup,seccomp,zygote,rlimits"
 SPEC = {"cpus": 1, "memoryMebibytes": 256}

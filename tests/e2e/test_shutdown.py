@@ -23,8 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from launcher.cli import main
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess, running_launcher
+from tests.support.launcher_proc import LauncherProcess, running_launcher
+from tests.support.specs import TEMPORARY
 
 DRAIN = 4.0
 

@@ -10,9 +10,9 @@ import time
 import numpy as np
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
-from tests.test_mount_models import new_model, probe, refused, upload
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.mounting import new_model, probe, refused, upload
+from tests.support.specs import TEMPORARY
 
 
 def snapshot(client: LauncherClient, model_id: str, name: str = "snap") -> str:

@@ -14,9 +14,9 @@ import pytest
 
 from launcher.client import LauncherClient
 from launcher.v1 import model_pb2, model_pb2_grpc
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
-from tests.test_mount_models import new_model, upload
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.mounting import new_model, upload
+from tests.support.specs import TEMPORARY
 
 SLOW = [{"name": "wait", "data": [np.array([1], dtype=np.int8)]}]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 
 from launcher.client import LauncherClient
-from tests.launcher_proc import LauncherProcess
-from tests.test_mount_models import new_model
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.mounting import new_model
 
 SIZE = 300 << 20
 MAX_GROWTH = 96 << 20  # a few chunks in flight; far below the key's size

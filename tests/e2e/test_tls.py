@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from launcher.auth.keys import KeyStore
 from launcher.client import LauncherClient, LauncherConnectionError
 from launcher.store.db import Database
-from tests.launcher_proc import PROJECT, LauncherProcess, running_launcher
+from tests.support.launcher_proc import PROJECT, LauncherProcess, running_launcher
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

@@ -9,8 +9,8 @@ import math
 import pytest
 
 from launcher.v1 import common_pb2, model_pb2
-from tests.launcher_proc import LauncherProcess
-from tests.test_create_state_requests import GOOD, call, header, inline, req_chunk, req_header
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.raw_requests import GOOD, call, header, inline, req_chunk, req_header
 
 
 def _loc(**kw: object) -> model_pb2.ExecutionLocation:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from launcher.v1 import common_pb2, model_pb2, model_pb2_grpc
 from runtime.tensor import serialize
-from tests.launcher_proc import LauncherProcess, running_launcher, wait_serving
+from tests.support.launcher_proc import LauncherProcess, running_launcher, wait_serving
 
 pytestmark = pytest.mark.fuzz
 EXAMPLES = 150  # make fuzz (profile "long") runs more

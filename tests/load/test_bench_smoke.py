@@ -13,7 +13,7 @@ import pytest
 from bench.common import percentile
 from bench.report import Figure, Target, render_table
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 EXPECTED = ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. "]
 
 

@@ -22,10 +22,10 @@ import psutil
 import pytest
 
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import running_launcher
-from tests.memwatch import peak_rss
-from tests.test_crash_helpers import files_under
+from tests.support.crash import files_under
+from tests.support.launcher_proc import running_launcher
+from tests.support.memwatch import peak_rss
+from tests.support.specs import TEMPORARY
 
 SOAK_SECONDS = float(os.environ.get("LAUNCHER_SOAK_SECONDS", "0"))
 THREADS = 16

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
+
 import grpc
-import numpy
-import pytest
-from launcher.client import LauncherClient, LauncherConnectionError
+
 from launcher.v1 import (
     common_pb2,
     dataset_pb2,
@@ -20,7 +18,8 @@ from launcher.v1 import (
     persistent_launcher_pb2,
     persistent_launcher_pb2_grpc,
 )
-from runtime import tensor
+
+MiB = 1 << 20
 
 
 def success_events(state_id: str = "s-1") -> list[model_pb2.CreateStateEvent]:

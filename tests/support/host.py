@@ -22,7 +22,7 @@ from typing import Any
 
 from runtime import protocol
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_COMMAND = [sys.executable, "-m", "runtime"]
 OFFICIAL_COMMAND = [sys.executable, "-m", "decthings_model"]
 

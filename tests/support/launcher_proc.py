@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parent.parent  # tests/
 PROJECT = HERE.parent
 MODEL_SOURCES = [HERE / "models" / "e2e", PROJECT / "examples" / "models"]
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-import numpy as np
-import pytest
+
 from launcher.client import LauncherClient
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
+from tests.support.launcher_proc import LauncherProcess
+from tests.support.specs import TEMPORARY
 
 
 def new_model(launcher: LauncherProcess, main_py: str = "model = {}\n") -> str:

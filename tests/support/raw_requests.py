@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 import grpc
 import numpy as np
-import pytest
-from launcher.client import LauncherClient
+
 from launcher.v1 import common_pb2, model_pb2, model_pb2_grpc
 from runtime.tensor import serialize
-from tests.conftest import TEMPORARY
-from tests.launcher_proc import LauncherProcess
-
+from tests.support.launcher_proc import LauncherProcess
 
 GOOD_SPEC = common_pb2.LauncherSpec(cpus=1, memory_mebibytes=512)
 

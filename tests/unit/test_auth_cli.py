@@ -19,7 +19,7 @@ from launcher.auth.keys import parse_models
 from launcher.auth.limits import RateLimiter, parse_rate
 from launcher.cli import main
 from launcher.client import LauncherClient
-from tests.launcher_proc import running_launcher
+from tests.support.launcher_proc import running_launcher
 
 Capture = pytest.CaptureFixture[str]
 

@@ -1,6 +1,6 @@
 """The ``launcher`` command line: argument parsing, output formats and exit codes.
 
-Calls go to ``FakeLauncher`` (tests/test_client_server.py), a test double of the server on a
+Calls go to ``FakeLauncher`` (tests/support/fake_server.py), a test double of the server on a
 Unix socket answering canned responses; ``serve`` runs against a stand-in ``launcher.server``.
 """
 
@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy
 import pytest
-from test_client_server import FakeServer, success_events
 
-from launcher import _cli_args as parse
-from launcher._cli_output import PhaseDisplay, jsonable
+from launcher.cli import args as parse
 from launcher.cli import main
+from launcher.cli.output import PhaseDisplay, jsonable
 from launcher.config import ServeOptions
 from launcher.v1 import common_pb2, dataset_pb2, model_pb2
 from runtime import tensor
+from tests.support.fake_server import FakeServer, success_events
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from launcher import _client_requests as req
-from launcher import _client_responses as resp
+from launcher.client import requests as req
+from launcher.client import responses as resp
 from launcher.errors import RequestError
 from launcher.v1 import common_pb2, dataset_pb2, model_pb2
 from launcher.v1 import persistent_launcher_pb2 as pl_pb2

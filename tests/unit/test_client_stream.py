@@ -9,8 +9,8 @@ from typing import Any
 import numpy
 import pytest
 
-from launcher._client_stream import CHUNK_SIZE, build_params, chunks, create_state_requests
 from launcher.client import LauncherClient
+from launcher.client.stream import CHUNK_SIZE, build_params, chunks, create_state_requests
 from launcher.v1 import model_pb2
 from runtime import tensor
 

@@ -15,7 +15,7 @@ from launcher.params import ParamSource
 from launcher.store.datasets import DatasetStore, EntryRange, KeyDef
 from launcher.store.db import Database
 from runtime.tensor import serialize
-from tests.test_datasets_support import tensors
+from tests.support.datasets import tensors
 
 
 @pytest.fixture

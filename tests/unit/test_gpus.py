@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from launcher.client import LauncherClient
-from tests.launcher_proc import running_launcher
+from tests.support.launcher_proc import running_launcher
 
 
 @pytest.fixture(scope="module")

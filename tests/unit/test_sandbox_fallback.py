@@ -10,7 +10,7 @@ import pytest
 
 from launcher.sandbox.layered import LayeredSandbox
 from launcher.spec import LauncherSpec
-from tests.hostile.harness import (
+from tests.support.hostile.harness import (
     ALL_OFF,
     Place,
     config_for,

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.hostile.harness import HOSTILE, tagged, wait_until_gone
+from tests.support.hostile.harness import HOSTILE, tagged, wait_until_gone
 
 REPO = HOSTILE.parent.parent
 
@@ -21,7 +21,7 @@ REPO = HOSTILE.parent.parent
 def test_sigkill_of_the_launcher_leaves_no_worker_behind(tmp_path: Path) -> None:
     tag = f"owner-{uuid.uuid4()}"
     owner = subprocess.Popen(
-        [sys.executable, "-m", "tests.hostile.owner", str(tmp_path), tag],
+        [sys.executable, "-m", "tests.support.hostile.owner", str(tmp_path), tag],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

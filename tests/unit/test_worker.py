@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from runtime import tensor
-from tests.host import Host
+from tests.support.host import Host
 
-MODELS = Path(__file__).parent / "models" / "worker"
+MODELS = Path(__file__).parent.parent / "models" / "worker"
 
 
 @pytest.fixture

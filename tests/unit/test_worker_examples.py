@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime import tensor
-from tests.host import REPO_ROOT, Host
+from tests.support.host import REPO_ROOT, Host
 
 EXAMPLES = REPO_ROOT / "examples" / "models"
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from runtime import protocol, tensor
-from tests.host import REPO_ROOT, Host
+from tests.support.host import REPO_ROOT, Host
 
-LIMITS = Path(__file__).parent / "models" / "worker" / "limits" / "main.py"
+LIMITS = Path(__file__).parent.parent / "models" / "worker" / "limits" / "main.py"
 
 
 @pytest.fixture

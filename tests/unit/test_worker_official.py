@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.host import OFFICIAL_COMMAND, Host
+from tests.support.host import OFFICIAL_COMMAND, Host
 
-MODELS = Path(__file__).parent / "models" / "worker"
+MODELS = Path(__file__).parent.parent / "models" / "worker"
 
 pytest.importorskip("decthings_model")
 

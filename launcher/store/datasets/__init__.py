@@ -2,7 +2,7 @@
 
 Owns the dataset lifecycle (create, add entries, read, remove entries, delete) and the
 snapshots a createState job reads a dataset key through (``open_param``). Every change commits
-a new ``datasetVersionId`` and a new immutable index file (see ``_dataset_files``); data files
+a new ``datasetVersionId`` and a new immutable index file (see ``datasets.files``); data files
 are never rewritten below their committed end, so an open snapshot keeps reading the version
 it was taken from whatever happens afterwards. Writers of one dataset take turns on a
 per-dataset lock, held only while an upload already staged and validated is appended and
@@ -23,13 +23,13 @@ import numpy as np
 
 from launcher.errors import dataset_key_not_found, invalid
 from launcher.params import ParamSource
-from launcher.store import _dataset_files as files
-from launcher.store import _dataset_meta as meta
-from launcher.store._dataset_append import EntryAppender
-from launcher.store._dataset_compact import compact_key, worth_compacting
-from launcher.store._dataset_meta import Current, DatasetInfo, KeyFile
-from launcher.store._dataset_read import EntriesSnapshot, EntryRange, Selection, resolve
-from launcher.store._dataset_rules import KeyDef, KeyRules, check_definition
+from launcher.store.datasets import files as files
+from launcher.store.datasets import meta as meta
+from launcher.store.datasets.append import EntryAppender
+from launcher.store.datasets.compact import compact_key, worth_compacting
+from launcher.store.datasets.meta import Current, DatasetInfo, KeyFile
+from launcher.store.datasets.read import EntriesSnapshot, EntryRange, Selection, resolve
+from launcher.store.datasets.rules import KeyDef, KeyRules, check_definition
 from launcher.store.db import Database
 
 __all__ = ["DatasetInfo", "DatasetStore", "EntryRange", "KeyDef", "KeyRules", "PendingAdd"]

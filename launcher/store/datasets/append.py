@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from launcher.errors import RequestError, invalid
-from launcher.store._dataset_rules import KeyRules, check_tensor
+from launcher.store.datasets.rules import KeyRules, check_tensor
 from runtime.tensor import StreamValidator, TensorError
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from launcher.store import _dataset_files as files
-from launcher.store._dataset_meta import KeyFile
+from launcher.store.datasets import files as files
+from launcher.store.datasets.meta import KeyFile
 
 
 def worth_compacting(live_bytes: int, key_file: KeyFile, min_garbage: int) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from launcher.errors import dataset_not_found
-from launcher.store._dataset_rules import KeyDef, KeyRules
+from launcher.store.datasets.rules import KeyDef, KeyRules
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS datasets (

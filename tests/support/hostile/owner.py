@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from launcher.sandbox import create_sandbox
-from tests.hostile.harness import Place, config_for, plan_for
+from tests.support.hostile.harness import Place, config_for, plan_for
 
 
 async def main() -> None:

@@ -1,0 +1,7 @@
+"""``python -m launcher``: the ``launcher`` command."""
+
+import sys
+
+from launcher.cli import main
+
+sys.exit(main())

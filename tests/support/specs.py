@@ -1,0 +1,3 @@
+"""Execution locations used across tests."""
+
+TEMPORARY = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 512}}
