@@ -8,6 +8,7 @@ everything once the call has completed, and enforces the state limits before a b
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 from runtime import messages, protocol
@@ -16,6 +17,8 @@ from runtime._transport import Connection
 
 #: The most elements asked for in one ``requestData``.
 PAGE_ELEMENTS = 1024
+#: The most ``requestData`` of one read waiting for their answers at once.
+OUTSTANDING_PAGES = 4
 #: The bytes one ``requestData`` aims at (estimated from the dataset's mean element size).
 PAGE_BYTES = 64 << 20
 
@@ -57,6 +60,18 @@ def _settle(future: asyncio.Future[list[bytearray]], blobs: list[bytearray]) -> 
         future.set_result(blobs)
 
 
+async def _page(
+    dataset: str, first: int, future: asyncio.Future[list[bytearray]], wanted: int
+) -> list[bytearray]:
+    blobs = await future
+    if len(blobs) != wanted:
+        raise RuntimeError(
+            f"dataset {dataset!r}: the host answered {len(blobs)} of the {wanted} "
+            f"elements requested from index {first}"
+        )
+    return blobs
+
+
 class CallCompleted(RuntimeError):
     """The model used its options after its call had returned."""
 
@@ -81,21 +96,22 @@ class Call:
     async def read(
         self, dataset: str, start: int, amount: int, page: int, max_bytes: int
     ) -> list[bytearray]:
-        """Elements ``start .. start+amount`` of ``dataset``, asked for in pages of ``page``."""
-        futures = [
-            self._channel.request(dataset, first, min(page, start + amount - first), max_bytes)
-            for first in range(start, start + amount, page)
-        ]
+        """Elements ``start .. start+amount`` of ``dataset``, asked for in pages of ``page``.
+
+        At most ``OUTSTANDING_PAGES`` requests are in flight at once (the host answers no more
+        at a time either), so a large read neither floods the host nor waits on it.
+        """
+        end = start + amount
         out: list[bytearray] = []
-        for first, future in zip(range(start, start + amount, page), futures, strict=True):
-            blobs = await future
-            wanted = min(page, start + amount - first)
-            if len(blobs) != wanted:
-                raise RuntimeError(
-                    f"dataset {dataset!r}: the host answered {len(blobs)} of the {wanted} "
-                    f"elements requested from index {first}"
-                )
-            out.extend(blobs)
+        pending: deque[tuple[int, asyncio.Future[list[bytearray]], int]] = deque()
+        for first in range(start, end, page):
+            if len(pending) == OUTSTANDING_PAGES:
+                out.extend(await _page(dataset, *pending.popleft()))
+            wanted = min(page, end - first)
+            future = self._channel.request(dataset, first, wanted, max_bytes)
+            pending.append((first, future, wanted))
+        while pending:
+            out.extend(await _page(dataset, *pending.popleft()))
         return out
 
     def shuffle(self, datasets: list[str]) -> None:
