@@ -27,7 +27,14 @@ class SandboxConfig:
     packages: tuple[str, ...] = ("runtime",)  # project packages the worker imports
     pids_max: int = 1024
     open_files: int = 4096
+    #: The disk budget of a worker whose spec has no diskMebibytes: job folder, $HOME, /tmp
+    #: and /dev/shm together (one tmpfs, charged to the worker's memory cgroup).
     default_disk_mebibytes: int = 1024
+    #: Model and mount folders must resolve inside this folder to be bound (None: only
+    #: outside the hidden paths). The store checks first; this is the second line.
+    models_dir: Path | None = None
+    #: Where GPU device nodes are looked up (tests point it at fake nodes).
+    dev_dir: Path = Path("/dev")
     cgroup_prefix: str = "launcher-worker"
 
     def __post_init__(self) -> None:

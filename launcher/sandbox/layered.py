@@ -18,7 +18,7 @@ from launcher.sandbox import libc
 from launcher.sandbox.cgroups import WorkerCgroup, ensure_group, remove_group
 from launcher.sandbox.config import SandboxConfig
 from launcher.sandbox.detect import NAMESPACE_LAYERS, Layers, detect
-from launcher.sandbox.mounts import FsLayout
+from launcher.sandbox.mounts import FsLayout, open_folder, real_path_of
 from launcher.sandbox.plain import start_entered, start_plain
 from launcher.sandbox.recipe import Recipe
 from launcher.sandbox.types import WorkerPlan, WorkerProcess
@@ -58,6 +58,30 @@ def _validate(plan: WorkerPlan) -> None:
             raise ValueError(f"the mounted model directory {mount} does not exist")
 
 
+def verified_folder(path: Path, models_dir: Path | None, hidden: tuple[Path, ...]) -> str:
+    """The real path of a model or mount folder, opened O_PATH|O_NOFOLLOW: a second line of
+    defence behind the store's own check. It must lie inside ``models_dir`` (when known) and,
+    outside it, in no hidden path; a ``ValueError`` says why not."""
+    try:
+        fd = open_folder(str(path))
+    except OSError as exc:
+        raise ValueError(f"refusing to bind the model folder {path}: {exc.strerror}") from exc
+    try:
+        real = real_path_of(fd)
+    finally:
+        os.close(fd)
+    if models_dir is not None:
+        models = os.path.realpath(models_dir)
+        if not (real + "/").startswith(models.rstrip("/") + "/") or real == models:
+            raise ValueError(f"refusing to bind {path}: it is not inside the models folder")
+        return real
+    for secret in hidden:
+        inside = os.path.realpath(secret).rstrip("/") + "/"
+        if (real + "/").startswith(inside):
+            raise ValueError(f"refusing to bind {path}: it lies inside a hidden path")
+    return real
+
+
 class LayeredSandbox:
     """The Sandbox implementation; see the module docstring."""
 
@@ -92,15 +116,21 @@ class LayeredSandbox:
             disk = plan.spec.disk_mebibytes or config.default_disk_mebibytes
             staging = config.state_dir / "root"
             staging.mkdir(parents=True, exist_ok=True)
+            folders = [plan.model_dir, *plan.mounts]
             recipe.layout = FsLayout(
                 staging=str(staging),
                 support=[*self._support, *(str(p) for p in config.expose)],
-                read_only=[str(plan.model_dir), *(str(p) for p in plan.mounts)],
+                read_only=[str(p) for p in folders],
+                read_only_real=[
+                    verified_folder(p, config.models_dir, config.hide) for p in folders
+                ],
                 writable=[str(plan.job_dir)],
                 hidden=[str(p) for p in (*config.hide, config.state_dir)],
-                devices=_gpu_devices() if plan.gpu_ids else [],
+                devices=gpu_devices(plan.gpu_ids, config.dev_dir) if plan.gpu_ids else [],
                 tmp_mebibytes=disk,
+                disk_inodes=disk_inodes(disk),
                 fresh_proc=on("pidns"),
+                scratch=str(config.state_dir / "scratch"),
             )
         if cgroup is not None:
             recipe.cgroup_procs = cgroup.procs_files()
@@ -172,8 +202,21 @@ def _blas_threads(env: dict[str, str], cpus: float) -> int:
     return max(1, min(math.ceil(cpus), os.cpu_count() or 1))
 
 
-def _gpu_devices() -> list[str]:
-    return [str(p) for p in sorted(Path("/dev").glob("nvidia*")) if not p.is_dir()]
+#: Device nodes every GPU worker gets besides its own /dev/nvidiaN.
+GPU_CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
+
+
+def gpu_devices(gpu_ids: list[str], dev_dir: Path = Path("/dev")) -> list[str]:
+    """The device nodes of exactly the allocated GPUs, plus the control nodes that exist."""
+    names = [*(f"nvidia{i}" for i in gpu_ids), *GPU_CONTROL_NODES]
+    return [
+        str(dev_dir / n) for n in names if (dev_dir / n).exists() and not (dev_dir / n).is_dir()
+    ]
+
+
+def disk_inodes(disk_mebibytes: int) -> int:
+    """Inodes of the disk budget: 64 per MiB (a 64 MiB budget holds 4096 files), at least 1024."""
+    return max(1024, disk_mebibytes * 64)
 
 
 async def create_sandbox(config: SandboxConfig) -> LayeredSandbox:

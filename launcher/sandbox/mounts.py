@@ -2,14 +2,22 @@
 
 A fresh tmpfs becomes the root; only what the worker needs is bound into it: the system
 directories, the Python installation and packages (read-only), the model folder and other
-models' folders (read-only), its job directory (writable), a private /tmp sized from
-``diskMebibytes``, a minimal /dev and a /proc of its own pid namespace. Everything else
-(the launcher's data root, other jobs, home folders) does not exist inside.
+models' folders (read-only, bound by file descriptor), a minimal /dev and a /proc of its own
+pid namespace. Everything else (the launcher's data root, other jobs, home folders) does not
+exist inside.
+
+One disk budget: a single tmpfs of ``diskMebibytes`` (and ``disk_inodes`` inodes) is mounted
+once; the job folder ($HOME, the cwd), /tmp and /dev/shm are its subfolders, so they share the
+budget, and writing past it is ENOSPC. tmpfs pages are charged to the worker's memory cgroup
+and never touch the data root's file system. The host's job folder entries (the IPC socket)
+are bound into the job folder; small regular files are copied (charged to the budget).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 from dataclasses import dataclass, field
 
 from launcher.sandbox import libc
@@ -29,8 +37,13 @@ class FsLayout:
     writable: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)  # covered with empty tmpfs if inside
     devices: list[str] = field(default_factory=list)  # extra device nodes (GPUs)
-    tmp_mebibytes: int = 1024
+    tmp_mebibytes: int = 1024  # the one disk budget: job folder + /tmp + /dev/shm
+    disk_inodes: int = 65536
     fresh_proc: bool = True  # a pid namespace of its own: mount a new /proc
+    #: For each ``read_only`` path, the real path the host verified (inside the models
+    #: folder); the child opens it O_PATH|O_NOFOLLOW, checks it is still that, binds the fd.
+    read_only_real: list[str] = field(default_factory=list)
+    scratch: str = ""  # an empty host directory to mount the budget's tmpfs on
 
 
 def _makedirs(path: str) -> None:
@@ -46,6 +59,77 @@ def _bind(source: str, target: str, flags: int) -> None:
             pass
     libc.mount(source, target, None, libc.MS_BIND | libc.MS_REC)
     libc.mount(None, target, None, libc.MS_REMOUNT | libc.MS_BIND | flags)
+
+
+class BindRefused(OSError):
+    """A folder to bind is not what the host verified (a symlink, or swapped since)."""
+
+
+def open_folder(path: str) -> int:
+    """An O_PATH fd of the folder ``path`` itself (a symlink as last component: ELOOP)."""
+    return os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def real_path_of(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _bind_verified(real: str, target: str) -> None:
+    """Bind the folder at ``real`` by fd, refusing anything but that very folder."""
+    try:
+        fd = open_folder(real)
+    except OSError as exc:
+        raise BindRefused(exc.errno, f"refusing to bind {real}: {exc.strerror}") from exc
+    try:
+        if real_path_of(fd) != real:
+            raise BindRefused(1, f"refusing to bind {real}: it resolves elsewhere now")
+        _makedirs(target)
+        libc.mount(f"/proc/self/fd/{fd}", target, None, libc.MS_BIND | libc.MS_REC)
+        libc.mount(None, target, None, libc.MS_REMOUNT | libc.MS_BIND | _RO)
+    finally:
+        os.close(fd)
+
+
+def _mount_budget(layout: FsLayout, root: str) -> None:
+    """One tmpfs for everything writable: /tmp, /dev/shm here, job folders by _bind_jobs."""
+    scratch = layout.scratch
+    _makedirs(scratch)
+    libc.mount(
+        "tmpfs",
+        scratch,
+        "tmpfs",
+        libc.MS_NOSUID | libc.MS_NODEV,
+        f"mode=0755,size={layout.tmp_mebibytes}m,nr_inodes={layout.disk_inodes}",
+    )
+    for name, target, mode in (("tmp", "/tmp", 0o1777), ("shm", "/dev/shm", 0o1777)):
+        _budget_folder(layout, name, _inside(root, target), mode)
+
+
+def _budget_folder(layout: FsLayout, name: str, target: str, mode: int) -> None:
+    source = os.path.join(layout.scratch, name)
+    os.mkdir(source)
+    os.chmod(source, mode)
+    _makedirs(target)
+    libc.mount(source, target, None, libc.MS_BIND)
+
+
+def _bind_jobs(layout: FsLayout, root: str) -> None:
+    """Each job folder is a budget folder holding the host folder's socket (bound) and
+    copies of its small files."""
+    for i, job in enumerate(layout.writable):
+        inside = _inside(root, job)
+        _budget_folder(layout, f"job{i}", inside, 0o700)
+        for entry in os.scandir(job):
+            target = os.path.join(inside, entry.name)
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISSOCK(mode):
+                with open(target, "a"):
+                    pass
+                libc.mount(entry.path, target, None, libc.MS_BIND)
+            elif stat.S_ISREG(mode):
+                shutil.copy2(entry.path, target)
+            elif stat.S_ISDIR(mode):
+                shutil.copytree(entry.path, target, symlinks=True)
 
 
 def _bind_all(binds: list[tuple[str, int]], root: str) -> None:
@@ -72,23 +156,22 @@ def build_root(layout: FsLayout) -> None:
             _bind(path, _inside(root, path), _RO)
     # The private /tmp first: the interpreter, the project or the job may live under the
     # host's /tmp, and their binds below must land on top of it, not under it.
-    tmp = _inside(root, "/tmp")
-    _makedirs(tmp)
-    libc.mount(
-        "tmpfs",
-        tmp,
-        "tmpfs",
-        libc.MS_NOSUID | libc.MS_NODEV,
-        f"mode=1777,size={layout.tmp_mebibytes}m",
-    )
+    _build_dev(_inside(root, "/dev"), layout)
+    _mount_budget(layout, root)
     _bind_all([(p, _RO) for p in layout.support], root)
     for path in layout.hidden:
-        target = _inside(root, path)
-        if os.path.isdir(target):
-            libc.mount("tmpfs", target, "tmpfs", _RO | libc.MS_NOEXEC, "size=4k,mode=0755")
-    data = libc.MS_NOSUID | libc.MS_NODEV
-    _bind_all([(p, _RO) for p in layout.read_only] + [(p, data) for p in layout.writable], root)
-    _build_dev(_inside(root, "/dev"), layout)
+        _cover(root, path)
+    # Model folders by fd, each verified to be the folder the host checked (inside models/).
+    reals = layout.read_only_real or layout.read_only
+    pairs = sorted(zip(layout.read_only, reals, strict=True), key=lambda p: p[0].count("/"))
+    for path, real in pairs:
+        _bind_verified(real, _inside(root, path))
+    _bind_jobs(layout, root)
+    # Last: hidden paths holding no model or job folder are covered again, on top of every
+    # bind, so that no bind can uncover them.
+    for path in layout.hidden:
+        if not any(_under(p, path) for p in (*layout.read_only, *layout.writable)):
+            _cover(root, path)
     proc = _inside(root, "/proc")
     _makedirs(proc)
     if layout.fresh_proc:
@@ -102,6 +185,16 @@ def build_root(layout: FsLayout) -> None:
     libc.mount(None, "/", None, libc.MS_REMOUNT | _RO)
 
 
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _cover(root: str, path: str) -> None:
+    target = _inside(root, path)
+    if os.path.isdir(target):
+        libc.mount("tmpfs", target, "tmpfs", _RO | libc.MS_NOEXEC, "size=4k,mode=0755")
+
+
 def _build_dev(dev: str, layout: FsLayout) -> None:
     _makedirs(dev)
     libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC, "mode=0755,size=64k")
@@ -109,7 +202,7 @@ def _build_dev(dev: str, layout: FsLayout) -> None:
         if os.path.exists(f"/dev/{name}"):
             _bind(f"/dev/{name}", f"{dev}/{name}", libc.MS_NOSUID | libc.MS_NOEXEC)
     for path in layout.devices:
-        _bind(path, _inside(dev, os.path.relpath(path, "/dev")), libc.MS_NOSUID | libc.MS_NOEXEC)
+        _bind(path, _inside(dev, os.path.basename(path)), libc.MS_NOSUID | libc.MS_NOEXEC)
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -117,12 +210,3 @@ def _build_dev(dev: str, layout: FsLayout) -> None:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, f"{dev}/{name}")
-    shm = f"{dev}/shm"
-    _makedirs(shm)
-    libc.mount(
-        "tmpfs",
-        shm,
-        "tmpfs",
-        libc.MS_NOSUID | libc.MS_NODEV,
-        f"mode=1777,size={layout.tmp_mebibytes}m",
-    )
