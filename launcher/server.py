@@ -180,7 +180,10 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     run_dir = _make_run_dir(root)
     sandbox = await create_sandbox(
         SandboxConfig(
-            state_dir=run_dir / "sandbox", disable=frozenset(options.sandbox_disable), hide=(root,)
+            state_dir=run_dir / "sandbox",
+            disable=frozenset(options.sandbox_disable),
+            hide=(root,),
+            models_dir=root / "models",
         )
     )
     gpus = GpuInventory(parse_fake_inventory(options.fake_gpus) if options.fake_gpus else None)
