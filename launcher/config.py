@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher import rules
+from launcher.rules import IntakeLimits
+
 
 @dataclass
 class ServeOptions:
@@ -30,3 +33,20 @@ class ServeOptions:
     log_level: str = "info"
     #: ``HOST:PORT`` of the platform's HTTP API (``--http``); None: not served.
     http: str | None = None
+    #: Intake bounds (``launcher.api.intake.IntakeLimits``; defaults in ``launcher.rules``).
+    intake_idle_seconds: float = rules.DEFAULT_INTAKE_IDLE_SECONDS
+    max_request_bytes: int = rules.DEFAULT_MAX_REQUEST_BYTES
+    max_tensors_per_param: int = rules.DEFAULT_MAX_TENSORS_PER_PARAM
+    max_concurrent_intakes: int = rules.DEFAULT_MAX_CONCURRENT_INTAKES
+    max_tenant_intakes: int = rules.DEFAULT_MAX_TENANT_INTAKES
+    #: gRPC ``maximum_concurrent_rpcs``: calls past it are answered RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = rules.DEFAULT_MAX_CONCURRENT_RPCS
+
+    def intake(self) -> IntakeLimits:
+        return IntakeLimits(
+            idle_seconds=self.intake_idle_seconds,
+            max_request_bytes=self.max_request_bytes,
+            max_tensors_per_param=self.max_tensors_per_param,
+            max_concurrent=self.max_concurrent_intakes,
+            max_per_tenant=self.max_tenant_intakes,
+        )

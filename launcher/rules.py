@@ -169,6 +169,18 @@ DEFAULT_MAX_CONCURRENT_INTAKES = 64
 DEFAULT_MAX_TENANT_INTAKES = 16
 DEFAULT_MAX_CONCURRENT_RPCS = 1024
 
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """Operator bounds on createState request streams (``launcher serve`` flags)."""
+
+    idle_seconds: float = DEFAULT_INTAKE_IDLE_SECONDS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_tensors_per_param: int = DEFAULT_MAX_TENSORS_PER_PARAM
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT_INTAKES
+    max_per_tenant: int = DEFAULT_MAX_TENANT_INTAKES
+
+
 #: Every rule by name, for documentation and for ``launcher serve --help``.
 RULES: dict[str, object] = {
     name: value

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ import grpc
 import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from launcher import startup
 from launcher.api import reflection
 from launcher.api.dataset import DatasetServicer
 from launcher.api.intake import Intake, remove_spool_leftovers
@@ -35,7 +37,7 @@ from launcher.launchers.sessions import SessionPool
 from launcher.sandbox import SandboxConfig, create_sandbox
 from launcher.sandbox.gpus import GpuInventory, parse_fake_inventory
 from launcher.store.datasets import DatasetStore
-from launcher.store.db import Database
+from launcher.store.db import Database, SchemaError
 from launcher.store.jobs import JobRecords
 from launcher.store.launchers import PersistentLaunchers
 from launcher.store.models import ModelRegistry
@@ -69,6 +71,8 @@ class Launcher:
     #: The platform's HTTP API (``--http``), and the ``host:port`` it is bound to.
     http: HttpApi | None = None
     http_address: str | None = None
+    #: The flock on the data root (``launcher.startup.lock_root``), released by ``stop``.
+    root_lock: int | None = None
 
     async def stop(self, drain: float) -> None:
         for service in ("", *SERVICES):
@@ -80,6 +84,9 @@ class Launcher:
         await self.server.stop(grace=2)
         await self.executor.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.root_lock is not None:
+            os.close(self.root_lock)
+            self.root_lock = None
 
 
 def _check_listen(address: str, options: ServeOptions, keys_exist: bool) -> None:
@@ -156,11 +163,34 @@ def _credentials(options: ServeOptions) -> grpc.ServerCredentials | None:
     )
 
 
-async def start_launcher(options: ServeOptions) -> Launcher:
+def _claim_root(options: ServeOptions) -> tuple[Path, int]:
+    """The data root, locked for this process and private, with its listen addresses free;
+    a ``StartupError`` (and nothing touched) when another launcher owns either."""
+    os.umask(0o077)
     root = options.root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = startup.lock_root(root)
+    try:
+        for address in [*options.listen, *([options.http] if options.http else [])]:
+            startup.check_address_free(address)
+        startup.make_private(root)
+        startup.raise_fd_limit()
+        startup.check_database(root / "launcher.db")
+    except BaseException:
+        os.close(lock)
+        raise
+    return root, lock
+
+
+async def start_launcher(options: ServeOptions) -> Launcher:
+    root, root_lock = _claim_root(options)
     for sub in ("models", "states", "datasets", "tmp", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    db = Database(root / "launcher.db")
+    try:
+        db = Database(root / "launcher.db")
+    except (SchemaError, sqlite3.DatabaseError) as e:
+        os.close(root_lock)
+        raise startup.StartupError(f"{root / 'launcher.db'}: {e}") from None
     # Refuse an unsafe listen address before building anything that would need tearing down.
     keys_exist = await asyncio.to_thread(KeyStore(db).enabled)
     for address in [*options.listen, *([options.http] if options.http else [])]:
@@ -201,10 +231,17 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
     )
     remove_spool_leftovers(root / "tmp")
-    intake = Intake(models, states, datasets, launchers, root / "tmp", snapshots, executor)
+    intake = Intake(
+        models, states, datasets, launchers, root / "tmp", snapshots, executor, options.intake()
+    )
 
     interceptor = auth_interceptor(db, jobs)
-    server = grpc.aio.server(interceptors=[interceptor])
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        # A second launcher must not share this port: no SO_REUSEPORT.
+        options=[("grpc.so_reuseport", 0)],
+        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
+    )
     servicers = {
         "Model": ModelServicer(intake, jobs, records, models, states=states, snapshots=snapshots),
         "Dataset": DatasetServicer(datasets),
@@ -227,7 +264,10 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     credentials = _credentials(options)
     addresses = []
     for address in options.listen:
-        port = _add_port(server, address, credentials)
+        try:
+            port = _add_port(server, address, credentials)
+        except RuntimeError as e:  # grpc: "Failed to bind to address"
+            raise startup.StartupError(f"cannot listen on {address}: {e}") from None
         if address.startswith("unix:"):
             addresses.append(address)
         else:
@@ -235,7 +275,9 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     await server.start()
     for service in ("", *SERVICES):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    launcher = Launcher(server, jobs, executor, sessions, health_servicer, run_dir, addresses)
+    launcher = Launcher(
+        server, jobs, executor, sessions, health_servicer, run_dir, addresses, root_lock=root_lock
+    )
     if options.http is not None:
         # The platform's HTTP API: the same servicers, behind the same interceptor.
         launcher.http = http_api(

@@ -18,7 +18,6 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from launcher import rules
@@ -32,6 +31,7 @@ from launcher.jobs.resolve import (
     MountRef,
     Resolver,
 )
+from launcher.rules import IntakeLimits
 from launcher.sandbox.gpus import GpuInventory
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
@@ -40,17 +40,6 @@ from launcher.store.states import StateStore
 from launcher.v1 import model_pb2
 
 __all__ = ["Intake", "IntakeLimits", "open_spool_file", "remove_spool_leftovers"]
-
-
-@dataclass(frozen=True)
-class IntakeLimits:
-    """Operator bounds on request streams (``launcher serve`` flags)."""
-
-    idle_seconds: float = rules.DEFAULT_INTAKE_IDLE_SECONDS
-    max_request_bytes: int = rules.DEFAULT_MAX_REQUEST_BYTES
-    max_tensors_per_param: int = rules.DEFAULT_MAX_TENSORS_PER_PARAM
-    max_concurrent: int = rules.DEFAULT_MAX_CONCURRENT_INTAKES
-    max_per_tenant: int = rules.DEFAULT_MAX_TENANT_INTAKES
 
 
 def _tenant() -> str:

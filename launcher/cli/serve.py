@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from launcher.cli import bounds
 from launcher.cli.args import csv
 from launcher.config import ServeOptions
 
@@ -64,6 +65,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="on SIGTERM, how long running jobs may finish before ending as launcher_terminated",
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    bounds.add_arguments(p)
 
 
 def _positive(text: str) -> int:
@@ -113,6 +115,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         session_idle_seconds=args.session_idle_seconds,
         max_idle_sessions=args.max_idle_sessions,
         fake_gpus=args.fake_gpus,
+        **bounds.options(args),
     )
 
 
