@@ -298,6 +298,16 @@ def _command_name() -> str:
         return str(script)
 
 
+def _try_hint(models_dir: Path) -> str | None:
+    """A command to try against this root: createState of a model it has (``hello`` when
+    present), or none when it has no model."""
+    ids = ModelRegistry(models_dir).list_ids()
+    if not ids:
+        return None
+    model_id = "hello" if "hello" in ids else ids[0]
+    return f"create-state {model_id} --name first"
+
+
 async def _serve(options: ServeOptions) -> int:
     launcher = await start_launcher(options)
     for address in launcher.addresses:
@@ -306,11 +316,12 @@ async def _serve(options: ServeOptions) -> int:
     if launcher.http_address is not None:
         log.info("platform HTTP API on http://%s/v0", launcher.http_address)
         print(f"launcher HTTP API on http://{launcher.http_address}/v0", flush=True)
-    print(
-        f"try, in another terminal: {_command_name()} --address {launcher.addresses[0]} "
-        "create-state hello --name first",
-        flush=True,
-    )
+    hint = _try_hint(options.root.resolve() / "models")
+    if hint is not None:
+        print(
+            f"try, in another terminal: {_command_name()} --address {launcher.addresses[0]} {hint}",
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
