@@ -72,20 +72,21 @@ def spec_from_proto(
 ) -> LauncherSpec:
     """A validated LauncherSpec from the wire; every bound is reported with its path.
     With ``inventory``, GPUs the machine does not have are refused too."""
-    rules = spec_rules()
-    rules["cpus"].check(path, spec.cpus)
-    rules["memory_mebibytes"].check(path, spec.memory_mebibytes)
+    bounds = spec_rules()
+    bounds["cpus"].check(path, spec.cpus)
+    bounds["memory_mebibytes"].check(path, spec.memory_mebibytes)
     disk = swap = None
     if spec.HasField("disk_mebibytes"):
-        rules["disk_mebibytes"].check(path, spec.disk_mebibytes)
+        bounds["disk_mebibytes"].check(path, spec.disk_mebibytes)
         disk = spec.disk_mebibytes
     if spec.HasField("swap_mebibytes"):
-        rules["swap_mebibytes"].check(path, spec.swap_mebibytes)
+        bounds["swap_mebibytes"].check(path, spec.swap_mebibytes)
         swap = spec.swap_mebibytes
     request = None
     if spec.HasField("gpus"):
         rules.GPU_COUNT.check(f"{path}.gpus.count", spec.gpus.count)
-        rules.GPU_MODEL.check(f"{path}.gpus.model", spec.gpus.model)
+        if spec.gpus.model:  # empty: any GPU model
+            rules.GPU_MODEL.check(f"{path}.gpus.model", spec.gpus.model)
         if inventory is not None:
             try:
                 inventory.check(spec.gpus.model, spec.gpus.count)
