@@ -4,7 +4,8 @@ Both sides use only these: the host (``launcher.worker``) and the worker (``runt
 Each class encodes itself into frames (through the framing of ``runtime.protocol``) and
 ``parse``s its JSON document, checking every field and limit; a document that breaks the
 protocol raises :class:`MessageError` with a message that quotes at most a short, cut piece of
-what was sent. Grouped by direction:
+what was sent. Unknown fields are refused (except inside an error object, which is only cut), so
+a worker cannot make the host parse a large document that it then ignores. Grouped by direction:
 
 - host -> worker commands: :class:`Initialize`, :class:`CallCreateModelState` (with
   :class:`ParamHandle` and :class:`OtherModelHandle`), answered data: :class:`ProvideData`;
@@ -259,6 +260,11 @@ class ExceptionError:
         return cls(f"the worker reported an error without details: {shown(doc, 1000)}")
 
 
+_ERROR_ONLY = frozenset({"error"})
+_RESULT_KEYS = frozenset({"id", "result"})
+_EVENT_KEYS = frozenset({"event", "params"})
+
+
 def _error_of(doc: dict[str, Any]) -> ExceptionError | None:
     error = doc.get("error")
     return None if error is None else ExceptionError.parse(error)
@@ -280,6 +286,7 @@ class ModelSessionInitialized:
 
     @classmethod
     def parse(cls, params: dict[str, Any]) -> ModelSessionInitialized:
+        _exact_keys(params, _ERROR_ONLY, cls.EVENT)
         return cls(_error_of(params))
 
 
@@ -288,6 +295,7 @@ class ProvideStateData:
     """State data of ``command_id``: one blob follows per name, in order."""
 
     EVENT: ClassVar[str] = "provideStateData"
+    _KEYS: ClassVar[frozenset[str]] = frozenset({"commandId", "names"})
     command_id: str
     names: tuple[str, ...]
 
@@ -298,6 +306,7 @@ class ProvideStateData:
     @classmethod
     def parse(cls, params: dict[str, Any]) -> ProvideStateData:
         where = cls.EVENT
+        _exact_keys(params, cls._KEYS, where)
         command_id = _str(params, "commandId", where)
         names = _list(params, "names", where)
         if len(names) > protocol.MAX_STATE_KEYS:
@@ -325,10 +334,13 @@ class CallResult:
 
     @classmethod
     def parse(cls, doc: dict[str, Any]) -> CallResult:
+        _exact_keys(doc, _RESULT_KEYS, "a result")
         command_id = doc.get("id")
         if not isinstance(command_id, str):
             raise MessageError(f"a result for the call id {shown(command_id)}, not a string")
-        return cls(command_id, _error_of(_obj(doc.get("result"), "a result's result")))
+        result = _obj(doc.get("result"), "a result's result")
+        _exact_keys(result, _ERROR_ONLY, "a result's result")
+        return cls(command_id, _error_of(result))
 
 
 WorkerMessage = ModelSessionInitialized | ProvideStateData | CallResult
@@ -340,6 +352,7 @@ def parse_message(doc: object) -> WorkerMessage:
     d = _obj(doc, "a message")
     if "event" not in d:
         return CallResult.parse(d)
+    _exact_keys(d, _EVENT_KEYS, "an event")
     kind = _EVENTS.get(d["event"]) if isinstance(d["event"], str) else None
     if kind is None:
         raise MessageError(f"unknown event {shown(d['event'])}")

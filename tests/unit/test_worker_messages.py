@@ -218,6 +218,19 @@ REQUEST = {"event": "requestData", "requestId": 1, "dataset": "p0", "startIndex"
         (data_event({**REQUEST, "dataset": "p" * 9000}), "over the limit of 8192"),
         (message({"event": "trainingProgress", "params": {}}), "unknown event 'trainingProgress'"),
         (message({"id": 3, "result": {}}), "a result for the call id 3"),
+        (message({"id": "c", "result": {}, "x": 1}), "a result has unknown fields ['x']"),
+        (message({"id": "c", "result": {"pad": "x"}}), "result's result has unknown fields"),
+        (
+            message({"event": "modelSessionInitialized", "params": {"junk": 1}}),
+            "modelSessionInitialized has unknown fields ['junk']",
+        ),
+        (
+            message(
+                {"event": "provideStateData", "params": {"commandId": "c", "names": [], "j": 0}}
+            ),
+            "provideStateData has unknown fields ['j']",
+        ),
+        (message({"event": "modelSessionInitialized", "x": 1}), "an event has unknown fields"),
         (message({"id": "c", "result": []}), "a result's result is not an object"),
         (
             message({"event": "provideStateData", "params": {"commandId": "c", "names": [""]}}),
