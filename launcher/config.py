@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.jobs.caps import PhaseCaps
+
 from launcher import rules
 from launcher.rules import IntakeLimits
 
@@ -33,6 +35,17 @@ class ServeOptions:
     log_level: str = "info"
     #: ``HOST:PORT`` of the platform's HTTP API (``--http``); None: not served.
     http: str | None = None
+    #: Caps on the phase limits model.toml asks for (``--max-phase-seconds``); None: none.
+    max_phase_seconds: PhaseCaps | None = None
+    #: At most this many running jobs per tenant (``--max-jobs-per-tenant``); None: the
+    #: default, half of ``max_concurrent_jobs`` (at least 1). A launcher without keys has one
+    #: tenant, never capped.
+    max_jobs_per_tenant: int | None = None
+
+    def jobs_per_tenant(self) -> int:
+        if self.max_jobs_per_tenant is not None:
+            return self.max_jobs_per_tenant
+        return max(1, self.max_concurrent_jobs // 2)
     #: Intake bounds (``launcher.api.intake.IntakeLimits``; defaults in ``launcher.rules``).
     intake_idle_seconds: float = rules.DEFAULT_INTAKE_IDLE_SECONDS
     max_request_bytes: int = rules.DEFAULT_MAX_REQUEST_BYTES

@@ -124,6 +124,14 @@ class ReadExecutableFileFailed:
 
 
 @dataclass(frozen=True)
+class QuotaExceeded:
+    """The state the worker provided went past its tenant's stored-bytes quota: the job
+    was stopped as the bytes arrived and nothing of the state was kept."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Unknown:
     """An internal fault; ``log_id`` names the log line that holds the details."""
 
@@ -143,6 +151,7 @@ Failure = (
     | ServerOverloaded
     | InvalidExecutableFile
     | ReadExecutableFileFailed
+    | QuotaExceeded
     | Unknown
 )
 Outcome = Success | Failure
@@ -157,6 +166,7 @@ FAILURE_CODES: dict[type, str] = {
     ServerOverloaded: "server_overloaded",
     InvalidExecutableFile: "invalid_executable_file",
     ReadExecutableFileFailed: "read_executable_file_failed",
+    QuotaExceeded: "quota_exceeded",
     Unknown: "unknown",
 }
 _BY_CODE = {code: kind for kind, code in FAILURE_CODES.items()}
@@ -198,7 +208,7 @@ def failure_error_json(failure: Failure) -> dict[str, Any]:
             out["exitCode"] = failure.exit_code
     elif isinstance(failure, MaxDurationExceeded):
         out["at"] = failure.at.value
-    elif isinstance(failure, Unknown):
+    elif isinstance(failure, Unknown | QuotaExceeded):
         out["reason"] = failure.reason
     return out
 
@@ -230,7 +240,7 @@ def failure_from_json(error: dict[str, Any]) -> Failure:
     if kind is Unknown:
         reason = str(error.get("reason", ""))
         return Unknown(reason.rsplit(" ", 1)[-1] if reason else "")
-    if kind in (InvalidExecutableFile, ReadExecutableFileFailed):
+    if kind in (InvalidExecutableFile, ReadExecutableFileFailed, QuotaExceeded):
         return kind(str(error.get("reason", "")))
     return kind()  # type: ignore[no-any-return]
 

@@ -25,6 +25,7 @@ from launcher.api.dataset import DatasetServicer
 from launcher.api.intake import Intake, remove_spool_leftovers
 from launcher.api.model import ModelServicer
 from launcher.api.persistent import PersistentLauncherServicer
+from launcher.api import tenancy
 from launcher.auth.interceptor import auth_interceptor
 from launcher.auth.keys import KeyStore
 from launcher.config import ServeOptions
@@ -228,7 +229,12 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     )
     runner = JobRunner(executor, states, sessions)
     jobs = JobManager(
-        runner, records, states.new_state_id, options.max_concurrent_jobs, options.max_queued_jobs
+        runner,
+        records,
+        states.new_state_id,
+        options.max_concurrent_jobs,
+        options.max_queued_jobs,
+        options.jobs_per_tenant(),
     )
     remove_spool_leftovers(root / "tmp")
     intake = Intake(
@@ -247,6 +253,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         "Dataset": DatasetServicer(datasets),
         "PersistentLauncher": PersistentLauncherServicer(launchers, jobs, executor, sessions, root),
     }
+    tenancy.install(db, servicers, jobs, states, options.max_phase_seconds)
     model_pb2_grpc.add_ModelServicer_to_server(servicers["Model"], server)
     dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(

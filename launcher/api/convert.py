@@ -78,7 +78,7 @@ def failure_to_proto(failure: oc.Failure) -> model_pb2.FailedError:
             msg.exit_code = failure.exit_code
     elif isinstance(failure, oc.MaxDurationExceeded):
         msg.at = failure.at.value
-    elif isinstance(failure, oc.Unknown):
+    elif isinstance(failure, oc.Unknown | oc.QuotaExceeded):
         msg.reason = failure.reason
     return msg
 

@@ -16,10 +16,14 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from launcher.api.convert import empty_error, empty_ok, error_to_proto, unix_ms
+from launcher.auth import access
+from launcher.auth.access import AccessCheck
+from launcher.auth.owners import DATASET
+from launcher.auth.quotas import QuotaLedger
 from launcher.errors import RequestError, invalid
-from launcher.store._dataset_read import PART_BYTES
-from launcher.store._dataset_rules import check_id
 from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
+from launcher.store.datasets.read import PART_BYTES
+from launcher.store.datasets.rules import check_id
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
 
 log = logging.getLogger("launcher.api")
@@ -32,8 +36,16 @@ ENTRY_PART = PART_BYTES
 
 
 class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
+    #: Tenant checks and stored-bytes quotas (set by the server; None: one tenant, no quota).
+    access_check: AccessCheck | None = None
+    quotas: QuotaLedger | None = None
+
     def __init__(self, store: DatasetStore) -> None:
         self._store = store
+
+    async def _check(self, dataset_id: str) -> None:
+        if self.access_check is not None:
+            await self.access_check.acheck(access.current(), DATASET, dataset_id)
 
     async def CreateDataset(
         self, request: dataset_pb2.CreateDatasetRequest, context: grpc.aio.ServicerContext
@@ -43,6 +55,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             info = await asyncio.to_thread(
                 self._store.create, request.name, request.description, keys
             )
+            if self.access_check is not None:
+                await self.access_check.aown(access.current(), DATASET, info.id)
         except Exception as exc:
             err = _request_error(exc, "CreateDataset")
             return dataset_pb2.CreateDatasetResponse(error=error_to_proto(err))
@@ -65,14 +79,24 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             )
         assert first is not None  # abort() raised otherwise
         header = first.header
+        reservation = None
         try:
             check_id(header.dataset_id, "datasetId")
+            await self._check(header.dataset_id)
+            if self.quotas is not None:
+                caller = access.current()
+                declared = sum(max(0, k.byte_size) for k in header.keys)
+                reservation = await self.quotas.areserve(
+                    caller.tenant, caller.max_stored_bytes, declared
+                )
             pending = await asyncio.to_thread(
                 self._store.begin_add,
                 header.dataset_id,
                 [(k.key, k.byte_size) for k in header.keys],
             )
         except Exception as exc:
+            if reservation is not None:
+                reservation.release()
             err = _request_error(exc, "AddEntries")
             return dataset_pb2.AddEntriesResponse(error=error_to_proto(err))
         committed = False
@@ -90,6 +114,8 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         finally:
             if not committed:
                 await asyncio.to_thread(pending.abort)
+            if reservation is not None:  # committed (now counted as stored) or thrown away
+                reservation.release()
         return dataset_pb2.AddEntriesResponse(
             result=dataset_pb2.AddEntriesResponse.Result(dataset_version_id=version_id)
         )
@@ -106,7 +132,14 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             for i, dataset_id in enumerate(request.ids):
                 check_id(dataset_id, f"filter.ids[{i}]")
             ids = list(request.ids) or None
-            datasets, total = await asyncio.to_thread(self._store.page, request.offset, limit, ids)
+            if self.access_check is not None:
+                ids = await asyncio.to_thread(self._visible, ids)
+            if ids == []:  # none of the asked (or none at all) belong to the caller's tenant
+                datasets, total = [], 0
+            else:
+                datasets, total = await asyncio.to_thread(
+                    self._store.page, request.offset, limit, ids
+                )
         except Exception as exc:
             err = _request_error(exc, "GetDatasets")
             return dataset_pb2.GetDatasetsResponse(error=error_to_proto(err))
@@ -119,11 +152,21 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             )
         )
 
+    def _visible(self, ids: list[str] | None) -> list[str] | None:
+        """The asked ids (None: all) narrowed to the caller's tenant's datasets."""
+        assert self.access_check is not None
+        caller = access.current()
+        if ids is not None:
+            return self.access_check.visible(caller, DATASET, ids)
+        owned = self.access_check.owned(caller, DATASET)
+        return None if owned is None else sorted(owned)
+
     async def GetEntries(
         self, request: dataset_pb2.GetEntriesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[dataset_pb2.GetEntriesChunk]:
         try:
             check_id(request.dataset_id, "datasetId")
+            await self._check(request.dataset_id)
             selection = _selection(request.entries, request.HasField("entries"))
             snapshot = await asyncio.to_thread(
                 self._store.read_entries, request.dataset_id, selection
@@ -150,6 +193,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
     ) -> common_pb2.EmptyResponse:
         try:
             check_id(request.dataset_id, "datasetId")
+            await self._check(request.dataset_id)
             selection = _selection(request.entries, request.HasField("entries"))
             await asyncio.to_thread(self._store.remove_entries, request.dataset_id, selection)
         except Exception as exc:
@@ -161,6 +205,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
     ) -> common_pb2.EmptyResponse:
         try:
             check_id(request.dataset_id, "datasetId")
+            await self._check(request.dataset_id)
             await asyncio.to_thread(self._store.delete, request.dataset_id)
         except Exception as exc:
             return empty_error(_request_error(exc, "DeleteDataset"))

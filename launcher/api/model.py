@@ -75,7 +75,9 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
                 reservation.release()
             yield _request_error_event(unknown_error("createState intake"))
             return
-        request.tenant = caller.tenant
+        request.tenant = caller.tenant if caller.key is not None else None
+        if self.phase_caps is not None and request.model is not None:
+            request.model = self.phase_caps.clamp(request.model)
         request.quota = reservation  # released when the job ends and its spool is gone
         try:
             job = await self.jobs.submit(request)
@@ -112,7 +114,10 @@ class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
         inline = sum(
             max(0, p.inline.byte_size) for p in header.params if p.WhichOneof("data") == "inline"
         )
-        return await self.quotas.areserve(caller.tenant, caller.max_stored_bytes, inline)
+        # Growing: the worker's state keys are charged to it as they arrive.
+        return await self.quotas.areserve(
+            caller.tenant, caller.max_stored_bytes, inline, growing=True
+        )
 
     async def _check_state(self, state_id: str) -> None:
         if self.tenancy is not None:

@@ -11,6 +11,9 @@ from launcher import outcomes as oc
 from launcher.api import convert
 from launcher.api.placement import placeable_spec
 from launcher.api.validation import check_id, check_name
+from launcher.auth import access
+from launcher.auth.access import AccessCheck
+from launcher.auth.owners import LAUNCHER
 from launcher.errors import RequestError, invalid
 from launcher.executors.base import Executor
 from launcher.jobs.manager import JobManager
@@ -37,6 +40,9 @@ def _spec_proto(spec: LauncherSpec) -> common_pb2.LauncherSpec:
 
 
 class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncherServicer):
+    #: Tenant checks (set by the server; None: one tenant).
+    access_check: AccessCheck | None = None
+
     def __init__(
         self,
         launchers: PersistentLaunchers,
@@ -50,6 +56,10 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         self.executor = executor
         self.sessions = sessions
         self.sampler = SysinfoSampler(root)
+
+    async def _check(self, launcher_id: str) -> None:
+        if self.access_check is not None:
+            await self.access_check.acheck(access.current(), LAUNCHER, launcher_id)
 
     def _ensure_sampling(self) -> None:
         if self.sampler._task is None:
@@ -65,6 +75,8 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
                 raise invalid("spec", "a persistent launcher needs a spec {cpus, memoryMebibytes}")
             spec = placeable_spec("spec", request.spec, self.executor)
             record = await asyncio.to_thread(self.launchers.create, name, spec)
+            if self.access_check is not None:
+                await self.access_check.aown(access.current(), LAUNCHER, record.id)
             self.executor.open_group(record.id, spec)
         except RequestError as e:
             return pl_pb2.CreatePersistentLauncherResponse(error=convert.error_to_proto(e))
@@ -99,6 +111,13 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         if request.ids:
             wanted = set(request.ids)
             records = [r for r in records if r.id in wanted]
+        if self.access_check is not None:
+            visible = set(
+                await asyncio.to_thread(
+                    self.access_check.visible, access.current(), LAUNCHER, [r.id for r in records]
+                )
+            )
+            records = [r for r in records if r.id in visible]
         page = records[request.offset : request.offset + limit]
         return pl_pb2.GetPersistentLaunchersResponse(
             result=pl_pb2.GetPersistentLaunchersResponse.Result(
@@ -115,6 +134,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         self._ensure_sampling()
         try:
             check_id("persistentLauncherId", request.persistent_launcher_id, "a launcher id")
+            await self._check(request.persistent_launcher_id)
         except RequestError as e:
             return pl_pb2.GetSysinfoResponse(error=convert.error_to_proto(e))
         if not await asyncio.to_thread(self.launchers.exists, request.persistent_launcher_id):
@@ -145,6 +165,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
     ) -> common_pb2.EmptyResponse:
         try:
             check_id("persistentLauncherId", request.persistent_launcher_id, "a launcher id")
+            await self._check(request.persistent_launcher_id)
         except RequestError as e:
             return convert.empty_error(e)
         if not await asyncio.to_thread(self.launchers.delete, request.persistent_launcher_id):

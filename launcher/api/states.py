@@ -12,8 +12,12 @@ import grpc
 from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.snapshots import snapshot_infos
+from launcher.api.tenancy import ModelTenancy
 from launcher.api.validation import MAX_MOUNTS, check_id, check_name
+from launcher.auth import access
+from launcher.auth.quotas import QuotaLedger
 from launcher.errors import ModelNotFound, RequestError, invalid
+from launcher.jobs.caps import PhaseCaps
 from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
@@ -42,6 +46,12 @@ def _state_info(record: StateRecord) -> model_pb2.StateInfo:
 class StateApi:
     """Mixed into the Model servicer; every method answers errors as values."""
 
+    #: Tenant checks and stored-bytes quotas (set by the server; None: one tenant, no quota).
+    tenancy: ModelTenancy | None = None
+    quotas: QuotaLedger | None = None
+    #: The operator's caps on phase limits (``--max-phase-seconds``), None: no cap.
+    phase_caps: PhaseCaps | None = None
+
     def __init__(
         self, models: ModelRegistry, states: StateStore, snapshots: SnapshotStore | None = None
     ) -> None:
@@ -53,6 +63,8 @@ class StateApi:
         info = model_pb2.ModelInfo(id=model_id, name=model_id)
         try:
             config = self.models.load(model_id, code_version=False)
+            if self.phase_caps is not None:  # the limits that will apply, not those asked
+                config = self.phase_caps.clamp(config)
             info.name = config.name
             info.created_at = convert.unix_ms(config.created_at)
             info.max_durations_seconds.code_startup = config.max_code_startup
@@ -65,11 +77,20 @@ class StateApi:
                 mtime = (self.models.models_dir / model_id).stat().st_mtime
                 info.created_at = convert.unix_ms(mtime)
         active = self.states.active_state_id(model_id)
+        states = self.states.list(model_id)
+        snapshots = [] if self.snapshots is None else self.snapshots.list(model_id)
+        if self.tenancy is not None:  # only the caller's tenant's states and snapshots
+            caller = access.current()
+            mine = self.tenancy.states(caller, [r.id for r in states] + [active or ""])
+            states = [r for r in states if r.id in mine]
+            active = active if active in mine else None
+            seen = self.tenancy.snapshots(caller, [r.id for r in snapshots])
+            snapshots = [r for r in snapshots if r.id in seen]
         if active is not None:
             info.active_state = active
-        info.states.extend(_state_info(r) for r in self.states.list(model_id))
+        info.states.extend(_state_info(r) for r in states)
         if self.snapshots is not None:
-            info.snapshots.extend(snapshot_infos(self.snapshots.list(model_id)))
+            info.snapshots.extend(snapshot_infos(snapshots))
         return info
 
     def _get_models(self, request: model_pb2.GetModelsRequest) -> model_pb2.GetModelsResponse:
@@ -114,6 +135,8 @@ class StateApi:
             self._check_model(request.model_id)
             state_id = request.state_id if request.HasField("state_id") else None
             record = await asyncio.to_thread(self.states.get, request.model_id, state_id)
+            if self.tenancy is not None:
+                await asyncio.to_thread(self.tenancy.state, access.current(), record.id)
             names = [k.key for k in record.keys]
             keys = list(request.keys) or names
             for i, key in enumerate(keys):
@@ -196,11 +219,33 @@ class StateApi:
         if len(header.keys) > 100:
             raise invalid("data", "a state has at most 100 keys")
         mounted = await asyncio.to_thread(self._mounted_models, header.mount_models)
+        caller = access.current()
         for state_id in header.delete_states:
             await asyncio.to_thread(self.states.get, header.model_id, state_id)
+        if self.tenancy is not None:
+            await asyncio.to_thread(self.tenancy.header, caller, header)
+            for state_id in header.delete_states:
+                await asyncio.to_thread(self.tenancy.state, caller, state_id)
+        reservation = None
+        if self.quotas is not None:  # the declared bytes, held until committed or dropped
+            declared = sum(max(0, k.byte_size) for k in header.keys)
+            reservation = await self.quotas.areserve(
+                caller.tenant, caller.max_stored_bytes, declared
+            )
+        try:
+            return await self._upload_keys(header, messages, mounted)
+        finally:
+            if reservation is not None:
+                reservation.release()
+
+    async def _upload_keys(
+        self, header: Any, messages: AsyncIterator[model_pb2.UploadStateRequest], mounted: Any
+    ) -> str:
         pending = await asyncio.to_thread(
             self.states.begin, header.model_id, header.name, None, mounted
         )
+        if self.tenancy is not None:  # owned before it exists, so never without an owner
+            await asyncio.to_thread(self.tenancy.own_state, access.current(), pending.state_id)
         try:
             index = 0
             writer = None
@@ -274,10 +319,14 @@ class StateApi:
             out.append(entry)
         return out
 
-    async def _simple(self, model_id: str, action: Any, *args: Any) -> common_pb2.EmptyResponse:
+    async def _simple(
+        self, model_id: str, action: Any, state_id: str, *args: Any
+    ) -> common_pb2.EmptyResponse:
         try:
             self._check_model(model_id)
-            await asyncio.to_thread(action, model_id, *args)
+            if self.tenancy is not None:
+                await asyncio.to_thread(self.tenancy.state, access.current(), state_id)
+            await asyncio.to_thread(action, model_id, state_id, *args)
         except RequestError as e:
             return convert.empty_error(e)
         except StoreError as e:

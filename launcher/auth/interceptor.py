@@ -2,9 +2,12 @@
 
 Status codes (mapped by the client to the seed's error values): UNAUTHENTICATED →
 ``bad_credentials``, PERMISSION_DENIED → ``access_denied``, RESOURCE_EXHAUSTED →
-``too_many_requests``. Quotas answer ``quota_exceeded`` in the response's ``error``, as
-the seed lists it among createState's errors. Only the launcher's own services are
-guarded: health checking and reflection stay open, so probes and grpcurl work without a key.
+``too_many_requests``. The concurrent-job quota answers ``quota_exceeded`` in the
+response's ``error``, as the seed lists it among createState's errors (stored bytes are
+reserved by the servicers, see ``launcher.auth.quotas``). Every call of a guarded service
+runs with its key's ``Caller`` as ``launcher.auth.access.current()``, which the servicers'
+tenant checks read. Only the launcher's own services are guarded: health checking and
+reflection stay open, so probes and grpcurl work without a key.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from launcher.auth import access
 from launcher.auth.cache import KeyCache
 from launcher.auth.keys import ApiKey, KeyStore
 from launcher.auth.limits import RateLimiter
-from launcher.auth.quotas import JobQuota, StoredBytes
+from launcher.auth.quotas import JobQuota
 from launcher.errors import RequestError
 from launcher.jobs.manager import JobManager
 from launcher.store.db import Database
@@ -57,6 +60,25 @@ def _replace(handler: Handler, behavior: Callable[..., Any]) -> Handler:
     return handler._replace(**{_behavior_name(handler): behavior})  # type: ignore[attr-defined]
 
 
+def _as_caller(handler: Handler, caller: access.Caller) -> Handler:
+    """The handler, run with ``caller`` as the current caller."""
+    inner = getattr(handler, _behavior_name(handler))
+    if handler.response_streaming:
+
+        async def stream(request: Any, context: Context) -> Any:
+            access.use(caller)
+            async for item in inner(request, context):
+                yield item
+
+        return _replace(handler, stream)
+
+    async def unary(request: Any, context: Context) -> Any:
+        access.use(caller)
+        return await inner(request, context)
+
+    return _replace(handler, unary)
+
+
 def _refusal(handler: Handler, code: grpc.StatusCode, details: str) -> Handler:
     async def refuse(request: Any, context: Context) -> None:
         await context.abort(code, details)
@@ -71,13 +93,10 @@ async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(
-        self, keys: KeyCache, limiter: RateLimiter, jobs: JobQuota, stored: StoredBytes
-    ) -> None:
+    def __init__(self, keys: KeyCache, limiter: RateLimiter, jobs: JobQuota) -> None:
         self.keys = keys
         self.limiter = limiter
         self.jobs = jobs
-        self.stored = stored
 
     async def intercept_service(
         self,
@@ -103,14 +122,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 f"rate limit of key {key.id} ({key.rate_per_second:g}/s) reached; retry later",
             )
         if method == access.CREATE_STATE:
-            return _replace(handler, self._create_state(handler.stream_stream, key))
-        if method == access.UPLOAD_STATE:
-            return _replace(handler, self._upload_state(handler.stream_unary, key))
-        if method == access.GET_MODELS:
-            return _replace(handler, _get_models(handler.unary_unary, key))
-        if method.startswith(access.MODEL_SERVICE):
-            return _replace(handler, _model_scoped(handler, key))
-        return handler
+            handler = _replace(handler, self._create_state(handler.stream_stream, key))
+        elif method == access.UPLOAD_STATE:
+            handler = _replace(handler, _upload_state(handler.stream_unary, key))
+        elif method == access.GET_MODELS:
+            handler = _replace(handler, _get_models(handler.unary_unary, key))
+        elif method.startswith(access.MODEL_SERVICE):
+            handler = _replace(handler, _model_scoped(handler, key))
+        return _as_caller(handler, access.Caller.of_key(key))
 
     def _create_state(self, inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
         async def create_state(requests: AsyncIterator[Any], context: Context) -> Any:
@@ -120,7 +139,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     yield event
                 return
             await _check_models(key, first, context)
-            if not await self.stored.allows(key) or not self.jobs.try_enter(key):
+            if not self.jobs.try_enter(key):
                 response = model_pb2.CreateStateResponse(error=_quota_error())
                 yield model_pb2.CreateStateEvent(response=response)
                 return
@@ -137,19 +156,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return create_state
 
-    def _upload_state(self, inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
-        async def upload_state(requests: AsyncIterator[Any], context: Context) -> Any:
-            first = await anext(requests, None)
-            if first is None:
-                return await inner(requests, context)
-            await _check_models(key, first, context)
-            if first.WhichOneof("part") == "header":
-                adding = sum(k.byte_size for k in first.header.keys)
-                if not await self.stored.allows(key, adding):
-                    return model_pb2.UploadStateResponse(error=_quota_error())
-            return await inner(_chain(first, requests), context)
 
-        return upload_state
+def _upload_state(inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
+    async def upload_state(requests: AsyncIterator[Any], context: Context) -> Any:
+        first = await anext(requests, None)
+        if first is None:
+            return await inner(requests, context)
+        await _check_models(key, first, context)
+        return await inner(_chain(first, requests), context)
+
+    return upload_state
 
 
 async def _check_models(key: ApiKey, request: Any, context: Context) -> None:
@@ -194,6 +210,4 @@ def auth_interceptor(db: Database, jobs: JobManager) -> AuthInterceptor:
         job = jobs.jobs.get(state_id)
         return job is not None and not job.response.done()
 
-    return AuthInterceptor(
-        KeyCache(KeyStore(db)), RateLimiter(), JobQuota(is_running), StoredBytes(db)
-    )
+    return AuthInterceptor(KeyCache(KeyStore(db)), RateLimiter(), JobQuota(is_running))

@@ -3,7 +3,10 @@
 A key is ``lk_`` followed by 32 random bytes (URL-safe base64). Only its sha256 is stored:
 keys are high-entropy, so a plain hash is enough to make a stolen database useless for
 calling the launcher. Revoking a key keeps its row (marked revoked), so that revoking the
-last key does not silently turn authentication off.
+last key does not silently turn authentication off; deleting a key removes its row, and
+deleting every key (``launcher keys delete --all``) is the way back to a launcher without
+keys. Every key belongs to a tenant (default: its own name); an admin key sees every
+tenant's objects.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ _SCHEMA = [
         rate_per_second REAL,
         max_stored_bytes INTEGER,
         max_concurrent_jobs INTEGER,
-        revoked_at REAL
+        revoked_at REAL,
+        tenant TEXT,
+        admin INTEGER NOT NULL DEFAULT 0
     )""",
 ]
+#: Columns added after the first release, for tables made before them.
+_ADDED_COLUMNS = {"tenant": "TEXT", "admin": "INTEGER NOT NULL DEFAULT 0"}
 MAX_NAME_LENGTH = 100
 
 
@@ -48,6 +55,14 @@ class ApiKey:
     max_stored_bytes: int | None = None
     max_concurrent_jobs: int | None = None
     revoked_at: float | None = None
+    #: The tenant whose datasets, launchers, states and snapshots the key sees and makes.
+    tenant: str = ""
+    #: An admin key sees and uses every tenant's objects.
+    admin: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.tenant:
+            object.__setattr__(self, "tenant", self.name)
 
     def may_use(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models
@@ -62,6 +77,8 @@ class ApiKey:
             "maxStoredBytes": self.max_stored_bytes,
             "maxConcurrentJobs": self.max_concurrent_jobs,
             "revokedAt": self.revoked_at,
+            "tenant": self.tenant,
+            "admin": self.admin,
         }
 
 
@@ -90,6 +107,11 @@ def _check_limits(key: ApiKey) -> None:
         raise ValueError(f"the rate must be positive, got {key.rate_per_second}")
     if key.max_stored_bytes is not None and key.max_stored_bytes < 0:
         raise ValueError(f"--max-stored-bytes must be at least 0, got {key.max_stored_bytes}")
+    tenant = key.tenant
+    if not tenant.strip() or len(tenant) > MAX_NAME_LENGTH or not tenant.isprintable():
+        raise ValueError(
+            f"a tenant name is 1 to {MAX_NAME_LENGTH} printable characters: {tenant!r}"
+        )
     if key.max_concurrent_jobs is not None and key.max_concurrent_jobs < 1:
         raise ValueError(f"--max-concurrent-jobs must be at least 1, got {key.max_concurrent_jobs}")
 
@@ -105,6 +127,8 @@ def _from_row(row: sqlite3.Row) -> ApiKey:
         max_stored_bytes=row["max_stored_bytes"],
         max_concurrent_jobs=row["max_concurrent_jobs"],
         revoked_at=row["revoked_at"],
+        tenant=row["tenant"] or row["name"],
+        admin=bool(row["admin"]),
     )
 
 
@@ -114,6 +138,14 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         db.register_schema("auth.api_keys", _SCHEMA)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        with self._db.transaction() as conn:
+            have = {r["name"] for r in conn.execute("PRAGMA table_info(api_keys)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:  # a fixed name and type from _ADDED_COLUMNS
+                    conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
 
     def create(
         self,
@@ -122,6 +154,8 @@ class KeyStore:
         rate_per_second: float | None = None,
         max_stored_bytes: int | None = None,
         max_concurrent_jobs: int | None = None,
+        tenant: str | None = None,
+        admin: bool = False,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (shown once; only the hash is kept)."""
         key = ApiKey(
@@ -132,13 +166,16 @@ class KeyStore:
             rate_per_second=rate_per_second,
             max_stored_bytes=max_stored_bytes,
             max_concurrent_jobs=max_concurrent_jobs,
+            tenant=tenant or name,
+            admin=admin,
         )
         _check_limits(key)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys (id, name, hash, created_at, models, rate_per_second,"
-                " max_stored_bytes, max_concurrent_jobs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " max_stored_bytes, max_concurrent_jobs, tenant, admin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key.id,
                     key.name,
@@ -148,6 +185,8 @@ class KeyStore:
                     rate_per_second,
                     max_stored_bytes,
                     max_concurrent_jobs,
+                    key.tenant,
+                    int(admin),
                 ),
             )
         return key, secret
@@ -168,6 +207,21 @@ class KeyStore:
                 raise KeyError(key_id)
             row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
         return _from_row(row)
+
+    def delete(self, key_id: str) -> ApiKey:
+        """Remove the key's row; ``KeyError`` if no key has that id. Once no row is left
+        (revoked keys count), the launcher is open again, as it was before the first key."""
+        with self._db.transaction() as conn:
+            row = conn.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise KeyError(key_id)
+            conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
+        return _from_row(row)
+
+    def delete_all(self) -> int:
+        """Remove every key (the way back to no authentication); how many there were."""
+        with self._db.transaction() as conn:
+            return conn.execute("DELETE FROM api_keys").rowcount
 
     def snapshot(self) -> tuple[bool, dict[str, ApiKey]]:
         """``(enabled, {hash: key})``: enabled once any key was created; live keys by hash."""

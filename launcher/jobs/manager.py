@@ -1,7 +1,8 @@
 """Admission and bookkeeping of createState jobs: limits, the running table, records.
 
 Which worker runs a job is the runner's business; this module decides whether a job
-may run now, later (queued, first come first served) or not at all
+may run now, later (queued: round-robin across tenants, first come first served within
+one, see ``launcher.jobs.fair``) or not at all
 (``server_overloaded``), keeps the id -> job table for cancellation and listing, and
 records every job durably so ``wait_for_state_to_be_created`` answers after a restart.
 """
@@ -13,6 +14,8 @@ import logging
 from typing import Any
 
 from launcher import outcomes as oc
+from launcher.auth.owners import DEFAULT_TENANT, STATE, Owners
+from launcher.jobs.fair import FairSlots
 from launcher.jobs.job import Job
 from launcher.jobs.request import JobRequest
 from launcher.jobs.runner import JobRunner
@@ -38,13 +41,17 @@ class JobManager:
         new_state_id: Any,
         max_concurrent: int,
         max_queued: int,
+        max_per_tenant: int | None = None,
     ) -> None:
         self.runner = runner
         self.records = records
         self._new_state_id = new_state_id
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
-        self._slots = asyncio.Semaphore(max_concurrent)
+        #: Slots taken round-robin across tenants, at most ``max_per_tenant`` each.
+        self._slots = FairSlots(max_concurrent, max_per_tenant)
+        #: Where a job's state is recorded as its tenant's (``launcher.auth.owners``).
+        self.owners: Owners | None = None
         self._running = 0
         self._queued = 0
         self.jobs: dict[str, Job] = {}
@@ -62,9 +69,7 @@ class JobManager:
             raise JobRefused(oc.JobResult(oc.ServerOverloaded(), oc.Durations()))
         state_id = self._new_state_id()
         job = Job(state_id, request)
-        await asyncio.to_thread(
-            self.records.started, state_id, request.model_id, request.name, job.started_at
-        )
+        await asyncio.to_thread(self._accept, job)
         self.jobs[state_id] = job
         overloaded = self._running >= self.max_concurrent and self._queued >= self.max_queued
         if overloaded:
@@ -75,6 +80,13 @@ class JobManager:
             job.task = asyncio.create_task(self._run(job))
         return job
 
+    def _accept(self, job: Job) -> None:
+        """Record the accepted job, and its state as its tenant's before the state exists."""
+        request = job.request
+        self.records.started(job.state_id, request.model_id, request.name, job.started_at)
+        if self.owners is not None:
+            self.owners.record(STATE, job.state_id, request.tenant or DEFAULT_TENANT)
+
     async def _finish_now(self, job: Job, outcome: oc.Failure) -> None:
         await self._record(job, oc.JobResult(outcome, job.elapsed()))
 
@@ -82,7 +94,7 @@ class JobManager:
         queued = True
         try:
             try:
-                await self._slots.acquire()
+                await self._slots.acquire(job.request.tenant)
             except asyncio.CancelledError:
                 if not job.cancel_requested:
                     raise
@@ -98,7 +110,7 @@ class JobManager:
                 result = await self.runner.run(job)
             finally:
                 self._running -= 1
-                self._slots.release()
+                self._slots.release(job.request.tenant)
             await self._record(job, result)
         except Exception:
             log.exception("job %s: recording its outcome failed", job.state_id)

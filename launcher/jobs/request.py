@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from launcher.outcomes import Failure
 from launcher.params import ParamSource
@@ -35,11 +36,18 @@ class JobRequest:
     mounts: list[ResolvedMount] = field(default_factory=list)
     spec: LauncherSpec | None = None  # temporary launcher
     persistent_launcher_id: str | None = None
+    #: The caller's tenant (its state belongs to it; queues are fair between tenants);
+    #: None on a launcher without keys (the default tenant, never capped).
+    tenant: str | None = None
+    #: The stored-bytes reservation of its spooled params (``launcher.auth.quotas``).
+    quota: Any = None
 
     def close(self) -> None:
-        """Release every open param and mount file."""
+        """Release every open param and mount file, then the bytes they held in the quota."""
         for source in self.params.values():
             source.close()
         for mount in self.mounts:
             for source in mount.keys.values():
                 source.close()
+        if self.quota is not None:
+            self.quota.release()

@@ -21,13 +21,14 @@ from contextlib import asynccontextmanager
 
 from launcher import faults
 from launcher import outcomes as oc
+from launcher.auth.quotas import ChargedState
 from launcher.executors.base import Executor, PhaseFailed, Worker, terminated
 from launcher.jobs.job import Job, PhaseEvent
 from launcher.launchers.sessions import SessionPool
 from launcher.store.models import ModelConfig
 from launcher.store.states import StateStore
 from launcher.worker.frames import ConnectionEnded, ProtocolViolation
-from launcher.worker.session import CallResult, OtherModelSources
+from launcher.worker.session import CallResult, OtherModelSources, StateSink
 
 log = logging.getLogger("launcher.jobs")
 
@@ -60,6 +61,10 @@ class JobRunner:
             log.exception("job %s failed with an internal error [log id %s]", job.state_id, log_id)
             outcome = oc.Unknown(log_id)
         durations.total = oc.ms(time.monotonic_ns() - job.accepted_ns)
+        quota = job.request.quota
+        if quota is not None and quota.exceeded is not None and not isinstance(outcome, oc.Success):
+            # the worker's state went past its tenant's quota: stopped as the bytes came
+            outcome = oc.QuotaExceeded(quota.exceeded.fields.get("reason", "quota exceeded"))
         return oc.JobResult(outcome, durations)
 
     @asynccontextmanager
@@ -102,7 +107,9 @@ class JobRunner:
                 async with self._phase(job, oc.Phase.CODE_STARTUP, durations):
                     await self._initialize(worker, model)
             else:
-                worker = self.sessions.take(launcher_id, model.model_id, model.code_version, mounts)
+                worker = self.sessions.take(
+                    launcher_id, model.model_id, model.code_version, mounts, request.tenant
+                )
                 if worker is None:  # a persistent launcher: the worker start is codeStartup's
                     async with self._phase(job, oc.Phase.CODE_STARTUP, durations):
                         worker = await self.executor.start(
@@ -117,7 +124,9 @@ class JobRunner:
                     worker,
                     oc.Phase.CREATE_STATE,
                     model.max_create_state,
-                    worker.session.create_model_state(request.params, others, pending),
+                    worker.session.create_model_state(
+                        request.params, others, _charged(job, pending)
+                    ),
                 )
             if result.error_details is not None:
                 return oc.ModelException(oc.Phase.CREATE_STATE, result.error_details)
@@ -131,7 +140,7 @@ class JobRunner:
                 await asyncio.to_thread(pending.abort)
             if worker is not None:
                 if keep_worker and launcher_id is not None:
-                    self.sessions.put(launcher_id, worker)
+                    self.sessions.put(launcher_id, worker, job.request.tenant)
                 else:  # killed now; its cgroup, folder and log are tidied after the answer
                     self.executor.release(worker, job.state_id)
 
@@ -170,3 +179,10 @@ class JobRunner:
                 worker.kill()
                 termination = await asyncio.shield(worker.process.wait())
             raise PhaseFailed(terminated(termination)) from None
+
+
+def _charged(job: Job, pending: StateSink) -> StateSink:
+    """The job's state sink: its tenant's quota charged as the worker's keys arrive."""
+    if job.request.quota is None:
+        return pending
+    return ChargedState(pending, job.request.quota)

@@ -15,7 +15,9 @@ from typing import Any
 
 from launcher.executors.base import Worker
 
-SessionKey = tuple[str, str, str, tuple[str, ...]]  # launcher, model, code version, mounts
+# launcher, tenant ("" without keys), model, code version, mounts: a warm session is never
+# handed to another tenant's job, even on the same launcher (an admin's jobs are their own).
+SessionKey = tuple[str, str, str, str, tuple[str, ...]]
 
 
 class SessionPool:
@@ -32,10 +34,15 @@ class SessionPool:
         self._reaper: asyncio.Task[None] | None = None
 
     def take(
-        self, launcher_id: str, model_id: str, code_version: str, mounts: tuple[str, ...]
+        self,
+        launcher_id: str,
+        model_id: str,
+        code_version: str,
+        mounts: tuple[str, ...],
+        tenant: str | None = None,
     ) -> Worker | None:
-        """An idle live session for this job, or None."""
-        workers = self._idle.get((launcher_id, model_id, code_version, mounts))
+        """An idle live session for this job (of this tenant), or None."""
+        workers = self._idle.get((launcher_id, tenant or "", model_id, code_version, mounts))
         while workers:
             worker = workers.pop()
             if worker.alive:
@@ -43,13 +50,13 @@ class SessionPool:
             self._discard(worker)
         return None
 
-    def put(self, launcher_id: str, worker: Worker) -> None:
+    def put(self, launcher_id: str, worker: Worker, tenant: str | None = None) -> None:
         """Keep a worker whose job succeeded, if the launcher has room; else stop it."""
         if not worker.alive or self._count(launcher_id) >= self.max_idle:
             self._discard(worker)
             return
         worker.idle()
-        key = (launcher_id, worker.model_id, worker.code_version, worker.mounts)
+        key = (launcher_id, tenant or "", worker.model_id, worker.code_version, worker.mounts)
         self._idle.setdefault(key, []).append(worker)
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap())
