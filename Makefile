@@ -16,7 +16,7 @@ setup: $(GENERATED)
 $(INSTALLED): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,decthings]'
+	$(BIN)/pip install -q -e '.[dev,decthings,ray]'
 	touch $@
 
 $(GENERATED): $(INSTALLED) $(PROTOS)

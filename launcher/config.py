@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.jobs.caps import PhaseCaps
-
 from launcher import rules
+from launcher.jobs.caps import PhaseCaps
 from launcher.rules import IntakeLimits
 
 
@@ -33,6 +32,25 @@ class ServeOptions:
     #: A stand-in GPU inventory ("0:H100,1:H100") for testing GPU accounting without GPUs.
     fake_gpus: str | None = None
     log_level: str = "info"
+    #: Where workers run: "local" (this machine's sandbox) or "ray" (``--ray-address``).
+    executor: str = "local"
+    #: The Ray cluster (``HOST:PORT`` of its GCS) for ``executor == "ray"``.
+    ray_address: str | None = None
+    #: ``HOST:PORT`` the relay listens on; nodes dial it (port 0: any free port).
+    relay_listen: str = "127.0.0.1:0"
+    #: On each Ray node: the folder of model bundles and worker folders.
+    ray_node_dir: Path = Path("/var/tmp/launcher-node")
+    #: The operator log: "text" or "json" (one object per line); libraries' lines below
+    #: warning only with ``log_libraries``.
+    log_format: str = "text"
+    log_libraries: bool = False
+    #: The bound of each job's log in bytes (its first and last halves kept).
+    job_log_bytes: int = 1024 * 1024
+    #: ``HOST:PORT`` of a listener for ``GET /metrics`` alone (``--metrics``); with ``--http``
+    #: the HTTP listener serves ``/metrics`` too.
+    metrics: str | None = None
+    #: Label job counters with the model id too (``--metrics-per-model``).
+    metrics_per_model: bool = False
     #: ``HOST:PORT`` of the platform's HTTP API (``--http``); None: not served.
     http: str | None = None
     #: Caps on the phase limits model.toml asks for (``--max-phase-seconds``); None: none.
@@ -42,10 +60,6 @@ class ServeOptions:
     #: tenant, never capped.
     max_jobs_per_tenant: int | None = None
 
-    def jobs_per_tenant(self) -> int:
-        if self.max_jobs_per_tenant is not None:
-            return self.max_jobs_per_tenant
-        return max(1, self.max_concurrent_jobs // 2)
     #: Intake bounds (``launcher.api.intake.IntakeLimits``; defaults in ``launcher.rules``).
     intake_idle_seconds: float = rules.DEFAULT_INTAKE_IDLE_SECONDS
     max_request_bytes: int = rules.DEFAULT_MAX_REQUEST_BYTES
@@ -63,3 +77,8 @@ class ServeOptions:
             max_concurrent=self.max_concurrent_intakes,
             max_per_tenant=self.max_tenant_intakes,
         )
+
+    def jobs_per_tenant(self) -> int:
+        if self.max_jobs_per_tenant is not None:
+            return self.max_jobs_per_tenant
+        return max(1, self.max_concurrent_jobs // 2)

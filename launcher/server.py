@@ -20,23 +20,22 @@ import psutil
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from launcher import startup
-from launcher.api import reflection
+from launcher.api import reflection, tenancy
 from launcher.api.dataset import DatasetServicer
 from launcher.api.intake import Intake, remove_spool_leftovers
 from launcher.api.model import ModelServicer
 from launcher.api.persistent import PersistentLauncherServicer
-from launcher.api import tenancy
 from launcher.auth.interceptor import auth_interceptor
 from launcher.auth.keys import KeyStore
 from launcher.config import ServeOptions
-from launcher.executors import Executor, LocalExecutor
+from launcher.executors import Executor
+from launcher.executors.make import make_executor
 from launcher.http import HttpApi
 from launcher.http.wiring import http_api, split_address
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
 from launcher.launchers.sessions import SessionPool
-from launcher.sandbox import SandboxConfig, create_sandbox
-from launcher.sandbox.gpus import GpuInventory, parse_fake_inventory
+from launcher.logsetup import configure as configure_logging
 from launcher.store.datasets import DatasetStore
 from launcher.store.db import Database, SchemaError
 from launcher.store.jobs import JobRecords
@@ -44,6 +43,8 @@ from launcher.store.launchers import PersistentLaunchers
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateStore
+from launcher.telemetry import Telemetry
+from launcher.telemetry import install as install_telemetry
 from launcher.v1 import (
     dataset_pb2,
     dataset_pb2_grpc,
@@ -72,6 +73,8 @@ class Launcher:
     #: The platform's HTTP API (``--http``), and the ``host:port`` it is bound to.
     http: HttpApi | None = None
     http_address: str | None = None
+    #: Job logs, the operator's job lines and metrics (``--metrics`` listener, if any).
+    telemetry: Telemetry | None = None
     #: The flock on the data root (``launcher.startup.lock_root``), released by ``stop``.
     root_lock: int | None = None
 
@@ -82,6 +85,8 @@ class Launcher:
         await self.sessions.close()
         if self.http is not None:
             await self.http.stop()
+        if self.telemetry is not None:
+            await self.telemetry.close()
         await self.server.stop(grace=2)
         await self.executor.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -209,19 +214,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         log.warning("%d jobs were lost with the previous launcher: launcher_terminated", lost)
     # Worker sockets live in a short private folder (Unix socket paths are limited to 108 bytes).
     run_dir = _make_run_dir(root)
-    sandbox = await create_sandbox(
-        SandboxConfig(
-            state_dir=run_dir / "sandbox",
-            disable=frozenset(options.sandbox_disable),
-            hide=(root,),
-            models_dir=root / "models",
-        )
-    )
-    gpus = GpuInventory(parse_fake_inventory(options.fake_gpus) if options.fake_gpus else None)
-    if gpus.gpus:
-        log.info("GPUs: %s", ", ".join(f"{g.id}: {g.model}" for g in gpus.gpus))
-    await sandbox.warm_up()
-    executor = LocalExecutor(sandbox, run_dir, root / "logs" / "jobs", gpus)
+    executor = await make_executor(options, root, run_dir)
     sessions = SessionPool(
         lambda worker: executor.stop(worker, "session"),
         idle_timeout=options.session_idle_seconds,
@@ -254,6 +247,16 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         "PersistentLauncher": PersistentLauncherServicer(launchers, jobs, executor, sessions, root),
     }
     tenancy.install(db, servicers, jobs, states, options.max_phase_seconds)
+    telemetry = install_telemetry(
+        root,
+        db,
+        jobs,
+        sessions,
+        executor,
+        servicers["Model"],
+        options.job_log_bytes,
+        options.metrics_per_model,
+    )
     model_pb2_grpc.add_ModelServicer_to_server(servicers["Model"], server)
     dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
@@ -285,12 +288,16 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     launcher = Launcher(
         server, jobs, executor, sessions, health_servicer, run_dir, addresses, root_lock=root_lock
     )
+    launcher.telemetry = telemetry
     if options.http is not None:
         # The platform's HTTP API: the same servicers, behind the same interceptor.
         launcher.http = http_api(
             servicers, interceptor, models, root / "tmp", lambda: not jobs._draining
         )
+        launcher.http.add_route("GET", "/metrics", telemetry.route())
         launcher.http_address = await launcher.http.start(*split_address(options.http))
+    if options.metrics is not None and options.metrics != options.http:
+        await telemetry.start_metrics(*split_address(options.metrics))
     return launcher
 
 
@@ -323,6 +330,12 @@ async def _serve(options: ServeOptions) -> int:
     if launcher.http_address is not None:
         log.info("platform HTTP API on http://%s/v0", launcher.http_address)
         print(f"launcher HTTP API on http://{launcher.http_address}/v0", flush=True)
+    metrics_at = launcher.http_address or None
+    if launcher.telemetry is not None and launcher.telemetry.metrics_address is not None:
+        metrics_at = launcher.telemetry.metrics_address
+    if metrics_at is not None:
+        log.info("metrics on http://%s/metrics", metrics_at)
+        print(f"launcher metrics on http://{metrics_at}/metrics", flush=True)
     hint = _try_hint(options.root.resolve() / "models")
     if hint is not None:
         print(
@@ -340,8 +353,5 @@ async def _serve(options: ServeOptions) -> int:
 
 
 def run_server(options: ServeOptions) -> int:
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(options.log_level, options.log_format, options.log_libraries)
     return asyncio.run(_serve(options))

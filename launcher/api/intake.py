@@ -21,8 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from launcher import rules
-from launcher.api.validation import check_id, check_name, spec_from_proto
+from launcher.api.placement import placeable_spec
+from launcher.api.validation import check_id, check_name
 from launcher.errors import RequestError, invalid
+from launcher.executors.base import Executor
 from launcher.jobs.request import JobRequest
 from launcher.jobs.resolve import (
     DatasetParam,
@@ -32,7 +34,6 @@ from launcher.jobs.resolve import (
     Resolver,
 )
 from launcher.rules import IntakeLimits
-from launcher.sandbox.gpus import GpuInventory
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.spool import Spool, open_spool_file, remove_spool_leftovers
@@ -59,10 +60,10 @@ class Intake:
         launchers: LauncherLookup,
         spool_dir: Path,
         snapshots: SnapshotStore | None = None,
-        gpus: GpuInventory | None = None,
+        executor: Executor | None = None,
         limits: IntakeLimits | None = None,
     ) -> None:
-        self.gpus = gpus
+        self.executor = executor
         self.models = models
         self.spool_dir = spool_dir
         self.limits = limits or IntakeLimits()
@@ -171,10 +172,10 @@ class Intake:
         location = header.execution_location.WhichOneof("location")
         request = JobRequest(model_id=model_id, name=name, model=None, startup_failure=None)
         if location == "temporary_launcher_spec":
-            request.spec = spec_from_proto(
+            request.spec = placeable_spec(
                 "executionLocation.spec",
                 header.execution_location.temporary_launcher_spec,
-                self.gpus,
+                self.executor,
             )
         elif location == "persistent_launcher_id":
             request.persistent_launcher_id = check_id(

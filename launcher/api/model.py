@@ -12,6 +12,7 @@ import grpc
 from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.intake import Intake
+from launcher.api.joblogs import JobLogApi
 from launcher.api.snapshots import SnapshotApi
 from launcher.api.states import StateApi
 from launcher.auth import access

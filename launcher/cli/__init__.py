@@ -12,6 +12,7 @@ import sys
 from launcher.cli import commands as _cli_commands
 from launcher.cli import create as _cli_create
 from launcher.cli import keys as _cli_keys
+from launcher.cli import run_job as _cli_run_job
 from launcher.cli import serve as _cli_serve
 from launcher.cli.output import dumps, exit_code
 from launcher.client import LauncherClient, LauncherConnectionError
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _cli_serve.add_parser(commands)
     _cli_keys.add_parser(commands)
+    _cli_run_job.add_parser(commands)
     _cli_create.add_parser(commands)
     _cli_commands.add_parsers(commands)
     return parser
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cli_serve.run(args)
         if args.command == "keys":
             return _cli_keys.run(args)
+        if args.command == "run-job":
+            return _cli_run_job.run(args)
         if (args.client_cert or args.client_key) and not (
             args.client_cert and args.client_key and args.tls_ca
         ):

@@ -64,8 +64,63 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="on SIGTERM, how long running jobs may finish before ending as launcher_terminated",
     )
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where workers run: this machine (default) or the nodes of a Ray cluster",
+    )
+    p.add_argument("--ray-address", metavar="HOST:PORT", help="the Ray cluster (--executor ray)")
+    p.add_argument(
+        "--relay-listen",
+        metavar="HOST:PORT",
+        default="127.0.0.1:0",
+        help="where Ray nodes dial this launcher's relay (--executor ray; default a free port)",
+    )
+    p.add_argument(
+        "--ray-node-dir",
+        type=Path,
+        default=Path("/var/tmp/launcher-node"),
+        metavar="DIR",
+        help="on each Ray node, the folder of model bundles and worker folders",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="the operator log on stderr: text lines, or one JSON object per line",
+    )
+    p.add_argument(
+        "--log-libraries",
+        action="store_true",
+        help="also show the libraries' (grpc, asyncio, aiohttp) lines below warning",
+    )
+    p.add_argument(
+        "--job-log-bytes",
+        type=_job_log_bytes,
+        default=1024 * 1024,
+        metavar="B",
+        help="keep at most B bytes of each job's log: its first and last halves (default 1 MiB)",
+    )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at GET /metrics there (also on --http when given)",
+    )
+    p.add_argument(
+        "--metrics-per-model",
+        action="store_true",
+        help="label the job counters with the model id too (one series per model)",
+    )
     bounds.add_arguments(p)
+
+
+def _job_log_bytes(text: str) -> int:
+    value = _non_negative(text)
+    if value < 64 * 1024:
+        raise argparse.ArgumentTypeError(f"expected at least 65536 bytes, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -111,10 +166,19 @@ def options(args: argparse.Namespace) -> ServeOptions:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         log_level=args.log_level,
+        log_format=args.log_format,
+        log_libraries=args.log_libraries,
+        job_log_bytes=args.job_log_bytes,
+        metrics=args.metrics,
+        metrics_per_model=args.metrics_per_model,
         drain_seconds=args.drain_seconds,
         session_idle_seconds=args.session_idle_seconds,
         max_idle_sessions=args.max_idle_sessions,
         fake_gpus=args.fake_gpus,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        relay_listen=args.relay_listen,
+        ray_node_dir=args.ray_node_dir,
         **bounds.options(args),
     )
 

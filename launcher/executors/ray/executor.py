@@ -1,0 +1,259 @@
+"""``RayExecutor``: each worker on a node of a Ray cluster, its protocol relayed to this hub.
+
+The runner, the store and the API are unchanged: ``start`` places a Ray task that holds
+the spec's resources on a node, which runs ``launcher run-job`` there (same sandbox, same
+worker) and dials this hub's relay; the data channel becomes the worker's session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from launcher import outcomes as oc
+from launcher.executors.base import PhaseFailed, Worker, terminated
+from launcher.executors.ray import bundle, control
+from launcher.executors.ray.jobspec import NodeJob
+from launcher.executors.ray.process import RelayedProcess
+from launcher.executors.ray.relay import RelayListener, Ticket
+from launcher.executors.ray.resources import check_feasible, ray_options
+from launcher.executors.ray.task import node_task
+from launcher.executors.teardown import Teardowns
+from launcher.spec import LauncherSpec
+from launcher.store.models import ModelConfig
+from launcher.worker.session import WorkerSession
+
+log = logging.getLogger("launcher.executors.ray")
+
+#: How long placement (Ray scheduling, bundle transfer, node sandbox) may take before the
+#: node's hello, on top of the model's code-startup limit.
+PLACEMENT_LIMIT = 120.0
+#: How often the cluster's node table is read (feasibility checks, dead nodes).
+NODES_POLL = 1.0
+
+
+class RayExecutor:
+    def __init__(
+        self,
+        address: str,
+        relay: RelayListener,
+        relay_address: str,
+        node_dir: Path,
+        log_dir: Path,
+        sandbox_disable: frozenset[str] = frozenset(),
+    ) -> None:
+        self.address = address
+        self.relay = relay
+        self.relay_address = relay_address
+        self.node_dir = node_dir
+        self.sandbox_disable = sandbox_disable
+        self._nodes: list[dict[str, Any]] = []
+        self._bundles: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._running: dict[int, RelayedProcess] = {}
+        self._layers: dict[str, str] = {}
+        self._teardowns = Teardowns(log_dir, self._after_teardown)
+        self._poller: asyncio.Task[None] | None = None
+        #: state of each start: model id, node id (for logs and tests).
+        self.placements: list[tuple[str, str]] = []
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str,
+        relay_listen: str,
+        node_dir: Path,
+        log_dir: Path,
+        sandbox_disable: frozenset[str] = frozenset(),
+    ) -> RayExecutor:
+        host, _, port = relay_listen.rpartition(":")
+        relay = RelayListener(host.strip("[]"), int(port))
+        await relay.start()
+        await asyncio.to_thread(
+            ray.init, address=address, log_to_driver=False, logging_level=logging.WARNING
+        )
+        executor = cls(address, relay, relay.address, node_dir, log_dir, sandbox_disable)
+        await executor._refresh_nodes()
+        executor._poller = asyncio.create_task(executor._poll_nodes())
+        log.info(
+            "executor ray: cluster %s, %d alive nodes, relay on %s",
+            address,
+            sum(1 for n in executor._nodes if n.get("Alive")),
+            relay.address,
+        )
+        return executor
+
+    # Cluster state -------------------------------------------------------------------------
+
+    async def _refresh_nodes(self) -> None:
+        self._nodes = await asyncio.to_thread(ray.nodes)
+
+    async def _poll_nodes(self) -> None:
+        while True:
+            await asyncio.sleep(NODES_POLL)
+            try:
+                await self._refresh_nodes()
+            except Exception:  # a hiccup of the GCS: keep the last table
+                log.exception("reading Ray's node table failed")
+                continue
+            dead = {n["NodeID"] for n in self._nodes if not n.get("Alive")}
+            for process in list(self._running.values()):
+                if process.hello.node_id in dead:
+                    process.lost("its node is dead in Ray's node table")
+
+    def check_spec(self, spec: LauncherSpec) -> None:
+        check_feasible(spec, self._nodes)
+
+    def layers(self) -> dict[str, str]:
+        return dict(self._layers) or {"executor": "ray: no node has reported its layers yet"}
+
+    def limits(self) -> dict[str, str]:
+        alive = [n for n in self._nodes if n.get("Alive")]
+        return {"executor": f"ray ({self.address})", "nodes": str(len(alive))}
+
+    # Workers -------------------------------------------------------------------------------
+
+    async def _bundle(self, model: ModelConfig) -> tuple[str, Any]:
+        key = (model.model_id, model.code_version)
+        if key not in self._bundles:
+            digest, raw = await asyncio.to_thread(bundle.make_bundle, model.path)
+            ref = await asyncio.to_thread(ray.put, raw)
+            self._bundles[key] = (digest, ref)
+        return self._bundles[key]
+
+    async def start(
+        self,
+        model: ModelConfig,
+        spec: LauncherSpec,
+        mounts: list[str],
+        connect_limit: float,
+        group: str | None = None,
+    ) -> Worker:
+        if mounts:
+            raise PhaseFailed(
+                oc.ModelException(
+                    "codeStartup", "mounted models are not supported on the Ray executor yet"
+                )
+            )
+        digest, ref = await self._bundle(model)
+        ticket = self.relay.issue(PLACEMENT_LIMIT + connect_limit)
+        job = NodeJob(
+            relay=self.relay_address,
+            token=ticket.token,
+            node_dir=str(self.node_dir),
+            runtime=model.runtime,
+            fresh_process=model.fresh_process,
+            spec=spec,
+            connect_limit=connect_limit,
+            digest=digest,
+            sandbox_disable=sorted(self.sandbox_disable),
+        )
+        task_ref = node_task.options(**ray_options(spec)).remote(job.to_json(), [ref])
+        ref_done = asyncio.wrap_future(task_ref.future())
+
+        def cancel() -> None:
+            with contextlib.suppress(Exception):
+                ray.cancel(task_ref, force=True)
+
+        try:
+            return await self._connect(model, ticket, ref_done, cancel, connect_limit)
+        except BaseException:
+            self.relay.revoke(ticket)
+            cancel()
+            raise
+
+    async def _first(self, fut: asyncio.Future[Any], ref_done: asyncio.Future[Any], limit: float):
+        """``fut``'s result, unless the Ray task ends first or ``limit`` passes."""
+        done, _ = await asyncio.wait(
+            {fut, ref_done}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+        )
+        if fut in done:
+            return fut.result()
+        if ref_done in done:
+            error = ref_done.exception() if not ref_done.cancelled() else "cancelled"
+            log.warning("the node task ended before its worker connected: %s", error)
+            raise PhaseFailed(oc.LauncherTerminated())
+        raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
+
+    async def _connect(
+        self,
+        model: ModelConfig,
+        ticket: Ticket,
+        ref_done: asyncio.Future[Any],
+        cancel: Any,
+        connect_limit: float,
+    ) -> Worker:
+        started = time.monotonic()
+        ctl_r, ctl_w = await self._first(ticket.channels["control"], ref_done, PLACEMENT_LIMIT)
+        line = await self._first(
+            asyncio.ensure_future(control.read_line(ctl_r)), ref_done, connect_limit
+        )
+        hello = control.decode(line) if line else None
+        if not isinstance(hello, control.Hello):
+            ctl_w.close()
+            raise PhaseFailed(oc.LauncherTerminated())
+        self._layers = hello.layers
+        process = RelayedProcess(hello, ctl_r, ctl_w, ref_done, cancel)
+        self._running[id(process)] = process
+        try:
+            data = asyncio.ensure_future(ticket.channels["data"])
+            ended = asyncio.ensure_future(process.wait())
+            done, _ = await asyncio.wait(
+                {data, ended}, timeout=connect_limit, return_when=asyncio.FIRST_COMPLETED
+            )
+            if data not in done:
+                ended.cancel()
+                if ended in done:
+                    raise PhaseFailed(terminated(ended.result()))
+                raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
+            ended.cancel()
+        except BaseException:
+            self._running.pop(id(process), None)
+            process.kill()
+            raise
+        reader, writer = data.result()
+        process.attach_data(writer)
+        self.placements.append((model.model_id, hello.node_id))
+        log.info(
+            "model %s: worker placed on node %s in %.2f s",
+            model.model_id,
+            hello.node_id[:12],
+            time.monotonic() - started,
+        )
+        relative = model.main_py.relative_to(model.path)
+        return Worker(
+            process,
+            WorkerSession(reader, writer),
+            None,
+            model.model_id,
+            model.code_version,
+            (),
+            main_py=Path(hello.model_dir) / relative,
+        )
+
+    def release(self, worker: Worker, log_name: str) -> None:
+        self._teardowns.release(worker, log_name)
+
+    async def stop(self, worker: Worker, log_name: str) -> None:
+        await self._teardowns.stop(worker, log_name)
+
+    async def _after_teardown(self, worker: Worker) -> None:
+        self._running.pop(id(worker.process), None)
+
+    def open_group(self, group: str, spec: LauncherSpec) -> None:
+        """Each worker of a persistent launcher holds the launcher's spec on its node."""
+
+    def close_group(self, group: str) -> None:
+        """Nothing is held between workers."""
+
+    async def close(self) -> None:
+        await self._teardowns.wait()
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.relay.close()
+        await asyncio.to_thread(ray.shutdown)

@@ -1,0 +1,194 @@
+"""``launcher run-job``: the node side of one worker on a Ray cluster.
+
+Reads the job (JSON) on stdin; builds the same sandbox and worker as the hub would; dials
+the hub's relay (control first: hello with this node's sandbox layers; then data, once the
+worker connected) and splices the unchanged worker protocol between the worker's Unix socket
+and the hub. It heartbeats, kills the worker when the hub says so or goes away, and reports
+how the worker ended (exit code / signal / oom, log tail) before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+from launcher import outcomes as oc
+from launcher.executors.base import PhaseFailed
+from launcher.executors.connect import start_connected
+from launcher.executors.plan import worker_plan
+from launcher.executors.ray import control
+from launcher.executors.ray.jobspec import NodeJob
+from launcher.sandbox import SandboxConfig, create_sandbox
+from launcher.sandbox.types import WorkerProcess
+
+log = logging.getLogger("launcher.node")
+
+CHUNK = 1 << 20
+
+
+async def dial(job: NodeJob, channel: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, _, port = job.relay.rpartition(":")
+    tls = ssl.create_default_context(cafile=job.relay_ca) if job.relay_ca else None
+    reader, writer = await asyncio.open_connection(
+        host.strip("[]"), int(port), limit=4 << 20, ssl=tls
+    )
+    writer.write(control.handshake(channel, job.token))
+    answer = await asyncio.wait_for(reader.readuntil(b"\n"), 10)
+    if answer != b"OK\n":
+        writer.close()
+        raise ConnectionRefusedError(f"the hub refused the {channel} channel: {answer!r}")
+    return reader, writer
+
+
+async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    """Copy until EOF, at most one chunk in flight (memory stays bounded)."""
+    try:
+        while chunk := await src.read(CHUNK):
+            dst.write(chunk)
+            await dst.drain()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.close()
+
+
+class NodeRun:
+    def __init__(self, job: NodeJob) -> None:
+        self.job = job
+        self.process: WorkerProcess | None = None
+        self.ctl_w: asyncio.StreamWriter | None = None
+        self.killed = asyncio.Event()
+
+    def send(self, kind: str, **fields: Any) -> None:
+        if self.ctl_w is not None and not self.ctl_w.is_closing():
+            self.ctl_w.write(control.encode(kind, **fields))
+
+    def _output(self, stream: str, data: bytes) -> None:
+        for start in range(0, len(data), 64 << 10):
+            chunk = data[start : start + (64 << 10)]
+            self.send("output", stream=stream, data=chunk.decode("utf-8", "replace"))
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        """The hub's orders: ``kill``; EOF (the hub went away) means kill too."""
+        try:
+            while line := await control.read_line(reader):
+                if control.decode(line) == "kill":
+                    break
+        except (control.ControlError, OSError):
+            pass
+        self.killed.set()
+        if self.process is not None:
+            self.process.kill()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.send("heartbeat")
+            await asyncio.sleep(control.HEARTBEAT)
+
+    async def run(self) -> int:
+        job = self.job
+        work = Path(job.node_dir) / "run" / f"j{os.getpid()}"
+        work.mkdir(parents=True, mode=0o711)
+        sandbox = await create_sandbox(
+            SandboxConfig(
+                state_dir=work / "sandbox",
+                disable=frozenset(job.sandbox_disable) | {"zygote"},
+                models_dir=Path(job.node_dir) / "bundles",
+            )
+        )
+        ctl_r, self.ctl_w = await dial(job, "control")
+        self.send(
+            "hello",
+            nodeId=job.node_id,
+            layers=sandbox.layers(),
+            modelDir=job.model_dir,
+            pid=os.getpid(),
+        )
+        tasks = [
+            asyncio.create_task(self._listen(ctl_r)),
+            asyncio.create_task(self._heartbeat()),
+        ]
+        try:
+            return await self._worker(sandbox, work)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(OSError):
+                await self.ctl_w.drain()
+            self.ctl_w.close()
+            await sandbox.close()
+            shutil.rmtree(work, ignore_errors=True)
+
+    async def _worker(self, sandbox: Any, work: Path) -> int:
+        job = self.job
+        wdir = work / "w"
+        wdir.mkdir(mode=0o700)
+        plan = worker_plan(
+            job.runtime, job.fresh_process, Path(job.model_dir), wdir, job.spec, [], job.gpu_ids
+        )
+        try:
+            self.process, wr, ww = await start_connected(sandbox, plan, job.connect_limit)
+        except PhaseFailed as e:
+            outcome = e.outcome
+            if isinstance(outcome, oc.CodeTerminated):
+                self.send(
+                    "terminated",
+                    exitCode=outcome.exit_code,
+                    signal=outcome.signal,
+                    oom=outcome.oom,
+                    logTail="",
+                )
+            else:
+                self.send("startTimeout")
+            return 0
+        process = self.process
+        process.sink = self._output
+        if self.killed.is_set():
+            process.kill()
+        try:
+            data_r, data_w = await dial(job, "data")
+        except (OSError, ConnectionRefusedError, TimeoutError):
+            process.kill()
+            await process.close()
+            return 1
+        pumps = [
+            asyncio.create_task(pump(wr, data_w)),
+            asyncio.create_task(pump(data_r, ww)),
+        ]
+        termination = await process.wait()
+        process.drain_output()
+        await process.close()
+        for task in pumps:
+            task.cancel()
+        self.send(
+            "terminated",
+            exitCode=termination.exit_code,
+            signal=termination.signal,
+            oom=termination.oom,
+            logTail=process.log_tail()[-(control.MAX_LINE // 4) :],
+        )
+        return 0
+
+
+def main() -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raw = sys.stdin.buffer.read(1 << 20)
+    try:
+        job = NodeJob.from_json(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"run-job: bad job description: {e}", file=sys.stderr)
+        return 2
+    return asyncio.run(NodeRun(job).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The Ray side of a node: a task (or actor method) that starts ``launcher run-job`` there.
+
+It runs in a Ray worker process on the chosen node, unpacks the model bundle into the
+node's cache (only when that digest is not there yet), and starts ``run-job`` with the
+job on stdin; ``run-job`` dies with this process (parent-death signal), so ``ray.cancel``
+and a dead Ray worker take the sandboxed worker with them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from launcher.executors.ray import bundle
+
+
+def _die_with_parent() -> None:
+    from launcher.sandbox import libc
+
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_on_node(job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
+    cache = Path(job["nodeDir"]) / "bundles"
+    model_dir = bundle.cached(cache, job["digest"])
+    if model_dir is None:
+        model_dir = bundle.unpack(cache, job["digest"], ray.get(bundle_refs[0]))
+    context = ray.get_runtime_context()
+    job = {
+        **job,
+        "modelDir": str(model_dir),
+        "nodeId": context.get_node_id(),
+        "gpuIds": [str(g) for g in ray.get_gpu_ids()],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "launcher.cli", "run-job"],
+        stdin=subprocess.PIPE,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
+    )
+    proc.communicate(json.dumps(job).encode())
+    return {"returncode": proc.returncode, "nodeId": job["nodeId"]}
+
+
+node_task = ray.remote(max_retries=0)(run_on_node)
