@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from launcher.cli import bounds
+from launcher.cli import bounds, tenants
 from launcher.cli.args import csv
 from launcher.config import ServeOptions
 
@@ -114,6 +114,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="label the job counters with the model id too (one series per model)",
     )
     bounds.add_arguments(p)
+    tenants.add_arguments(p)
 
 
 def _job_log_bytes(text: str) -> int:
@@ -180,6 +181,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         relay_listen=args.relay_listen,
         ray_node_dir=args.ray_node_dir,
         **bounds.options(args),
+        **tenants.options(args),
     )
 
 
