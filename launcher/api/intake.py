@@ -15,6 +15,7 @@ param, and a stream that sends nothing for ``idle_seconds`` is ended.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -120,7 +121,9 @@ class Intake:
         with self._slot():
             request, mounts, dataset_params = self._check_header(header)
             try:
+                started = time.monotonic_ns()
                 await asyncio.to_thread(self.resolver.resolve, request, mounts, dataset_params)
+                request.resolve_ns = time.monotonic_ns() - started
                 await self._receive_inline(header, request, rest)
             except BaseException:
                 request.close()

@@ -23,7 +23,8 @@ class Job:
     def __init__(self, state_id: str, request: JobRequest) -> None:
         self.state_id = state_id
         self.request = request
-        self.accepted_ns = time.monotonic_ns()
+        # Resolving the request (model folder, mounts, datasets) counts towards ``total``.
+        self.accepted_ns = time.monotonic_ns() - getattr(request, "resolve_ns", 0)
         self.started_at = time.time()  # Unix seconds
         self.response: asyncio.Future[oc.JobResult] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None

@@ -36,6 +36,8 @@ class JobRequest:
     mounts: list[ResolvedMount] = field(default_factory=list)
     spec: LauncherSpec | None = None  # temporary launcher
     persistent_launcher_id: str | None = None
+    #: How long resolving it took (model folder, mounts, datasets); counted in ``total``.
+    resolve_ns: int = 0
     #: The caller's tenant (its state belongs to it; queues are fair between tenants);
     #: None on a launcher without keys (the default tenant, never capped).
     tenant: str | None = None
