@@ -1,0 +1,52 @@
+"""Attacks the launcher through the worker protocol; the param 'what' picks how.
+
+shuffle_flood   shuffle the param 'x' 200 times, then read it
+json_flood      write 10 provideStateData events of 15 MB of JSON each (valid, padded), then
+                one of 15 MB of escaped text in a field the protocol does not have
+huge_details    answer the call with 8 MiB of exception details, then hang
+
+The frames are written straight to the runtime's own socket, as any code in the worker could.
+"""
+
+import asyncio
+import gc
+import json
+import struct
+
+from runtime import messages, protocol
+
+
+def _conn():
+    worker = next(o for o in gc.get_objects() if type(o).__name__ == "_Worker")
+    return worker._conn
+
+
+def _raw_message(body: bytes) -> list[bytes]:
+    return [bytes([protocol.MESSAGE]) + struct.pack(">IQ", 0, len(body)), body, b"\x00"]
+
+
+async def create(options):
+    what = (await options.params["what"].next())[0].item()
+    command_id = options.state_provider._call.command_id
+    if what == "shuffle_flood":
+        x = options.params["x"]
+        for _ in range(200):
+            x.shuffle()
+        await x.next(1)
+    elif what == "json_flood":
+        head = (
+            b'{"event":"provideStateData","params":{"commandId":' + json.dumps(command_id).encode()
+        )
+        padded = head + b',"names":[]' + b" " * (15 << 20) + b"}}"
+        for _ in range(10):
+            _conn().send(_raw_message(padded))
+        escaped = head + b',"names":[],"pad":"' + b"\\u00e9" * ((15 << 20) // 6) + b'"}}'
+        _conn().send(_raw_message(escaped))
+        await asyncio.sleep(3600)
+    elif what == "huge_details":
+        error = messages.ExceptionError("Traceback: " + "x" * (8 << 20) + " the end")
+        _conn().send(messages.CallResult(command_id, error).encode())
+        await asyncio.sleep(3600)
+
+
+model = {"createModelState": create}
