@@ -31,7 +31,7 @@ def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
     return model_pb2.CreateStateEvent(response=convert.create_state_response(err))
 
 
-class ModelServicer(SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
+class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServicer):
     def __init__(
         self,
         intake: Intake,

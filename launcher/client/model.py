@@ -230,12 +230,63 @@ class ModelApi:
         response = self._call.unary(self._stub.SnapshotModel, request)
         return resp.outcome(response, lambda r: {"snapshotId": r.snapshot_id})
 
+    def get_state_logs(
+        self, model_id: str, state_id: str, follow: bool = False
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """The job log of ``state_id`` (the model's stdout/stderr and the launcher's lines):
+        ``{"result": {"lines": [{"stream", "timestamp", "text"}...], "truncated": bool}}``.
+        With ``follow=True``: an iterator of those lines as they come, until the job ends (a
+        refusal comes as its one item, ``{"error": {...}}``)."""
+        if follow:
+            return self._follow_state_logs(model_id, state_id)
+        return self._state_logs(model_id, state_id)
+
+    def _log_request(
+        self, model_id: str, state_id: str, follow: bool
+    ) -> model_pb2.GetStateLogsRequest:
+        return model_pb2.GetStateLogsRequest(
+            model_id=need_str(model_id, "modelId"),
+            state_id=need_str(state_id, "stateId"),
+            follow=follow,
+        )
+
+    @answering
+    def _state_logs(self, model_id: str, state_id: str) -> dict[str, Any]:
+        request = self._log_request(model_id, state_id, False)
+        lines: list[dict[str, Any]] = []
+        truncated = False
+        for chunk in self._call.stream(self._stub.GetStateLogs, request):
+            if chunk.HasField("error"):
+                return {"error": resp.error_dict(chunk.error)}
+            lines.extend(_log_lines(chunk))
+            truncated = truncated or chunk.truncated
+        return {"result": {"lines": lines, "truncated": truncated}}
+
+    def _follow_state_logs(self, model_id: str, state_id: str) -> Iterator[dict[str, Any]]:
+        try:
+            request = self._log_request(model_id, state_id, True)
+        except RequestError as err:
+            yield refused(err)
+            return
+        try:
+            for chunk in self._call.stream(self._stub.GetStateLogs, request):
+                if chunk.HasField("error"):
+                    yield {"error": resp.error_dict(chunk.error)}
+                    return
+                yield from _log_lines(chunk)
+        except StatusAnswer as answer:
+            yield answer.answer
+
     @answering
     def delete_snapshot(self, model_id: str, snapshot_id: str) -> dict[str, Any]:
         request = model_pb2.SnapshotRef(
             model_id=need_str(model_id, "modelId"), snapshot_id=need_str(snapshot_id, "snapshotId")
         )
         return resp.outcome(self._call.unary(self._stub.DeleteSnapshot, request), resp.empty)
+
+
+def _log_lines(chunk: model_pb2.StateLogChunk) -> list[dict[str, Any]]:
+    return [{"stream": x.stream, "timestamp": x.timestamp, "text": x.text} for x in chunk.lines]
 
 
 def _state_ref(model_id: object, state_id: object) -> model_pb2.StateRef:

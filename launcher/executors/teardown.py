@@ -1,4 +1,4 @@
-"""One tracked teardown per worker: kill now, close its process, keep its log, release the rest."""
+"""One tracked teardown per worker: kill now, close its process, release the rest."""
 
 from __future__ import annotations
 
@@ -34,17 +34,11 @@ class Teardowns:
         await asyncio.shield(self.release(worker, log_name))
 
     async def _teardown(self, worker: Worker, log_name: str) -> None:
+        # What the worker wrote went to its jobs' logs as it came (launcher.store.joblogs).
         try:
             await worker.process.close()
         finally:
-            tail = worker.process.log_tail()
-            if tail:
-                await asyncio.to_thread(self._save_log, log_name, tail)
             await self._release(worker)
-
-    def _save_log(self, name: str, text: str) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        (self.log_dir / f"{name}.log").write_text(text)
 
     async def wait(self) -> None:
         if self._tasks:

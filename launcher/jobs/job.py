@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from launcher import outcomes as oc
@@ -31,6 +32,10 @@ class Job:
         self.cancel_requested = False
         self.cancel_outcome: oc.Failure = oc.Cancelled()
         self._subscribers: list[asyncio.Queue[PhaseEvent | oc.JobResult]] = []
+        #: Called at once with each phase event and then the result (job log, metrics).
+        self.listeners: list[Callable[[PhaseEvent | oc.JobResult], None]] = []
+        #: Where the model's output goes while this job runs: ``output(stream, data)``.
+        self.output: Callable[[str, bytes], None] | None = None
 
     @property
     def model_id(self) -> str:
@@ -50,6 +55,8 @@ class Job:
         return queue
 
     def emit(self, event: PhaseEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
         for queue in self._subscribers:
             queue.put_nowait(event)
 
@@ -66,6 +73,8 @@ class Job:
         if self.response.done():
             return
         self.response.set_result(response)
+        for listener in self.listeners:
+            listener(response)
         for queue in self._subscribers:
             queue.put_nowait(response)
         self._subscribers.clear()

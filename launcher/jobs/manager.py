@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from launcher import outcomes as oc
@@ -55,6 +56,8 @@ class JobManager:
         self._running = 0
         self._queued = 0
         self.jobs: dict[str, Job] = {}
+        #: Called with each accepted job, before it runs (its log, metrics, operator line).
+        self.observer: Callable[[Job], None] | None = None
         self._draining = False
 
     @property
@@ -71,6 +74,8 @@ class JobManager:
         job = Job(state_id, request)
         await asyncio.to_thread(self._accept, job)
         self.jobs[state_id] = job
+        if self.observer is not None:
+            self.observer(job)
         overloaded = self._running >= self.max_concurrent and self._queued >= self.max_queued
         if overloaded:
             request.close()

@@ -104,17 +104,21 @@ class JobRunner:
                     worker = await self.executor.start(
                         model, request.spec, list(mounts), model.max_code_startup
                     )
+                worker.process.sink = job.output
                 async with self._phase(job, oc.Phase.CODE_STARTUP, durations):
                     await self._initialize(worker, model)
             else:
                 worker = self.sessions.take(
                     launcher_id, model.model_id, model.code_version, mounts, request.tenant
                 )
-                if worker is None:  # a persistent launcher: the worker start is codeStartup's
+                if worker is not None:
+                    worker.process.sink = job.output
+                else:  # a persistent launcher: the worker start is codeStartup's
                     async with self._phase(job, oc.Phase.CODE_STARTUP, durations):
                         worker = await self.executor.start(
                             model, request.spec, list(mounts), model.max_code_startup, launcher_id
                         )
+                        worker.process.sink = job.output
                         await self._initialize(worker, model)
             others = [OtherModelSources(m.model_id, m.path, m.keys) for m in request.mounts]
             worker.busy()
@@ -139,6 +143,9 @@ class JobRunner:
             if not committed:
                 await asyncio.to_thread(pending.abort)
             if worker is not None:
+                # What it wrote before answering is this job's; what comes later is not.
+                worker.process.drain_output()
+                worker.process.sink = None
                 if keep_worker and launcher_id is not None:
                     self.sessions.put(launcher_id, worker, job.request.tenant)
                 else:  # killed now; its cgroup, folder and log are tidied after the answer

@@ -67,6 +67,10 @@ class SessionPool:
     def _discard(self, worker: Worker) -> None:
         asyncio.create_task(self._stop(worker))
 
+    def idle_count(self) -> int:
+        """How many warm sessions are idle now (for ``launcher_warm_sessions``)."""
+        return sum(len(workers) for workers in self._idle.values())
+
     def drop_launcher(self, launcher_id: str) -> None:
         """Stop every idle session of a launcher (it was deleted)."""
         for key in [k for k in self._idle if k[0] == launcher_id]:

@@ -90,6 +90,10 @@ class GpuInventory:
         self._taken.update(chosen)
         return chosen
 
+    def in_use(self) -> int:
+        """How many GPUs are assigned now (for ``launcher_gpus_in_use``)."""
+        return len(self._taken)
+
     def release(self, ids: list[str]) -> None:
         unknown = set(ids) - self._taken
         if unknown:

@@ -1,12 +1,13 @@
-"""Per-job logs on disk (``<root>/logs/jobs/``), one per state id, bounded, followable.
+"""Per-job logs on disk (``<root>/logs/jobs/<id>.joblog``), one per state id, bounded.
 
-While a job runs its log is a ``JobLog``: records (see ``joblog_buffer``) are kept in memory
-(bounded) and appended to ``<id>.head`` and, once the head is full, ``<id>.tail`` as they
-arrive (the tail file is rewritten from memory when it reaches twice the tail limit, so disk
-stays bounded too). When the job ends the kept log is written once to ``<id>.log`` (fsync'd,
-atomic) and the two work files go. After a crash the work files are what is left, and are read
-as head, cut, tail. The files live as long as the job record and are counted in the storage of
-whoever made the job (``stored_bytes``).
+While a job runs its log is a ``JobLog``: records (see ``joblog_buffer``) are kept in
+memory (bounded) and appended to ``<id>.joblog.head`` and, once the head is full,
+``<id>.joblog.tail`` as they arrive (the tail file is rewritten from memory when it reaches
+twice the tail limit, so disk stays bounded too). When the job ends the kept log is written
+once to ``<id>.joblog`` (fsync'd, atomic) and the two work files go. After a crash the work
+files are what is left, and are read as head, cut, tail. The files live as long as the job
+record and are counted in the storage of whoever made the job (``stored_bytes``). Followers
+get the lines as they come, until the job ends.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ DEFAULT_LOG_BYTES = 1024 * 1024
 MIN_LOG_BYTES = 64 * 1024
 
 _STATE_ID = re.compile(r"s-[a-z2-7]{20}")
-_SUFFIXES = (".log", ".head", ".tail", ".log.tmp", ".tail.tmp")
+_SUFFIXES = (".joblog", ".joblog.head", ".joblog.tail", ".joblog.tmp", ".joblog.tail.tmp")
 
 
 def valid_state_id(state_id: str) -> bool:
@@ -79,25 +80,25 @@ class JobLog:
     def _append(self, data: bytes) -> None:
         if not self.buffer.cut:
             if self._head_fd is None:
-                self._head_fd = _open_append(self._folder / f"{self.state_id}.head")
+                self._head_fd = _open_append(self._folder / f"{self.state_id}.joblog.head")
             os.write(self._head_fd, data)
             return
         head_part = b""
         if self._tail_fd is None:
             # The record that overflowed the head may have filled the head first.
             if self._head_fd is None:
-                self._head_fd = _open_append(self._folder / f"{self.state_id}.head")
+                self._head_fd = _open_append(self._folder / f"{self.state_id}.joblog.head")
             written = os.fstat(self._head_fd).st_size
             head_part = b"".join(b.data for b in self.buffer.head)[written:]
             os.write(self._head_fd, head_part)
-            self._tail_fd = _open_append(self._folder / f"{self.state_id}.tail")
+            self._tail_fd = _open_append(self._folder / f"{self.state_id}.joblog.tail")
         self._tail_file_bytes += len(data) - len(head_part)
         if self._tail_file_bytes <= 2 * self.buffer.tail_limit:
             os.write(self._tail_fd, data[len(head_part) :])
             return
         tail = self.buffer.tail_data()
-        path = self._folder / f"{self.state_id}.tail"
-        tmp = path.with_suffix(".tail.tmp")
+        path = self._folder / f"{self.state_id}.joblog.tail"
+        tmp = path.with_name(f"{self.state_id}.joblog.tail.tmp")
         tmp.write_bytes(tail)
         os.replace(tmp, path)
         os.close(self._tail_fd)
@@ -184,7 +185,7 @@ class JobLogs:
             yield lines, job_log.buffer.cut
 
     def _read_file(self, state_id: str) -> tuple[list[dict[str, Any]], bool] | None:
-        final = self.folder / f"{state_id}.log"
+        final = self.folder / f"{state_id}.joblog"
         try:
             lines = parse_records(final.read_bytes())
         except FileNotFoundError:
@@ -192,11 +193,11 @@ class JobLogs:
         else:
             return lines, any(_is_cut(line) for line in lines)
         try:
-            head = (self.folder / f"{state_id}.head").read_bytes()
+            head = (self.folder / f"{state_id}.joblog.head").read_bytes()
         except FileNotFoundError:
             return None
         try:  # left by a crash: head, a cut of unknown size, the last part of the tail
-            tail = (self.folder / f"{state_id}.tail").read_bytes()
+            tail = (self.folder / f"{state_id}.joblog.tail").read_bytes()
         except FileNotFoundError:
             return parse_records(head), False
         keep = self.limit - self.limit // 2
@@ -233,8 +234,8 @@ def _open_append(path: Path) -> int:
 
 
 def _write_final(folder: Path, state_id: str, data: bytes) -> None:
-    path = folder / f"{state_id}.log"
-    tmp = folder / f"{state_id}.log.tmp"
+    path = folder / f"{state_id}.joblog"
+    tmp = folder / f"{state_id}.joblog.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         view = memoryview(data)
@@ -244,7 +245,7 @@ def _write_final(folder: Path, state_id: str, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    for suffix in (".head", ".tail"):
+    for suffix in (".joblog.head", ".joblog.tail"):
         with contextlib.suppress(FileNotFoundError):
             (folder / f"{state_id}{suffix}").unlink()
     fsync_dir(folder)

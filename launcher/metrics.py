@@ -1,0 +1,151 @@
+"""Prometheus metrics of one launcher (``GET /metrics``), names prefixed ``launcher_``.
+
+Counters and histograms move as jobs end (``JobObserver``); the gauges are read at scrape
+time from the parts that know them (job manager, sessions, GPUs, sandbox, store), so nothing
+on a job's path pays for them. Labels are bounded: outcome codes, launcher type, phase,
+sandbox layer, tenant (capped), and model ids only with ``per_model``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("launcher.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Seconds: from a warm call (~ms) to the longest phase a model may ask for.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+#: At most this many tenants get their own stored-bytes series.
+MAX_TENANTS = 1000
+
+
+@dataclass
+class Sources:
+    """Where the gauges come from, each a callable read at scrape time."""
+
+    load: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (running, queued)
+    warm_sessions: Callable[[], int] = lambda: 0
+    gpus_in_use: Callable[[], int] = lambda: 0
+    layers: Callable[[], dict[str, str]] = dict
+    stored_bytes: Callable[[], dict[str, int]] = dict  # tenant -> bytes
+    extra: list[Callable[[], Iterable[Metric]]] = field(default_factory=list)
+
+
+class _Gauges(Collector):
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        running, queued = self.sources.load()
+        warm = self.sources.warm_sessions()
+        for name, doc, value in (
+            ("launcher_jobs_running", "Jobs running now.", running),
+            ("launcher_jobs_queued", "Jobs accepted and waiting for a slot.", queued),
+            ("launcher_warm_sessions", "Idle warm sessions of persistent launchers.", warm),
+            ("launcher_workers", "Live worker processes (running jobs and warm).", running + warm),
+            ("launcher_gpus_in_use", "GPUs assigned to workers now.", self.sources.gpus_in_use()),
+        ):
+            yield GaugeMetricFamily(name, doc, value=value)
+        layers = GaugeMetricFamily(
+            "launcher_sandbox_layer", "Each sandbox layer: 1 on, 0 off.", labels=["layer"]
+        )
+        for layer, state in sorted(self.sources.layers().items()):
+            layers.add_metric([layer], 1.0 if str(state).startswith("on") else 0.0)
+        yield layers
+        stored = GaugeMetricFamily(
+            "launcher_stored_bytes", "Bytes each tenant stores.", labels=["tenant"]
+        )
+        try:
+            by_tenant = self.sources.stored_bytes()
+        except Exception:  # a scrape must not fail for one source
+            log.exception("stored bytes could not be read for /metrics")
+            by_tenant = {}
+        for tenant, size in sorted(by_tenant.items())[:MAX_TENANTS]:
+            stored.add_metric([tenant], float(size))
+        yield stored
+        info = InfoMetricFamily("launcher_build", "The launcher's version.")
+        info.add_metric([], {"version": _version()})
+        yield info
+        for extra in self.sources.extra:
+            yield from extra()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("launcher")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class Metrics:
+    """One launcher's metrics in their own registry (not the process-global one)."""
+
+    def __init__(self, sources: Sources | None = None, per_model: bool = False) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.per_model = per_model
+        self.sources = sources or Sources()
+        labels = ["outcome", "launcher", *(["model"] if per_model else [])]
+        self.jobs = Counter(
+            "launcher_jobs", "Jobs ended, by outcome code.", labels, registry=self.registry
+        )
+        self.phase_seconds = Histogram(
+            "launcher_phase_duration_seconds",
+            "Each phase's duration.",
+            ["phase", "launcher"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.job_seconds = Histogram(
+            "launcher_job_duration_seconds",
+            "A job's total duration, from acceptance to its outcome.",
+            ["launcher"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.ingested = Counter(
+            "launcher_ingested_bytes",
+            "Param bytes received by createState.",
+            registry=self.registry,
+        )
+        self.persisted = Counter(
+            "launcher_persisted_bytes", "State bytes committed by jobs.", registry=self.registry
+        )
+        self.refused = Counter(
+            "launcher_refused_requests",
+            "createState requests refused before a job was accepted, by error code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.registry.register(_Gauges(self.sources))
+
+    def job_ended(
+        self,
+        code: str,
+        launcher: str,
+        model_id: str,
+        phases: dict[str, float],
+        total: float,
+        persisted: int,
+    ) -> None:
+        labels = [code, launcher, *([model_id] if self.per_model else [])]
+        self.jobs.labels(*labels).inc()
+        for phase, seconds in phases.items():
+            self.phase_seconds.labels(phase, launcher).observe(seconds)
+        self.job_seconds.labels(launcher).observe(total)
+        if persisted:
+            self.persisted.inc(persisted)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def render_async(self) -> bytes:
+        """The exposition text, made off the event loop (gauges may read the database)."""
+        return await asyncio.to_thread(self.render)

@@ -1,0 +1,153 @@
+"""What the launcher tells about each job: its job log, its operator log line, its metrics.
+
+``JobObserver.accepted`` is the job manager's observer: it opens the job's log (the
+``accepted`` line), points the job's output at it, and listens to the job's phase events and
+result, all synchronously, so that when a caller sees the answer the job's log, its INFO line
+and its counters are already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from launcher import outcomes as oc
+from launcher.auth import access
+from launcher.jobs.job import Job, PhaseEvent
+from launcher.metrics import Metrics
+from launcher.store.joblogs import JobLog, JobLogs
+
+log = logging.getLogger("launcher.jobs")
+
+
+def outcome_text(result: oc.JobResult) -> str:
+    """The outcome as the job log says it: the code and what explains it."""
+    outcome = result.outcome
+    if isinstance(outcome, oc.Success):
+        return "success"
+    error = oc.failure_error_json(outcome)
+    code = error.pop("code")
+    if isinstance(outcome, oc.InvalidExecutableFile | oc.ReadExecutableFileFailed):
+        return f"{code}: {outcome.reason}"
+    if isinstance(outcome, oc.Unknown):
+        return f"{code}: an internal error; the operator's log has it under {outcome.reason}"
+    details = ", ".join(f"{k}={v}" for k, v in error.items() if k != "exceptionDetails")
+    text = f"{code} ({details})" if details else code
+    if isinstance(outcome, oc.ModelException) and outcome.details:
+        text += f": {outcome.details.strip().splitlines()[-1][:500]}"
+    return text
+
+
+class JobObserver:
+    def __init__(
+        self,
+        logs: JobLogs,
+        metrics: Metrics | None = None,
+        persisted_bytes: Callable[[str], int] | None = None,
+    ) -> None:
+        self.logs = logs
+        self.metrics = metrics
+        self._persisted_bytes = persisted_bytes
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def accepted(self, job: Job) -> None:
+        job_log = self.logs.open(job.state_id)
+        job.output = job_log.output
+        request = job.request
+        where = (
+            f"persistent launcher {request.persistent_launcher_id}"
+            if request.persistent_launcher_id is not None
+            else "a temporary launcher"
+        )
+        job_log.launcher(f"accepted {job.state_id}: model {job.model_id}, on {where}")
+        if self.metrics is not None:
+            size = 0
+            for source in request.params.values():
+                try:
+                    size += source.total_byte_size()
+                except Exception:  # a param that cannot tell its size counts for nothing
+                    continue
+            if size:
+                self.metrics.ingested.inc(size)
+        caller = access.current()  # accepted within the createState call: its caller
+        key = caller.key.name if caller.key is not None else None
+        who = (caller.tenant, key)
+        job.listeners.append(lambda item: self._on(job, job_log, who, item))
+
+    def _on(
+        self,
+        job: Job,
+        job_log: JobLog,
+        who: tuple[str, str | None],
+        item: PhaseEvent | oc.JobResult,
+    ) -> None:
+        if isinstance(item, PhaseEvent):
+            if item.finished:
+                job_log.launcher(f"phase {item.phase.value} finished in {item.duration} ms")
+            else:
+                job_log.launcher(f"phase {item.phase.value} started")
+            return
+        self._ended(job, job_log, who, item)
+
+    def _ended(
+        self, job: Job, job_log: JobLog, who: tuple[str, str | None], result: oc.JobResult
+    ) -> None:
+        durations = result.durations.to_json()
+        job_log.launcher(f"outcome: {outcome_text(result)} (total {durations['total']} ms)")
+        request = job.request
+        launcher = "temporary" if request.persistent_launcher_id is None else "persistent"
+        tenant, key_name = who
+        fields = {
+            "event": "job_ended",
+            "stateId": job.state_id,
+            "model": job.model_id,
+            "launcher": request.persistent_launcher_id or "temporary",
+            "tenant": tenant,
+            "key": key_name,
+            "outcome": result.code,
+            "durationsMs": durations,
+        }
+        log.info(
+            "job %s model=%s launcher=%s tenant=%s key=%s outcome=%s durations_ms=%s",
+            job.state_id,
+            job.model_id,
+            fields["launcher"],
+            tenant or "-",
+            key_name or "-",
+            result.code,
+            ",".join(f"{k}={v}" for k, v in durations.items()),
+            extra={"fields": fields},
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._close(job, job_log, result, launcher, durations)
+        )
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        if self.metrics is not None:
+            phases = {k: v / 1000 for k, v in durations.items() if k != "total"}
+            self.metrics.job_ended(
+                result.code, launcher, job.model_id, phases, durations["total"] / 1000, 0
+            )
+
+    async def _close(
+        self,
+        job: Job,
+        job_log: JobLog,
+        result: oc.JobResult,
+        launcher: str,
+        durations: dict[str, int],
+    ) -> None:
+        await self.logs.close(job_log)
+        if self.metrics is not None and result.success and self._persisted_bytes is not None:
+            try:
+                size = await asyncio.to_thread(self._persisted_bytes, job.state_id)
+            except Exception:
+                log.exception("job %s: its state's size could not be read", job.state_id)
+                return
+            self.metrics.persisted.inc(size)
+
+    async def close(self) -> None:
+        """Wait for the logs still being saved."""
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
