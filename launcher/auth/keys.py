@@ -71,12 +71,12 @@ class ApiKey:
         return {
             "id": self.id,
             "name": self.name,
-            "createdAt": self.created_at,
+            "createdAt": round(self.created_at * 1000),  # integer Unix milliseconds
             "models": "*" if self.models is None else sorted(self.models),
             "ratePerSecond": self.rate_per_second,
             "maxStoredBytes": self.max_stored_bytes,
             "maxConcurrentJobs": self.max_concurrent_jobs,
-            "revokedAt": self.revoked_at,
+            "revokedAt": None if self.revoked_at is None else round(self.revoked_at * 1000),
             "tenant": self.tenant,
             "admin": self.admin,
         }

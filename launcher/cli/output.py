@@ -59,15 +59,22 @@ def describe_outcome(response: dict[str, Any]) -> str:
     result = response["result"]
     if "success" in result:
         success = result["success"]
-        return f"state {success['stateId']} created in {success['durations']['total']:.2f} s"
+        total = seconds(success["durations"]["total"])
+        return f"state {success['stateId']} created in {total:.2f} s"
     failed = result["failed"]
     error = failed["error"]
-    text = f"state creation failed after {failed['durations']['total']:.2f} s: {error['code']}"
+    total = seconds(failed["durations"]["total"])
+    text = f"state creation failed after {total:.2f} s: {error['code']}"
     extra = {k: v for k, v in error.items() if k not in ("code", "exceptionDetails")}
     text += "".join(f"\n  {k}: {v}" for k, v in extra.items())
     if "exceptionDetails" in error:
         text += "\n" + error["exceptionDetails"].rstrip("\n")
     return text
+
+
+def seconds(milliseconds: int) -> float:
+    """A duration of the API (integer milliseconds) in seconds, for people to read."""
+    return milliseconds / 1000
 
 
 class PhaseDisplay:
@@ -97,8 +104,9 @@ class PhaseDisplay:
             if event["event"] == "phaseStarted":
                 self._running, self._since = event["phase"], time.monotonic()
             else:
-                line = f"{event['phase']} finished in {event['duration']:.3f} s"
-                self._finished.append(f"{event['phase']} {event['duration']:.3f} s")
+                took = seconds(event["duration"])
+                line = f"{event['phase']} finished in {took:.3f} s"
+                self._finished.append(f"{event['phase']} {took:.3f} s")
                 self._running = ""
                 if not self._live:
                     print(line, file=self._out, flush=True)

@@ -47,7 +47,7 @@ class PersistentLauncherApi:
             persistent_launcher_id=need_str(persistent_launcher_id, "persistentLauncherId")
         )
         if from_timestamp is not None:
-            request.from_timestamp = need_int(from_timestamp, "fromTimestamp") / 1000
+            request.from_timestamp = need_int(from_timestamp, "fromTimestamp")
         return resp.outcome(self._call.unary(self._stub.GetSysinfo, request), resp.sysinfo)
 
     @answering

@@ -1,7 +1,8 @@
 """Client-side response reading: proto messages to the seed's camelCase dicts.
 
-Timestamps are unix seconds (double) on the wire and integer milliseconds in the dicts, as
-the platform returns them. Optional proto fields appear in a dict only when set.
+Durations are integer milliseconds and timestamps integer Unix milliseconds, on the wire and
+in the dicts, as the platform returns them. Optional proto fields appear in a dict only when
+set. Phase names come from ``launcher.outcomes.Phase`` (the one table of them).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from launcher.outcomes import Phase
 from launcher.v1 import common_pb2, dataset_pb2, model_pb2, persistent_launcher_pb2
 
 _ERROR_FIELDS = (
@@ -19,10 +21,6 @@ _ERROR_FIELDS = (
     ("dataset_id", "datasetId"),
     ("dataset_key", "datasetKey"),
 )
-
-
-def millis(seconds: float) -> int:
-    return round(seconds * 1000)
 
 
 def error_dict(err: common_pb2.Error) -> dict[str, Any]:
@@ -47,15 +45,11 @@ def empty(_: Any) -> dict[str, Any]:
     return {}
 
 
-def durations(msg: model_pb2.Durations) -> dict[str, float]:
+def durations(msg: model_pb2.Durations) -> dict[str, int]:
     out = {"total": msg.total}
-    for field, key in (
-        ("create_launcher", "createLauncher"),
-        ("code_startup", "codeStartup"),
-        ("create_state", "createState"),
-    ):
-        if msg.HasField(field):
-            out[key] = getattr(msg, field)
+    for phase in Phase:
+        if msg.HasField(phase.snake):
+            out[phase.value] = getattr(msg, phase.snake)
     return out
 
 
@@ -105,11 +99,7 @@ def phase_event(msg: model_pb2.PhaseEvent) -> dict[str, Any]:
 
 
 def creating_states(msg: model_pb2.GetCreatingStatesResponse.Result) -> dict[str, Any]:
-    return {
-        "states": [
-            {"id": s.id, "name": s.name, "startedAt": millis(s.started_at)} for s in msg.states
-        ]
-    }
+    return {"states": [{"id": s.id, "name": s.name, "startedAt": s.started_at} for s in msg.states]}
 
 
 def _state(msg: model_pb2.StateInfo) -> dict[str, Any]:
@@ -122,7 +112,7 @@ def _state(msg: model_pb2.StateInfo) -> dict[str, Any]:
     return {
         "id": msg.id,
         "name": msg.name,
-        "createdAt": millis(msg.created_at),
+        "createdAt": msg.created_at,
         "beingDeleted": msg.being_deleted,
         "state": [{"key": k.key, "byteSize": k.byte_size} for k in msg.keys],
         "mountedModels": mounted,
@@ -131,7 +121,7 @@ def _state(msg: model_pb2.StateInfo) -> dict[str, Any]:
 
 
 def _model(msg: model_pb2.ModelInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": msg.id, "name": msg.name, "createdAt": millis(msg.created_at)}
+    out: dict[str, Any] = {"id": msg.id, "name": msg.name, "createdAt": msg.created_at}
     out["activeState"] = msg.active_state if msg.HasField("active_state") else None
     out["states"] = [_state(s) for s in msg.states]
     out["maxDurationsSeconds"] = {
@@ -139,7 +129,7 @@ def _model(msg: model_pb2.ModelInfo) -> dict[str, Any]:
         "createState": msg.max_durations_seconds.create_state,
     }
     out["snapshots"] = [
-        {"id": s.id, "name": s.name, "createdAt": millis(s.created_at), "stateId": s.state_id}
+        {"id": s.id, "name": s.name, "createdAt": s.created_at, "stateId": s.state_id}
         for s in msg.snapshots
     ]
     return out
@@ -165,7 +155,7 @@ def _dataset(msg: dataset_pb2.DatasetInfo) -> dict[str, Any]:
         "id": msg.id,
         "name": msg.name,
         "description": msg.description,
-        "createdAt": millis(msg.created_at),
+        "createdAt": msg.created_at,
         "keys": [_dataset_key(k) for k in msg.keys],
         "entries": msg.entries,
         "byteSize": msg.byte_size,
@@ -192,7 +182,7 @@ def _launcher(msg: persistent_launcher_pb2.PersistentLauncherInfo) -> dict[str, 
     return {
         "id": msg.id,
         "name": msg.name,
-        "createdAt": millis(msg.created_at),
+        "createdAt": msg.created_at,
         "spec": spec_dict(msg.spec),
         "state": {"type": msg.state},
         "running": [{"id": r.id, "type": r.type} for r in msg.running],
@@ -207,7 +197,7 @@ def persistent_launchers(
 
 def sysinfo(msg: persistent_launcher_pb2.GetSysinfoResponse.Result) -> dict[str, Any]:
     samples = [
-        {"timestamp": millis(s.timestamp), "cpus": s.cpus, "memory": s.memory, "disk": s.disk}
+        {"timestamp": s.timestamp, "cpus": s.cpus, "memory": s.memory, "disk": s.disk}
         for s in msg.sysinfo
     ]
     return {"sysinfo": samples, "sandboxLayers": list(msg.sandbox_layers)}

@@ -25,19 +25,19 @@ MiB = 1 << 20
 def success_events(state_id: str = "s-1") -> list[model_pb2.CreateStateEvent]:
     """A typical job on a temporary launcher: accepted, three phases, success."""
     events = [model_pb2.CreateStateEvent(accepted_state_id=state_id)]
-    for phase, seconds in (("createLauncher", 0.012), ("codeStartup", 0.1), ("createState", 0.05)):
+    for phase, ms in (("createLauncher", 12), ("codeStartup", 100), ("createState", 50)):
         events.append(
             model_pb2.CreateStateEvent(phase=model_pb2.PhaseEvent(phase=phase, state_id=state_id))
         )
         events.append(
             model_pb2.CreateStateEvent(
                 phase=model_pb2.PhaseEvent(
-                    finished=True, phase=phase, state_id=state_id, duration=seconds
+                    finished=True, phase=phase, state_id=state_id, duration=ms
                 )
             )
         )
     durations = model_pb2.Durations(
-        total=0.21, create_launcher=0.012, code_startup=0.1, create_state=0.05
+        total=210, create_launcher=12, code_startup=100, create_state=50
     )
     success = model_pb2.CreateStateSuccess(durations=durations, state_id=state_id)
     response = model_pb2.CreateStateResponse(result=model_pb2.CreateStateResult(success=success))

@@ -61,13 +61,16 @@ def test_create_prints_the_key_once_and_stores_only_its_hash(root: Path, capsys:
     code, listed, _ = keys(capsys, "list", "--root", str(root))
     assert code == 0 and [k["id"] for k in listed] == [made["id"]]
     assert "key" not in listed[0] and listed[0]["revokedAt"] is None
+    created = listed[0]["createdAt"]  # integer Unix milliseconds, like every API timestamp
+    assert type(created) is int and abs(created - time.time() * 1000) < 600_000
 
 
 def test_revoke_marks_the_key_and_list_shows_it(root: Path, capsys: Capture) -> None:
     _, made, _ = keys(capsys, "create", "ops", "--root", str(root))
     assert made["models"] == "*"
     code, revoked, _ = keys(capsys, "revoke", made["id"], "--root", str(root))
-    assert code == 0 and revoked["revokedAt"] is not None
+    assert code == 0 and type(revoked["revokedAt"]) is int
+    assert revoked["revokedAt"] >= revoked["createdAt"]
     _, listed, _ = keys(capsys, "list", "--root", str(root))
     assert listed[0]["revokedAt"] == revoked["revokedAt"]
 

@@ -45,10 +45,10 @@ def test_create_state_json_prints_exactly_the_response(
         "result": {
             "success": {
                 "durations": {
-                    "total": 0.21,
-                    "createLauncher": 0.012,
-                    "codeStartup": 0.1,
-                    "createState": 0.05,
+                    "total": 210,
+                    "createLauncher": 12,
+                    "codeStartup": 100,
+                    "createState": 50,
                 },
                 "stateId": "s-1",
             }
@@ -118,7 +118,7 @@ def test_create_state_prints_plain_phase_lines_and_the_outcome_when_not_a_termin
 
 def _failed_events() -> list[model_pb2.CreateStateEvent]:
     error = model_pb2.FailedError(code="exception", at="createState", exception_details="Boom\n")
-    failed = model_pb2.CreateStateFailed(durations=model_pb2.Durations(total=1.5), error=error)
+    failed = model_pb2.CreateStateFailed(durations=model_pb2.Durations(total=1500), error=error)
     response = model_pb2.CreateStateResponse(result=model_pb2.CreateStateResult(failed=failed))
     return [*success_events()[:5], model_pb2.CreateStateEvent(response=response)]
 
@@ -150,7 +150,7 @@ def test_live_display_rewrites_one_line_with_phase_and_elapsed_time() -> None:
     display = PhaseDisplay(out, live=True)
     display.event({"event": "phaseStarted", "phase": "codeStartup", "stateId": "s"})
     display.event(
-        {"event": "phaseFinished", "phase": "codeStartup", "stateId": "s", "duration": 0.25}
+        {"event": "phaseFinished", "phase": "codeStartup", "stateId": "s", "duration": 250}
     )
     display.close()
     text = out.getvalue()

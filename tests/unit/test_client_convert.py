@@ -103,7 +103,7 @@ def test_dataset_keys_map_rules_and_come_back_the_same() -> None:
     msgs = req.dataset_keys_to_proto(keys)
     assert msgs[0].rules.has_shape and list(msgs[0].rules.shape) == [-1, 3]
     assert not msgs[1].rules.has_shape
-    info = dataset_pb2.DatasetInfo(id="d", keys=msgs, created_at=2.5)
+    info = dataset_pb2.DatasetInfo(id="d", keys=msgs, created_at=2500)
     result = resp.datasets(dataset_pb2.GetDatasetsResponse.Result(datasets=[info], total=1))
     assert result["datasets"][0]["keys"] == keys
     assert result["datasets"][0]["createdAt"] == 2500
@@ -129,7 +129,7 @@ def test_error_dict_has_only_the_set_fields() -> None:
     }
 
 
-def _failed(error: model_pb2.FailedError, **durations: float) -> model_pb2.CreateStateResponse:
+def _failed(error: model_pb2.FailedError, **durations: int) -> model_pb2.CreateStateResponse:
     failed = model_pb2.CreateStateFailed(durations=model_pb2.Durations(**durations), error=error)
     return model_pb2.CreateStateResponse(result=model_pb2.CreateStateResult(failed=failed))
 
@@ -168,15 +168,15 @@ def _failed(error: model_pb2.FailedError, **durations: float) -> model_pb2.Creat
 def test_failed_outcomes_carry_exactly_their_codes_fields(
     error: model_pb2.FailedError, expected: dict[str, object]
 ) -> None:
-    response = resp.create_state_response(_failed(error, total=1.0, code_startup=0.5))
+    response = resp.create_state_response(_failed(error, total=1000, code_startup=500))
     assert response == {
-        "result": {"failed": {"durations": {"total": 1.0, "codeStartup": 0.5}, "error": expected}}
+        "result": {"failed": {"durations": {"total": 1000, "codeStartup": 500}, "error": expected}}
     }
 
 
 def test_zero_durations_that_are_set_are_kept() -> None:
-    durations = model_pb2.Durations(total=0.0, create_state=0.0)
-    assert resp.durations(durations) == {"total": 0.0, "createState": 0.0}
+    durations = model_pb2.Durations(total=0, create_state=0)
+    assert resp.durations(durations) == {"total": 0, "createState": 0}
 
 
 def test_request_errors_of_create_state_become_the_error_value() -> None:
@@ -188,16 +188,16 @@ def test_phase_events_have_duration_only_when_finished() -> None:
     started = resp.phase_event(model_pb2.PhaseEvent(phase="codeStartup", state_id="s"))
     assert started == {"event": "phaseStarted", "phase": "codeStartup", "stateId": "s"}
     finished = resp.phase_event(
-        model_pb2.PhaseEvent(finished=True, phase="codeStartup", state_id="s", duration=0.0)
+        model_pb2.PhaseEvent(finished=True, phase="codeStartup", state_id="s", duration=0)
     )
-    assert finished["event"] == "phaseFinished" and finished["duration"] == 0.0
+    assert finished["event"] == "phaseFinished" and finished["duration"] == 0
 
 
 def test_models_map_to_model_and_state_dicts() -> None:
     state = model_pb2.StateInfo(
         id="s",
         name="init",
-        created_at=1.001,
+        created_at=1001,
         keys=[model_pb2.StateKeyInfo(key="w", byte_size=9)],
         mounted_models=[
             model_pb2.MountedModelInfo(model_id="o"),
@@ -207,11 +207,11 @@ def test_models_map_to_model_and_state_dicts() -> None:
     model = model_pb2.ModelInfo(
         id="m",
         name="M",
-        created_at=3,
+        created_at=3000,
         active_state="s",
         states=[state],
         max_durations_seconds=model_pb2.MaxDurations(code_startup=120, create_state=3600),
-        snapshots=[model_pb2.SnapshotInfo(id="sn", name="v1", created_at=4, state_id="s")],
+        snapshots=[model_pb2.SnapshotInfo(id="sn", name="v1", created_at=4000, state_id="s")],
     )
     result = resp.models(model_pb2.GetModelsResponse.Result(models=[model], total=1, limit=20))
     assert result == {
@@ -246,7 +246,7 @@ def test_models_map_to_model_and_state_dicts() -> None:
 
 def test_creating_states_use_millisecond_timestamps() -> None:
     result = model_pb2.GetCreatingStatesResponse.Result(
-        states=[model_pb2.CreatingState(id="s", name="n", started_at=10.5)]
+        states=[model_pb2.CreatingState(id="s", name="n", started_at=10500)]
     )
     assert resp.creating_states(result) == {
         "states": [{"id": "s", "name": "n", "startedAt": 10500}]
@@ -257,7 +257,7 @@ def test_persistent_launchers_map_state_and_running_operations() -> None:
     info = pl_pb2.PersistentLauncherInfo(
         id="p",
         name="gpu box",
-        created_at=1,
+        created_at=1000,
         spec=common_pb2.LauncherSpec(cpus=2, memory_mebibytes=1024),
         state="active",
         running=[pl_pb2.RunningOperation(id="s-1", type="createState")],

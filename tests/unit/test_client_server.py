@@ -58,17 +58,17 @@ def test_create_state_stream_yields_phase_events_then_the_response(
         "event": "phaseFinished",
         "phase": "createLauncher",
         "stateId": "s-1",
-        "duration": 0.012,
+        "duration": 12,
     }
     assert len(items) == 7
     assert items[-1] == {
         "result": {
             "success": {
                 "durations": {
-                    "total": 0.21,
-                    "createLauncher": 0.012,
-                    "codeStartup": 0.1,
-                    "createState": 0.05,
+                    "total": 210,
+                    "createLauncher": 12,
+                    "codeStartup": 100,
+                    "createState": 50,
                 },
                 "stateId": "s-1",
             }
@@ -279,7 +279,7 @@ def test_get_entries_refuses_an_invalid_tensor_from_the_server(
 def test_get_sysinfo_sends_seconds_and_returns_milliseconds(
     client: LauncherClient, fake_server: FakeServer
 ) -> None:
-    sample = persistent_launcher_pb2.SysinfoSample(timestamp=1700000000.25, cpus=0.5, memory=10)
+    sample = persistent_launcher_pb2.SysinfoSample(timestamp=1700000000250, cpus=0.5, memory=10)
     fake_server.fake.sysinfo.result.sysinfo.append(sample)
     response = client.persistent_launcher.get_sysinfo(
         persistent_launcher_id="p", from_timestamp=1700000000000
@@ -287,7 +287,7 @@ def test_get_sysinfo_sends_seconds_and_returns_milliseconds(
     assert response["result"]["sysinfo"] == [
         {"timestamp": 1700000000250, "cpus": 0.5, "memory": 10, "disk": 0}
     ]
-    assert fake_server.fake.last("GetSysinfo").from_timestamp == 1700000000.0
+    assert fake_server.fake.last("GetSysinfo").from_timestamp == 1700000000000
 
 
 def test_tls_client_against_a_plaintext_server_raises_connection_error(

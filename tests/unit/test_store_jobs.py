@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from launcher import outcomes as oc
 from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
 from launcher.store.states import StateStore
 
-SUCCESS = {"result": {"success": {"stateId": "s-1", "durations": {"total": 1.5}}}}
+SUCCESS = oc.JobResult(oc.Success("s-1"), oc.Durations(total=1500))
 
 
 def test_job_is_running_then_finished_with_its_response(tmp_path: Path) -> None:
     jobs = JobRecords(Database(tmp_path / "launcher.db"))
     jobs.started("s-1", "m", "init", 100.0)
     assert jobs.get("m", "s-1") == ("running", None)
-    assert jobs.running("m") == [{"id": "s-1", "name": "init", "startedAt": 100.0}]
     jobs.finished("s-1", SUCCESS)
     assert jobs.get("m", "s-1") == ("finished", SUCCESS)
-    assert jobs.running("m") == []
 
 
 def test_unknown_job_or_other_models_job_is_none(tmp_path: Path) -> None:
@@ -28,15 +28,6 @@ def test_unknown_job_or_other_models_job_is_none(tmp_path: Path) -> None:
     jobs.started("s-1", "m", "init", 1.0)
     assert jobs.get("m", "s-2") is None
     assert jobs.get("other", "s-1") is None
-    assert jobs.running("other") == []
-
-
-def test_running_lists_only_that_models_jobs_oldest_first(tmp_path: Path) -> None:
-    jobs = JobRecords(Database(tmp_path / "launcher.db"))
-    jobs.started("s-b", "m", "second", 2.0)
-    jobs.started("s-a", "m", "first", 1.0)
-    jobs.started("s-c", "n", "other", 0.5)
-    assert [j["id"] for j in jobs.running("m")] == ["s-a", "s-b"]
 
 
 def test_starting_a_job_twice_is_refused(tmp_path: Path) -> None:
@@ -71,17 +62,9 @@ def test_reconcile_turns_lost_jobs_into_launcher_terminated(tmp_path: Path) -> N
     assert after.reconcile(now=112.5) == 1
     assert after.get("m", "s-lost") == (
         "finished",
-        {
-            "result": {
-                "failed": {
-                    "durations": {"total": 12.5},
-                    "error": {"code": "launcher_terminated"},
-                }
-            }
-        },
+        oc.JobResult(oc.LauncherTerminated(), oc.Durations(total=12500)),
     )
     assert after.get("m", "s-done") == ("finished", SUCCESS)
-    assert after.running("m") == []
     assert after.reconcile(now=200.0) == 0
 
 
@@ -91,16 +74,72 @@ def test_reconcile_answers_success_when_the_state_was_committed(tmp_path: Path) 
     jobs.started("s-made", "m", "made", 100.0)
     StateStore(tmp_path, db).begin("m", "made", state_id="s-made").commit()
     assert jobs.reconcile(now=1e12) == 1
-    status, response = jobs.get("m", "s-made") or ("", None)
-    assert status == "finished" and response is not None
-    success = response["result"]["success"]
-    assert success["stateId"] == "s-made"
-    assert 0 < success["durations"]["total"] < 1e12 - 100.0
+    status, result = jobs.get("m", "s-made") or ("", None)
+    assert status == "finished" and result is not None
+    assert result.outcome == oc.Success("s-made")
+    assert 0 < result.durations.total < (1e12 - 100.0) * 1000
+    assert type(result.durations.total) is int
 
 
-def test_response_that_is_not_json_is_refused(tmp_path: Path) -> None:
-    jobs = JobRecords(Database(tmp_path / "launcher.db"))
-    jobs.started("s-1", "m", "init", 1.0)
-    with pytest.raises(TypeError):
-        jobs.finished("s-1", {"result": {"bytes": b"raw"}})
-    assert jobs.get("m", "s-1") == ("running", None)
+EVERY_OUTCOME = [
+    oc.Success("s-1"),
+    oc.ModelException(oc.Phase.CODE_STARTUP, "Traceback ...\nValueError: x"),
+    oc.ModelException(oc.Phase.CREATE_STATE, None),
+    oc.CodeTerminated(exit_code=3),
+    oc.CodeTerminated(signal="SIGKILL", oom=True),
+    oc.MaxDurationExceeded(oc.Phase.CREATE_STATE),
+    oc.Cancelled(),
+    oc.LauncherTerminated(),
+    oc.ServerOverloaded(),
+    oc.Unknown("0123456789ab"),
+]
+
+
+@pytest.mark.parametrize("outcome", EVERY_OUTCOME, ids=lambda o: type(o).__name__)
+def test_every_outcome_is_replayed_as_it_was_recorded(tmp_path: Path, outcome: oc.Outcome) -> None:
+    db = Database(tmp_path / "launcher.db")
+    result = oc.JobResult(
+        outcome,
+        oc.Durations(
+            total=2345,
+            phases={oc.Phase.CREATE_LAUNCHER: 12, oc.Phase.CODE_STARTUP: 1000},
+        ),
+    )
+    JobRecords(db).started("s-1", "m", "n", 1.0)
+    JobRecords(db).finished("s-1", result)
+    db.close()
+    assert JobRecords(Database(tmp_path / "launcher.db")).get("m", "s-1") == ("finished", result)
+
+
+def test_records_of_an_older_launcher_in_seconds_replay_in_milliseconds(tmp_path: Path) -> None:
+    """Older launchers stored the seed's JSON itself, with float seconds."""
+    db = Database(tmp_path / "launcher.db")
+    jobs = JobRecords(db)
+    old = {
+        "s-ok": {"result": {"success": {"durations": {"total": 1.5, "createState": 0.25},
+                                         "stateId": "s-ok"}}},
+        "s-boom": {"result": {"failed": {
+            "durations": {"total": 2.0004, "codeStartup": 1.9996},
+            "error": {"code": "exception", "at": "codeStartup", "exceptionDetails": "boom"},
+        }}},
+    }  # fmt: skip
+    for state_id, response in old.items():
+        jobs.started(state_id, "m", "n", 1.0)
+        with db.transaction(fsync=False) as conn:
+            conn.execute(
+                "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
+                (json.dumps(response), state_id),
+            )
+    assert jobs.get("m", "s-ok") == (
+        "finished",
+        oc.JobResult(
+            oc.Success("s-ok"), oc.Durations(total=1500, phases={oc.Phase.CREATE_STATE: 250})
+        ),
+    )
+    assert jobs.get("m", "s-boom") == (
+        "finished",
+        oc.JobResult(
+            oc.ModelException(oc.Phase.CODE_STARTUP, "boom"),
+            oc.Durations(total=2000, phases={oc.Phase.CODE_STARTUP: 2000}),
+        ),
+    )
