@@ -8,6 +8,7 @@ status) becomes the in-band error the gRPC client reports for it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +34,11 @@ class Refused(Exception):
 
 
 def _refusal(code: grpc.StatusCode, details: str) -> RequestError:
+    """The platform's error for an aborted call: the code alone for the auth refusals (as the
+    gRPC client reports them); a protocol abort is an ``invalid_parameter`` saying why."""
     mapped = _STATUS_CODES.get(code)
     if mapped is not None:
-        return (
-            RequestError(mapped, reason=details)
-            if mapped != "bad_credentials"
-            else (RequestError(mapped))
-        )
+        return RequestError(mapped)
     return RequestError("invalid_parameter", parameterName="body", reason=details)
 
 
@@ -132,12 +131,24 @@ class Bridge:
         self, service: str, method: str, request: Any, bearer: str | None
     ) -> AsyncIterator[Any]:
         behaviour, context = await self._behaviour(service, method, (False, True), bearer)
-        async for item in behaviour(request, context):
+        async for item in _stream(behaviour(request, context)):
             yield item
 
     async def stream_both(
         self, service: str, method: str, requests: AsyncIterator[Any], bearer: str | None
     ) -> AsyncIterator[Any]:
         behaviour, context = await self._behaviour(service, method, (True, True), bearer)
-        async for item in behaviour(requests, context):
+        async for item in _stream(behaviour(requests, context)):
             yield item
+
+
+async def _stream(answer: Any) -> AsyncIterator[Any]:
+    """A streaming behaviour's items; a refusal is a plain coroutine (it aborts, or returns
+    nothing), as grpc.aio allows for stream handlers."""
+    if inspect.isawaitable(answer):
+        value = await answer
+        if value is not None:
+            yield value
+        return
+    async for item in answer:
+        yield item

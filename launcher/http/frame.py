@@ -85,6 +85,8 @@ class RequestFrame:
             length, used = await read_varint(self._source, f"length of blob {i}")
             self.blob_lengths.append(length)
             header += used
+        if json_length > max_json:
+            raise FrameError(f"the JSON part is {json_length} bytes; at most {max_json}", 413)
         expected = header + json_length + sum(self.blob_lengths)
         if self._content_length is not None and self._content_length != expected:
             what = "ends early" if self._content_length < expected else "has trailing bytes"
@@ -92,8 +94,6 @@ class RequestFrame:
                 f"the body {what}: Content-Length {self._content_length}, the frame's header "
                 f"gives {expected} bytes"
             )
-        if json_length > max_json:
-            raise FrameError(f"the JSON part is {json_length} bytes; at most {max_json}", 413)
         raw = await _read(self._source, json_length, "JSON")
         try:
             params = json.loads(raw.decode("utf-8"))

@@ -1,0 +1,229 @@
+"""The platform HTTP API byte by byte (PLATFORM-HTTP.md), with a raw client: varint bounds,
+non-minimal varints, malformed bodies, unknown methods, verbs, the JSON cap, the exact
+Content-Type, early refusals read to their end, API keys, and client disconnects."""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from decthings_api import DecthingsClientSync
+
+from launcher.auth.keys import KeyStore
+from launcher.store.db import Database
+from tests.support.platform_http import (
+    TEMPORARY,
+    Raw,
+    frame,
+    http_launcher,
+    parse_response,
+    varint,
+)
+
+
+@pytest.fixture(scope="module")
+def raw() -> Iterator[Raw]:
+    with tempfile.TemporaryDirectory(prefix="lh-") as root:
+        with http_launcher(Path(root)) as (_proc, base):
+            yield Raw(base)
+
+
+def padded_json(params: dict, length: int) -> bytes:
+    """``params`` as JSON of exactly ``length`` bytes (spaces before the closing brace)."""
+    body = json.dumps(params).encode()
+    assert len(body) <= length
+    return body[:-1] + b" " * (length - len(body)) + b"}"
+
+
+@pytest.mark.parametrize("length", [0, 252, 253, 65_535, 65_536, 65_537, 200_000])
+def test_blob_lengths_at_the_varint_bounds_round_trip(raw: Raw, length: int) -> None:
+    data = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    params = {"modelId": "counter", "name": f"len-{length}", "stateKeyNames": ["k"]}
+    result, _ = raw.call("Model", "uploadState", params, [data])
+    state_id = result["result"]["stateId"]
+    status, _, body = raw.request(
+        "POST",
+        "/v0/Model/getModelState",
+        frame({"modelId": "counter", "stateId": state_id}),
+    )
+    assert status == 200
+    # The answer's varint is the shortest form for that length.
+    answer, blobs = parse_response(body)
+    assert answer == {"result": {"stateKeyNames": ["k"]}}
+    assert blobs == [data]
+    assert varint(length) in body
+
+
+@pytest.mark.parametrize("length", [252, 253, 65_535, 65_537])
+def test_json_parts_at_the_varint_bounds_are_read(raw: Raw, length: int) -> None:
+    body = padded_json({"modelId": "hello"}, length)
+    status, _, data = raw.request("POST", "/v0/Model/getCreatingStates", frame(None, raw_json=body))
+    assert status == 200
+    assert parse_response(data)[0] == {"result": {"states": []}}
+
+
+def test_non_minimal_varints_are_accepted(raw: Raw) -> None:
+    body = json.dumps({"modelId": "hello"}).encode()
+    for prefix in (b"\xfd" + len(body).to_bytes(2, "big"), b"\xff" + len(body).to_bytes(8, "big")):
+        status, _, data = raw.request(
+            "POST", "/v0/Model/getCreatingStates", b"\x00" + prefix + body
+        )
+        assert status == 200 and parse_response(data)[0] == {"result": {"states": []}}
+
+
+def test_answers_are_octet_stream_exactly_and_uncompressed(raw: Raw) -> None:
+    status, headers, _ = raw.request(
+        "POST",
+        "/v0/Model/getModels",
+        frame({}),
+        {"Accept-Encoding": "gzip, deflate"},
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert "Content-Encoding" not in headers
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"", "empty"),
+        (b"\x00", "no JSON length"),
+        (frame({"modelId": "hello"})[:-3], "truncated JSON"),
+        (frame({"modelId": "hello"}) + b"extra", "trailing bytes"),
+        (frame({"modelId": "x", "name": "n", "stateKeyNames": ["k"]}, [b"abc"])[:-1], "short blob"),
+        (frame(None, raw_json=b"[1, 2]"), "JSON not an object"),
+        (frame(None, raw_json=b"{nope"), "not JSON"),
+        (frame(None, raw_json=b'{"a": "\xff"}'), "not UTF-8"),
+    ],
+)
+def test_a_body_that_is_not_a_frame_is_400(raw: Raw, body: bytes, why: str) -> None:
+    status, _, _ = raw.request("POST", "/v0/Model/uploadState", body)
+    assert status == 400, why
+    assert raw.call("Model", "getCreatingStates", {"modelId": "hello"})[0]["result"] == {
+        "states": []
+    }
+
+
+def test_unknown_methods_are_404_and_other_verbs_405(raw: Raw) -> None:
+    assert raw.request("POST", "/v0/Model/train", frame({}))[0] == 404
+    assert raw.request("POST", "/v0/Nope/getModels", frame({}))[0] == 404
+    assert raw.request("POST", "/v1/Model/getModels", frame({}))[0] == 404
+    assert raw.request("GET", "/v0/Model/getModels")[0] == 405
+    assert raw.request("PUT", "/v0/Model/getModels", frame({}))[0] == 405
+
+
+def test_a_json_part_over_the_cap_is_413(raw: Raw) -> None:
+    body = b"\x00" + varint(1 << 30) + b"{}"
+    assert raw.request("POST", "/v0/Model/getModels", body)[0] == 413
+
+
+def test_health_is_open(raw: Raw) -> None:
+    status, _, body = raw.request("GET", "/healthz")
+    assert status == 200 and body == b"ok\n"
+
+
+def test_an_api_error_is_http_200_and_in_band(raw: Raw) -> None:
+    answer, blobs = raw.call("Model", "getModelState", {"modelId": "no-such-model"})
+    assert answer == {"error": {"code": "model_not_found"}} and blobs == []
+    answer, _ = raw.call("Model", "getModels", {"limit": "ten"})
+    assert answer["error"]["code"] == "invalid_parameter"
+    assert answer["error"]["parameterName"] == "limit"
+
+
+def test_inline_params_must_match_the_blobs(raw: Raw) -> None:
+    params = {
+        "modelId": "echo",
+        "name": "n",
+        "params": [{"name": "x"}],
+        "executionLocation": TEMPORARY,
+    }
+    answer, _ = raw.call("Model", "createState", params, [])
+    assert answer["error"]["code"] == "invalid_parameter"
+    answer, _ = raw.call("Model", "createState", params, [b"\x01\x00\x00\x00\x80", b""])
+    assert answer["error"]["code"] == "invalid_parameter"
+    answer, _ = raw.call("Model", "createState", params, [b"\x63garbage"])
+    assert answer["error"]["code"] == "invalid_parameter"
+    assert answer["error"]["parameterName"].startswith("params[0].data")
+
+
+def test_a_big_request_refused_early_is_read_before_the_answer(raw: Raw) -> None:
+    params = {"modelId": "no-such-model", "name": "n", "params": [{"name": "x"}]}
+    params["executionLocation"] = TEMPORARY
+    big = b"\x00" * (64 << 20)
+    answer, _ = raw.call("Model", "createState", params, [big])
+    assert answer == {"error": {"code": "model_not_found"}}
+
+
+def test_a_client_that_disconnects_does_not_cancel_its_job(raw: Raw) -> None:
+    params = {"modelId": "sleeper", "name": "gone", "params": [], "executionLocation": TEMPORARY}
+    body = frame(params)
+    with socket.create_connection((raw.host, raw.port)) as sock:
+        head = (
+            f"POST /v0/Model/createState HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        states: list = []
+        for _ in range(600):
+            states = raw.call("Model", "getCreatingStates", {"modelId": "sleeper"})[0]["result"][
+                "states"
+            ]
+            if any(s["name"] == "gone" for s in states):
+                break
+            time.sleep(0.05)
+    (state,) = [s for s in states if s["name"] == "gone"]
+    time.sleep(1)
+    still = raw.call("Model", "getCreatingStates", {"modelId": "sleeper"})[0]["result"]["states"]
+    assert state["id"] in [s["id"] for s in still]
+    ref = {"modelId": "sleeper", "stateId": state["id"]}
+    assert raw.call("Model", "cancelCreateState", ref)[0] == {"result": {}}
+    answer, _ = raw.call("Model", "waitForStateToBeCreated", ref)
+    assert answer["result"]["failed"]["error"]["code"] == "cancelled"
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[tuple[str, str]]:
+    with tempfile.TemporaryDirectory(prefix="lk-") as root:
+        store = KeyStore(Database(Path(root) / "launcher.db"))
+        _key, secret = store.create("only-hello", models=frozenset({"hello"}))
+        _key, slow = store.create("slow", rate_per_second=1)
+        with http_launcher(Path(root)) as (_proc, base):
+            yield base, secret, slow
+
+
+def test_api_keys_apply_to_http_as_to_grpc(secured: tuple[str, str, str]) -> None:
+    base, secret, _slow = secured
+    create = {"modelId": "hello", "name": "n", "params": [], "executionLocation": TEMPORARY}
+    assert Raw(base).call("Model", "createState", create)[0] == {
+        "error": {"code": "bad_credentials"}
+    }
+    assert Raw(base, "wrong").call("Dataset", "getDatasets", {})[0] == {
+        "error": {"code": "bad_credentials"}
+    }
+    good = Raw(base, secret)
+    assert "success" in good.call("Model", "createState", create)[0]["result"]
+    denied = dict(create, modelId="linear")
+    assert good.call("Model", "createState", denied)[0]["error"]["code"] == "access_denied"
+    assert Raw(base).request("GET", "/healthz")[0] == 200
+
+
+def test_the_platform_client_with_a_wrong_key_gets_bad_credentials(
+    secured: tuple[str, str, str],
+) -> None:
+    base, _secret, _slow = secured
+    client = DecthingsClientSync(api_key="wrong", http_server_address=base)
+    assert client.model.get_models({}) == (None, {"code": "bad_credentials"})
+
+
+def test_the_rate_limit_of_a_key_applies_over_http(secured: tuple[str, str, str]) -> None:
+    base, _secret, slow = secured
+    client = Raw(base, slow)
+    codes = [
+        client.call("Dataset", "getDatasets", {})[0].get("error", {}).get("code") for _ in range(20)
+    ]
+    assert "too_many_requests" in codes and None in codes
