@@ -48,10 +48,10 @@ def trivial_job(client: LauncherClient, location: dict[str, Any]) -> tuple[float
     return elapsed, success["durations"]
 
 
-def phase_medians(durations: list[dict[str, float]]) -> dict[str, float]:
+def phase_medians(durations: list[dict[str, int]]) -> dict[str, float]:
     """Per phase the launcher reports (total, createLauncher, ...), its median in ms."""
     phases = sorted({phase for d in durations for phase in d})
-    return {p: median([d[p] for d in durations if p in d]) * 1000 for p in phases}
+    return {p: median([d[p] for d in durations if p in d]) for p in phases}  # already ms
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Series:
     """Latencies of successful jobs (with the launcher's durations), and the failures."""
 
     times: list[float] = field(default_factory=list)
-    durations: list[dict[str, float]] = field(default_factory=list)
+    durations: list[dict[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     def call(self, client: LauncherClient, location: dict[str, Any]) -> None:

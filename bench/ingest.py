@@ -138,7 +138,8 @@ def measure(settings: Settings) -> list[Figure]:
                 "raw_seconds": raw,
                 "location": "persistent",
                 # The launcher's total starts once the request is accepted, i.e. after the
-                # upload: client seconds - total = the upload into the launcher.
+                # upload: client seconds - total/1000 = the upload into the launcher (durations
+                # are integer milliseconds).
                 "launcher_durations": [d for _, d in ingest_runs],
             },
         ),
