@@ -75,16 +75,12 @@ def _read_command(conn: Connection) -> messages.Command | Refused:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise ProtocolError(f"command is not valid JSON: {e}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
-        raise ProtocolError('command is not an object with a string "method"')
-    params = doc.get("params", {})
-    if not isinstance(params, dict):
-        raise ProtocolError(f'command {messages.shown(doc["method"])}: "params" is not an object')
     try:
         return messages.parse_command(doc)
+    except messages.BadParams as e:
+        return Refused(e.method, e.id, str(e))
     except messages.MessageError as e:
-        command_id = params.get("id")
-        return Refused(doc["method"], command_id if isinstance(command_id, str) else None, str(e))
+        raise ProtocolError(str(e)) from None
 
 
 def _read_provide_data(conn: Connection, claim: ClaimRequest) -> ProvideData:

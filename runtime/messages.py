@@ -39,6 +39,15 @@ class MessageError(ValueError):
     """A document does not have the shape the protocol gives it."""
 
 
+class BadParams(MessageError):
+    """A known command whose params break the protocol: answered with an error, not run."""
+
+    def __init__(self, method: str, command_id: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.method = method
+        self.id = command_id
+
+
 def shown(value: object, limit: int = 64) -> str:
     """``repr(value)`` cut to ``limit`` characters: safe to put into an error message."""
     text = repr(value)
@@ -209,16 +218,18 @@ _COMMANDS: dict[str, Any] = {c.METHOD: c for c in (Initialize, CallCreateModelSt
 
 def parse_command(doc: object) -> Command:
     """A command document ``{"method": NAME, "params": {...}}``."""
-    d = _obj(doc, "a command")
-    method = d.get("method")
-    if not isinstance(method, str):
-        raise MessageError('a command has no string "method"')
-    params = _obj(d.get("params", {}), f"command {shown(method)}: params")
+    method = doc.get("method") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(method, str):
+        raise MessageError('command is not an object with a string "method"')
+    params = _obj(doc.get("params", {}), f"command {shown(method)}: params")
+    command_id = params.get("id") if isinstance(params.get("id"), str) else None
     kind = _COMMANDS.get(method)
     if kind is None:
-        command_id = params.get("id")
-        return UnknownCommand(method, command_id if isinstance(command_id, str) else None)
-    parsed: Command = kind.parse(params)
+        return UnknownCommand(method, command_id)
+    try:
+        parsed: Command = kind.parse(params)
+    except MessageError as e:
+        raise BadParams(method, command_id, str(e)) from None
     return parsed
 
 
@@ -425,8 +436,9 @@ _DATA_EVENTS: dict[str, Any] = {e.EVENT: e for e in (RequestData, Shuffle)}
 def parse_data_event(doc: object) -> DataEvent:
     """A data event frame's JSON; unknown events and unknown fields are refused."""
     d = _obj(doc, "a data event")
-    kind = _DATA_EVENTS.get(d.get("event")) if isinstance(d.get("event"), str) else None
+    event = d.get("event")
+    kind = _DATA_EVENTS.get(event) if isinstance(event, str) else None
     if kind is None:
-        raise MessageError(f"unknown data event {shown(d.get('event'))}")
+        raise MessageError(f"unknown data event {shown(event)}")
     parsed: DataEvent = kind.parse(d)
     return parsed

@@ -34,7 +34,6 @@ from runtime import messages, protocol
 
 log = logging.getLogger("launcher.worker")
 
-MAX_KEY_NAME = messages.MAX_KEY_NAME_CHARS
 #: ``requestData`` events read but not yet answered, per session.
 MAX_OUTSTANDING_REQUESTS = 4
 #: Seconds a write to the worker may stay blocked before the session ends.
