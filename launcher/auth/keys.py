@@ -158,6 +158,8 @@ class KeyStore:
         admin: bool = False,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret (shown once; only the hash is kept)."""
+        if tenant is not None and (not tenant.strip() or not tenant.isprintable()):
+            raise ValueError(f"--tenant must be a printable, non-empty name: {tenant!r}")
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
             name=name,
