@@ -7,6 +7,8 @@ GENERATED := launcher/v1/.generated
 PROTOS := $(wildcard proto/launcher/v1/*.proto)
 ROOT ?= .launcher-data
 LISTEN ?= 127.0.0.1:50051
+# The platform's own HTTP API, for the platform's clients (decthings-api, @decthings/api-client).
+HTTP ?= 127.0.0.1:8080
 PYTEST_ARGS ?=
 
 .PHONY: setup run test bench check fuzz soak clean
@@ -26,7 +28,7 @@ $(GENERATED): $(INSTALLED) $(PROTOS)
 run: setup
 	mkdir -p $(ROOT)
 	[ -e $(ROOT)/models ] || ln -s ../examples/models $(ROOT)/models
-	$(BIN)/launcher serve --root $(ROOT) --listen $(LISTEN)
+	$(BIN)/launcher serve --root $(ROOT) --listen $(LISTEN) --http $(HTTP)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -23,6 +23,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"unix:///path.sock, unix:relative.sock or HOST:PORT (repeatable; default "
         f"{DEFAULT_LISTEN})",
     )
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="also serve the platform's own HTTP API there, for the platform's clients "
+        "(make run: 127.0.0.1:8080)",
+    )
     p.add_argument("--max-concurrent-jobs", type=_positive, default=4, metavar="N")
     p.add_argument("--max-queued-jobs", type=_non_negative, default=64, metavar="M")
     p.add_argument(
@@ -176,6 +182,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         session_idle_seconds=args.session_idle_seconds,
         max_idle_sessions=args.max_idle_sessions,
         fake_gpus=args.fake_gpus,
+        http=args.http,
         executor=args.executor,
         ray_address=args.ray_address,
         relay_listen=args.relay_listen,

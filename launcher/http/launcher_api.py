@@ -6,7 +6,7 @@ from __future__ import annotations
 from launcher.client import responses as resp
 from launcher.client.requests import (
     filter_ids,
-    need_number,
+    need_int,
     need_str,
     page,
     spec_to_proto,
@@ -52,10 +52,7 @@ async def get_sysinfo(call: Call) -> Reply:
     request = pl_pb2.GetSysinfoRequest(persistent_launcher_id=_launcher_id(call))
     since = call.params.get("fromTimestamp")
     if since is not None:
-        # Integer Unix ms on the platform; the request field is in the core's unit.
-        millis = need_number(since, "fromTimestamp")
-        field = pl_pb2.GetSysinfoRequest.DESCRIPTOR.fields_by_name["from_timestamp"]
-        request.from_timestamp = millis / 1000 if field.cpp_type == field.CPPTYPE_DOUBLE else millis
+        request.from_timestamp = need_int(since, "fromTimestamp")  # Unix ms, as on gRPC
     response = await call.bridge.unary(SERVICE, "GetSysinfo", request, call.bearer)
     return answer(resp.outcome(response, resp.sysinfo), platform.sysinfo)
 
