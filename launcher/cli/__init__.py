@@ -12,6 +12,7 @@ import sys
 from launcher.cli import commands as _cli_commands
 from launcher.cli import create as _cli_create
 from launcher.cli import keys as _cli_keys
+from launcher.cli import logs as _cli_logs
 from launcher.cli import run_job as _cli_run_job
 from launcher.cli import serve as _cli_serve
 from launcher.cli.output import dumps, exit_code
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_keys.add_parser(commands)
     _cli_run_job.add_parser(commands)
     _cli_create.add_parser(commands)
+    _cli_logs.add_parser(commands)
     _cli_commands.add_parsers(commands)
     return parser
 

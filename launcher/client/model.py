@@ -66,9 +66,12 @@ class ModelApi:
         params: list[dict[str, Any]],
         execution_location: dict[str, Any],
         mount_models: list[dict[str, Any]] | None = None,
+        accepted: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Phase events as they happen (``{"event", "phase", "stateId", "duration"?}``), then
-        the seed's response as the last item."""
+        the seed's response as the last item. With ``accepted``, first
+        ``{"event": "accepted", "stateId"}`` as soon as the launcher has accepted the job (so
+        that a caller whose connection drops still has the id to wait for or read logs of)."""
         try:
             proto_params, inline = build_params(params)
             header = model_pb2.CreateStateHeader(
@@ -89,7 +92,9 @@ class ModelApi:
                 kind = event.WhichOneof("event")
                 if answered:
                     continue
-                if kind == "phase":
+                if kind == "accepted_state_id" and accepted:
+                    yield {"event": "accepted", "stateId": event.accepted_state_id}
+                elif kind == "phase":
                     yield resp.phase_event(event.phase)
                 elif kind == "response":
                     answered = True
