@@ -1,0 +1,64 @@
+"""Every example in README.md and docs/ runs: Python snippets and shell lines against a real
+launcher, model files as model folders (see tests/support/doc_examples.py for the marks)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.doc_examples import PROJECT, Example, documents, examples
+from tests.support.launcher_proc import LauncherProcess
+
+ALL = [example for doc in documents() for example in examples(doc)]
+RUNNABLE = [e for e in ALL if e.kind in ("python", "sh") and e.skip is None]
+BIN = Path(sys.executable).parent
+
+
+def _install_doc_models(launcher: LauncherProcess) -> None:
+    for example in ALL:
+        if example.kind == "file" and example.model is not None:
+            folder = launcher.root / "models" / example.model
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / str(example.filename)).write_text(example.text)
+
+
+def _for_this_launcher(text: str, launcher: LauncherProcess) -> str:
+    return text.replace("127.0.0.1:50051", launcher.address).replace(".venv/bin/", f"{BIN}/")
+
+
+@pytest.mark.parametrize("example", RUNNABLE, ids=[e.name for e in RUNNABLE])
+def test_the_example_runs(example: Example, launcher: LauncherProcess, tmp_path: Path) -> None:
+    _install_doc_models(launcher)
+    text = _for_this_launcher(example.text, launcher)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(PROJECT),
+        "LAUNCHER_ADDRESS": launcher.address,
+    }
+    if example.kind == "python":
+        argv = [sys.executable, "-c", text]
+    else:
+        argv = ["bash", "-euo", "pipefail", "-c", text]
+    done = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, f"{example.name}\n{done.stdout}\n{done.stderr}"
+
+
+def test_every_example_is_run_or_says_why_not() -> None:
+    assert RUNNABLE, "no examples found"
+    for example in ALL:
+        if example.skip is not None:
+            assert example.skip.strip(), f"{example.name}: a 'not run' mark needs a reason"
+        if example.kind == "file":
+            assert example.model, f"{example.name}: a model file needs a <!-- model: ID --> mark"
+
+
+def test_the_docs_do_not_point_outside_the_repository() -> None:
+    for doc in documents():
+        assert "../shared" not in doc.read_text(), doc
