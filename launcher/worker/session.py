@@ -188,9 +188,10 @@ class WorkerSession:
             self._end(e)
 
     def _end(self, reason: Exception) -> None:
+        """The session is over: no more answers. The reader stops by itself at the socket's end
+        (it may be inside a key's write, which must finish before the state is aborted)."""
         if not self.ended.done():
             self.ended.set_result(reason)
-        self._reader_task.cancel()
         self._writer_task.cancel()
 
     async def _answer_loop(self) -> None:
