@@ -15,6 +15,7 @@ Models are not owned: which models a key may use is its grant (``--models``), ch
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ MODEL_SERVICE = "/launcher.v1.Model/"
 GET_MODELS = MODEL_SERVICE + "GetModels"
 CREATE_STATE = MODEL_SERVICE + "CreateState"
 UPLOAD_STATE = MODEL_SERVICE + "UploadState"
+
+log = logging.getLogger("launcher.auth")
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,15 @@ def use(caller: Caller) -> Token[Caller]:
 
 
 def denied(kind: str, object_id: str, caller: Caller) -> Denied:
-    return Denied(
-        "access_denied",
-        reason=f"the {kind} {object_id} belongs to another tenant than {caller.tenant!r}",
+    """``access_denied`` (only its code, as the seed has it; the detail is logged)."""
+    log.info(
+        "access_denied: tenant %r (key %s) asked for the %s %s of another tenant",
+        caller.tenant,
+        caller.key_id,
+        kind,
+        object_id,
     )
+    return Denied("access_denied")
 
 
 class AccessCheck:

@@ -18,6 +18,7 @@ accepted jobs of the key that have not ended.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections import Counter
@@ -28,6 +29,8 @@ from launcher.auth.keys import ApiKey
 from launcher.auth.owners import DEFAULT_TENANT
 from launcher.errors import Denied
 from launcher.store.db import Database
+
+log = logging.getLogger("launcher.auth")
 
 #: A reservation that grows while it streams grows by at least this much at a time, so a
 #: stream of small writes reads the committed total only now and then.
@@ -48,13 +51,16 @@ _STORED = (
 
 
 def quota_error(tenant: str, limit: int, wanted: int, stored: int) -> Denied:
-    return Denied(
-        "quota_exceeded",
-        reason=(
-            f"tenant {tenant!r} stores {stored} bytes (counting writes in progress) of its "
-            f"{limit}-byte quota; {wanted} more bytes do not fit"
-        ),
+    """``quota_exceeded`` (only its code, as the seed has it; the detail is logged and kept
+    in ``detail`` for a job's failure)."""
+    detail = (
+        f"tenant {tenant!r} stores {stored} bytes (counting writes in progress) of its "
+        f"{limit}-byte quota; {wanted} more bytes do not fit"
     )
+    log.info("quota_exceeded: %s", detail)
+    error = Denied("quota_exceeded")
+    error.detail = detail  # type: ignore[attr-defined]
+    return error
 
 
 class StoredBytes:

@@ -64,7 +64,7 @@ class JobRunner:
         quota = job.request.quota
         if quota is not None and quota.exceeded is not None and not isinstance(outcome, oc.Success):
             # the worker's state went past its tenant's quota: stopped as the bytes came
-            outcome = oc.QuotaExceeded(quota.exceeded.fields.get("reason", "quota exceeded"))
+            outcome = oc.QuotaExceeded(getattr(quota.exceeded, "detail", "quota exceeded"))
         return oc.JobResult(outcome, durations)
 
     @asynccontextmanager
