@@ -62,12 +62,7 @@ class JobObserver:
         )
         job_log.launcher(f"accepted {job.state_id}: model {job.model_id}, on {where}")
         if self.metrics is not None:
-            size = 0
-            for source in request.params.values():
-                try:
-                    size += source.total_byte_size()
-                except Exception:  # a param that cannot tell its size counts for nothing
-                    continue
+            size = sum(source.total_byte_size for source in request.params.values())
             if size:
                 self.metrics.ingested.inc(size)
         caller = access.current()  # accepted within the createState call: its caller
