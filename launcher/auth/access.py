@@ -72,6 +72,15 @@ def use(caller: Caller) -> Token[Caller]:
     return _current.set(caller)
 
 
+def restore(token: Token[Caller]) -> None:
+    """Undo ``use`` (a front door serving several calls in one task, such as HTTP keep-alive,
+    must not carry one call's caller into the next)."""
+    try:
+        _current.reset(token)
+    except ValueError:  # finalized in another context: that context ends with its task
+        pass
+
+
 def denied(kind: str, object_id: str, caller: Caller) -> Denied:
     """``access_denied`` (only its code, as the seed has it; the detail is logged)."""
     log.info(

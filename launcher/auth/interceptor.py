@@ -66,15 +66,21 @@ def _as_caller(handler: Handler, caller: access.Caller) -> Handler:
     if handler.response_streaming:
 
         async def stream(request: Any, context: Context) -> Any:
-            access.use(caller)
-            async for item in inner(request, context):
-                yield item
+            token = access.use(caller)
+            try:
+                async for item in inner(request, context):
+                    yield item
+            finally:
+                access.restore(token)
 
         return _replace(handler, stream)
 
     async def unary(request: Any, context: Context) -> Any:
-        access.use(caller)
-        return await inner(request, context)
+        token = access.use(caller)
+        try:
+            return await inner(request, context)
+        finally:
+            access.restore(token)
 
     return _replace(handler, unary)
 
