@@ -3,6 +3,7 @@ a raw client written from PLATFORM-HTTP.md (not the platform's), for the framing
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import socket
@@ -108,3 +109,22 @@ class Raw:
         assert status == 200, (status, data)
         assert headers["Content-Type"] == "application/octet-stream"
         return parse_response(data)
+
+
+class BytesSource:
+    """A request body over fixed bytes, read like aiohttp's request stream."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    async def readexactly(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise asyncio.IncompleteReadError(self.data[self.pos :], n)
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    async def read(self, n: int = -1) -> bytes:
+        out = self.data[self.pos : self.pos + n] if n >= 0 else self.data[self.pos :]
+        self.pos += len(out)
+        return out
