@@ -1,6 +1,7 @@
 """Attacks the launcher through the worker protocol; the param 'what' picks how.
 
 shuffle_flood   shuffle the param 'x' 200 times, then read it
+read_only       read the param 'x' without shuffling (the reference for shuffle_flood)
 json_flood      write 10 provideStateData events of 15 MB of JSON each (valid, padded), then
                 one of 15 MB of escaped text in a field the protocol does not have
 huge_details    answer the call with 8 MiB of exception details, then hang
@@ -28,9 +29,9 @@ def _raw_message(body: bytes) -> list[bytes]:
 async def create(options):
     what = (await options.params["what"].next())[0].item()
     command_id = options.state_provider._call.command_id
-    if what == "shuffle_flood":
+    if what in ("shuffle_flood", "read_only"):
         x = options.params["x"]
-        for _ in range(200):
+        for _ in range(200 if what == "shuffle_flood" else 0):
             x.shuffle()
         await x.next(1)
     elif what == "json_flood":
