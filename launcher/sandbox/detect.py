@@ -115,6 +115,13 @@ async def detect(config: SandboxConfig) -> Layers:
     states["no_new_privs"] = "on" if helper else no_helper
     # Dropped by every helper-started worker (bounding, ambient and all sets), uid drop or not.
     states["capabilities"] = "on" if helper else no_helper
+    states["disk_budget"] = (
+        "on"
+        if states["mountns"] == "on"
+        else "off: needs the mount namespace (RLIMIT_FSIZE bounds each file only)"
+        if states["rlimits"] == "on"
+        else "off: needs the mount namespace"
+    )
     states["die_with_launcher"] = "on" if helper else no_helper
     states["memory_watchdog"] = (
         "off: the memory cgroup limits memory" if layers.cgroup is not None else "on"

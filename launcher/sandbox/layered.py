@@ -59,25 +59,28 @@ def _validate(plan: WorkerPlan) -> None:
 
 
 def verified_folder(path: Path, models_dir: Path | None, hidden: tuple[Path, ...]) -> str:
-    """The real path of a model or mount folder, opened O_PATH|O_NOFOLLOW: a second line of
-    defence behind the store's own check. It must lie inside ``models_dir`` (when known) and,
-    outside it, in no hidden path; a ``ValueError`` says why not."""
+    """The real path of a model or mount folder: a second line of defence behind the store's
+    own check. It must lie inside ``models_dir`` (when known), and never in a hidden path
+    outside it; a ``ValueError`` says why not. The folder is opened O_PATH|O_NOFOLLOW at its
+    real path and that fd's path must be the same (the child binds it the same way, so a
+    folder swapped in between is refused there)."""
+    real = os.path.realpath(path)
     try:
-        fd = open_folder(str(path))
+        fd = open_folder(real)
     except OSError as exc:
         raise ValueError(f"refusing to bind the model folder {path}: {exc.strerror}") from exc
     try:
-        real = real_path_of(fd)
+        if real_path_of(fd) != real:
+            raise ValueError(f"refusing to bind {path}: it changed while being checked")
     finally:
         os.close(fd)
     if models_dir is not None:
-        models = os.path.realpath(models_dir)
-        if not (real + "/").startswith(models.rstrip("/") + "/") or real == models:
+        models = os.path.realpath(models_dir).rstrip("/") + "/"
+        if not real.startswith(models):
             raise ValueError(f"refusing to bind {path}: it is not inside the models folder")
         return real
     for secret in hidden:
-        inside = os.path.realpath(secret).rstrip("/") + "/"
-        if (real + "/").startswith(inside):
+        if (real + "/").startswith(os.path.realpath(secret).rstrip("/") + "/"):
             raise ValueError(f"refusing to bind {path}: it lies inside a hidden path")
     return real
 
@@ -139,7 +142,8 @@ class LayeredSandbox:
         recipe.seccomp = on("seccomp")
         if on("rlimits"):
             recipe.rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": config.open_files}
-            if plan.spec.disk_mebibytes is not None:
+            if plan.spec.disk_mebibytes is not None and recipe.layout is None:
+                # No mount namespace, so no budget tmpfs: at least bound each file.
                 recipe.rlimits["RLIMIT_FSIZE"] = plan.spec.disk_mebibytes * 1024 * 1024
             pids_cgroup = (
                 cgroup is not None

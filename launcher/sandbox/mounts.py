@@ -22,7 +22,30 @@ from dataclasses import dataclass, field
 
 from launcher.sandbox import libc
 
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: The worker's /etc is made, not the host's: these stubs, plus the host entries below.
+ETC_FILES = {
+    "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    "group": "root:x:0:\nnogroup:x:65534:\n",
+    "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+}
+#: Host /etc entries a worker may need (TLS roots, time zone, the dynamic loader's cache,
+#: Debian's alternatives symlinks, the distribution's Python config); never resolv.conf.
+ETC_FROM_HOST = (
+    "ssl",
+    "ca-certificates",
+    "pki",
+    "localtime",
+    "timezone",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "alternatives",
+    "python3",
+    "os-release",
+)
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _RO = libc.MS_RDONLY | libc.MS_NOSUID | libc.MS_NODEV
 
@@ -154,6 +177,7 @@ def build_root(layout: FsLayout) -> None:
             os.symlink(os.readlink(path), _inside(root, path))
         elif os.path.isdir(path):
             _bind(path, _inside(root, path), _RO)
+    _build_etc(root)
     # The private /tmp first: the interpreter, the project or the job may live under the
     # host's /tmp, and their binds below must land on top of it, not under it.
     _build_dev(_inside(root, "/dev"), layout)
@@ -193,6 +217,23 @@ def _cover(root: str, path: str) -> None:
     target = _inside(root, path)
     if os.path.isdir(target):
         libc.mount("tmpfs", target, "tmpfs", _RO | libc.MS_NOEXEC, "size=4k,mode=0755")
+
+
+def _build_etc(root: str) -> None:
+    etc = _inside(root, "/etc")
+    _makedirs(etc)
+    for name, text in ETC_FILES.items():
+        with open(os.path.join(etc, name), "w") as handle:
+            handle.write(text)
+    for name in ETC_FROM_HOST:
+        host = os.path.join("/etc", name)
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), os.path.join(etc, name))
+        elif os.path.exists(host):
+            _bind(host, os.path.join(etc, name), _RO)
+    for entry in os.scandir("/etc"):  # python3.11, ... beside python3
+        if entry.name.startswith("python3.") and entry.is_dir(follow_symlinks=False):
+            _bind(entry.path, os.path.join(etc, entry.name), _RO)
 
 
 def _build_dev(dev: str, layout: FsLayout) -> None:

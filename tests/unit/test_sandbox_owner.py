@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.hostile.harness import HOSTILE, tagged, wait_until_gone
 
-REPO = HOSTILE.parent.parent
+REPO = HOSTILE.parent.parent.parent  # tests/support/hostile -> the repository
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the full stack needs root")
