@@ -8,7 +8,10 @@ for two keys), and the client has no cancelCreateState (its raw call is used).
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -374,3 +377,14 @@ def test_persistent_launchers_and_sysinfo(client: DecthingsClientSync) -> None:
     assert (ok, error) == ({}, None)
     _, error = client.persistent_launcher.get_sysinfo({"persistentLauncherId": launcher_id})
     assert error["code"] == "persistent_launcher_not_found"
+
+
+def test_the_readme_example_prints_a_success_with_integer_durations(base: str) -> None:
+    example = Path(__file__).parents[2] / "examples" / "platform_client.py"
+    done = subprocess.run(
+        [sys.executable, str(example), base], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = ast.literal_eval(done.stdout.strip())
+    durations = printed["success"]["durations"]
+    assert all(isinstance(v, int) for v in durations.values()) and "total" in durations
