@@ -34,6 +34,8 @@ log = logging.getLogger("launcher.executors.ray")
 #: How long placement (Ray scheduling, bundle transfer, node sandbox) may take before the
 #: node's hello, on top of the model's code-startup limit.
 PLACEMENT_LIMIT = 120.0
+#: How much longer than the model's code-startup limit the hub waits for the data channel.
+CONNECT_SLACK = 30.0
 #: How often the cluster's node table is read (feasibility checks, dead nodes).
 NODES_POLL = 1.0
 
@@ -137,7 +139,8 @@ class RayExecutor:
         if mounts:
             raise PhaseFailed(
                 oc.ModelException(
-                    "codeStartup", "mounted models are not supported on the Ray executor yet"
+                    oc.Phase.CODE_STARTUP,
+                    "mounted models are not supported on the Ray executor yet",
                 )
             )
         digest, ref = await self._bundle(model)
@@ -178,7 +181,7 @@ class RayExecutor:
             error = ref_done.exception() if not ref_done.cancelled() else "cancelled"
             log.warning("the node task ended before its worker connected: %s", error)
             raise PhaseFailed(oc.LauncherTerminated())
-        raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
+        raise PhaseFailed(oc.MaxDurationExceeded(oc.Phase.CODE_STARTUP))
 
     async def _connect(
         self,
@@ -191,7 +194,7 @@ class RayExecutor:
         started = time.monotonic()
         ctl_r, ctl_w = await self._first(ticket.channels["control"], ref_done, PLACEMENT_LIMIT)
         line = await self._first(
-            asyncio.ensure_future(control.read_line(ctl_r)), ref_done, connect_limit
+            asyncio.ensure_future(control.read_line(ctl_r)), ref_done, PLACEMENT_LIMIT
         )
         hello = control.decode(line) if line else None
         if not isinstance(hello, control.Hello):
@@ -203,14 +206,17 @@ class RayExecutor:
         try:
             data = asyncio.ensure_future(ticket.channels["data"])
             ended = asyncio.ensure_future(process.wait())
+            # The node applies ``connect_limit`` itself (and says so); this is the backstop.
             done, _ = await asyncio.wait(
-                {data, ended}, timeout=connect_limit, return_when=asyncio.FIRST_COMPLETED
+                {data, ended},
+                timeout=connect_limit + CONNECT_SLACK,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             if data not in done:
                 ended.cancel()
                 if ended in done:
                     raise PhaseFailed(terminated(ended.result()))
-                raise PhaseFailed(oc.MaxDurationExceeded("codeStartup"))
+                raise PhaseFailed(oc.MaxDurationExceeded(oc.Phase.CODE_STARTUP))
             ended.cancel()
         except BaseException:
             self._running.pop(id(process), None)

@@ -56,14 +56,21 @@ class RelayedProcess:
     # How it ends ---------------------------------------------------------------------------
 
     def _end(self, termination: Termination | None, why: str = "") -> None:
-        if self._ended.done():
-            return
         if termination is None:
             log.warning("worker on node %s lost: %s", self.hello.node_id[:12], why)
-            self._ended.set_exception(PhaseFailed(oc.LauncherTerminated()))
-            self._ended.exception()  # retrieved: nobody may be waiting yet
-        else:
+            self._fail(oc.LauncherTerminated(), why)
+            return
+        if not self._ended.done():
             self._ended.set_result(termination)
+        self._abort_data()
+
+    def _fail(self, outcome: oc.Failure, why: str) -> None:
+        if not self._ended.done():
+            self._ended.set_exception(PhaseFailed(outcome))
+            self._ended.exception()  # retrieved: nobody may be waiting yet
+        self._abort_data()
+
+    def _abort_data(self) -> None:
         if self._data_w is not None:
             self._data_w.transport.abort()
 
@@ -90,6 +97,9 @@ class RelayedProcess:
                     if self.sink is not None:
                         self.sink(msg.stream, msg.data)
                     continue
+                if msg == "startTimeout":  # the worker did not connect in time on the node
+                    self._fail(oc.MaxDurationExceeded(oc.Phase.CODE_STARTUP), "start timeout")
+                    return
                 if isinstance(msg, control.Terminated):
                     self._log_tail = msg.log_tail
                     self._end(Termination(msg.exit_code, msg.signal, msg.oom))

@@ -60,10 +60,21 @@ def check_feasible(spec: LauncherSpec, nodes: Iterable[Mapping[str, Any]]) -> No
     accels = sorted(
         {k[len(_ACCELERATOR) :] for r in alive for k in r if k.startswith(_ACCELERATOR)}
     )
-    field = "gpus" if spec.gpus is not None else "cpus"
+    field = _short_of(spec, alive)
     raise SpecRefused(
         field,
         f"no node of the cluster can ever hold this spec (largest node: "
         f"{largest.get('CPU', 0):g} CPUs, {int(largest.get('memory', 0)) >> 20} MiB, "
         f"{largest.get('GPU', 0):g} GPUs; GPU models: {', '.join(accels) or 'none'})",
     )
+
+
+def _short_of(spec: LauncherSpec, alive: list[Mapping[str, Any]]) -> str:
+    """The first spec field that leaves no node: CPUs, then memory among those, then GPUs."""
+    options = ray_options(spec)
+    nodes = [r for r in alive if r.get("CPU", 0.0) >= options["num_cpus"]]
+    if not nodes:
+        return "cpus"
+    if not any(r.get("memory", 0.0) >= options["memory"] for r in nodes):
+        return "memoryMebibytes"
+    return "gpus" if spec.gpus is not None else "cpus"

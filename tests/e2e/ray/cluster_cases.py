@@ -1,0 +1,301 @@
+"""The Ray executor on a local multi-node cluster (run by test_ray_cluster.py inside a network
+namespace with only loopback; see tests/support/ray_cluster.py).
+
+A head without CPUs and two nodes: "h100" (2 fake H100s) and "a100" (1 fake A100). The hub
+is a real ``launcher serve --executor ray`` on a Unix socket; every job runs on a node in
+that node's sandbox, its worker protocol relayed to the hub over TCP on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from launcher.client import LauncherClient
+from tests.support.launcher_proc import LauncherProcess, running_launcher
+from tests.support.ray_cluster import in_loopback_netns, is_loopback, local_cluster
+
+SPEC = {"cpus": 1, "memoryMebibytes": 512}
+TEMPORARY = {"type": "temporaryLauncher", "spec": SPEC}
+
+
+def gpus(model: str, count: int) -> dict:
+    return {"type": "temporaryLauncher", "spec": {**SPEC, "gpus": {"model": model, "count": count}}}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[tuple[object, dict[str, str]]]:
+    with local_cluster(tmp_path_factory.mktemp("ray-home")) as made:
+        yield made
+
+
+def _hub_args(cluster, node_dir: Path) -> list[str]:
+    return ["--executor", "ray", "--ray-address", cluster.address, "--ray-node-dir", str(node_dir)]
+
+
+@pytest.fixture(scope="module")
+def hub(cluster, tmp_path_factory) -> Iterator[LauncherProcess]:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="lrh-"))
+    node_dir = Path(tempfile.mkdtemp(prefix="lrn-"))
+    with running_launcher(root, _hub_args(cluster[0], node_dir)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def client(hub: LauncherProcess) -> Iterator[LauncherClient]:
+    with LauncherClient(hub.address) as c:
+        yield c
+
+
+def create(client: LauncherClient, model_id: str, params=None, location=TEMPORARY) -> dict:
+    return client.model.create_state(
+        model_id=model_id, name="t", params=params or [], execution_location=location
+    )
+
+
+def failed(res: dict) -> dict:
+    assert "failed" in res.get("result", {}), res
+    return res["result"]["failed"]
+
+
+def placed_on(hub: LauncherProcess, model_id: str) -> list[str]:
+    return re.findall(rf"model {model_id}: worker placed on node (\w+)", hub.log())
+
+
+def test_every_node_and_the_namespace_are_loopback_only(cluster) -> None:
+    made, ids = cluster
+    assert in_loopback_netns()
+    nodes = made.list_all_nodes()
+    assert len(nodes) == 3
+    for node in nodes:
+        assert is_loopback(node.node_ip_address), node.node_ip_address
+    host = made.address.rsplit(":", 1)[0]
+    assert is_loopback(host)
+
+
+def test_success_through_the_relay_keeps_keys_intact(client: LauncherClient, hub) -> None:
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    res = create(client, "echo", [{"name": "x", "data": [x, x * 2]}])
+    success = res["result"]["success"]
+    assert set(success["durations"]) == {"total", "createLauncher", "codeStartup", "createState"}
+    state = client.model.get_model_state(model_id="echo", state_id=success["stateId"])
+    data = {item["key"]: item["data"] for item in state["result"]["data"]}
+    assert data["ok"] == b"yes"
+    from runtime.tensor import deserialize_many
+
+    decoded = deserialize_many(data["x"])
+    np.testing.assert_array_equal(decoded[0].numpy(), x)
+    np.testing.assert_array_equal(decoded[1].numpy(), x * 2)
+    assert "relay on 127.0.0.1:" in hub.log()
+
+
+@pytest.mark.parametrize(
+    ("model", "count", "node", "devices"),
+    [("NVIDIA H100 80GB HBM3", 2, "h100", b"0,1"), ("A100", 1, "a100", b"0")],
+)
+def test_gpu_jobs_are_placed_on_the_node_with_that_gpu_model(
+    client, hub, cluster, model, count, node, devices
+) -> None:
+    res = create(client, "gpu_env", location=gpus(model, count))
+    state_id = res["result"]["success"]["stateId"]
+    state = client.model.get_model_state(model_id="gpu_env", state_id=state_id)
+    data = {item["key"]: item["data"] for item in state["result"]["data"]}
+    assert data["gpus"] == devices
+    assert placed_on(hub, "gpu_env")[-1] == cluster[1][node][:12]
+
+
+@pytest.mark.parametrize(
+    ("spec", "path"),
+    [
+        ({**SPEC, "gpus": {"model": "H100", "count": 3}}, "executionLocation.spec.gpus"),
+        ({**SPEC, "gpus": {"model": "B200", "count": 1}}, "executionLocation.spec.gpus"),
+        # Two CPUs and an A100 exist, but not on one node.
+        (
+            {"cpus": 2, "memoryMebibytes": 512, "gpus": {"model": "A100", "count": 1}},
+            "executionLocation.spec.gpus",
+        ),
+        ({"cpus": 1, "memoryMebibytes": 8 << 10}, "executionLocation.spec.memoryMebibytes"),
+    ],
+)
+def test_a_spec_no_node_can_hold_is_refused_not_left_pending(client, spec, path) -> None:
+    res = create(client, "hello", location={"type": "temporaryLauncher", "spec": spec})
+    assert res["error"]["code"] == "invalid_parameter", res
+    assert res["error"]["parameterName"] == path, res
+    assert "no node of the cluster" in res["error"]["reason"]
+    assert "success" in create(client, "hello")["result"]  # others keep being served
+
+
+def test_exception_at_code_startup(client) -> None:
+    f = failed(create(client, "raise_startup"))
+    assert f["error"]["code"] == "exception" and f["error"]["at"] == "codeStartup"
+    assert "broken at import on purpose" in f["error"]["exceptionDetails"]
+
+
+def test_exception_at_create_state(client) -> None:
+    f = failed(create(client, "raise_create"))
+    assert f["error"]["code"] == "exception" and f["error"]["at"] == "createState"
+    assert "createModelState failed on purpose" in f["error"]["exceptionDetails"]
+
+
+def test_exit_code_and_signal_are_reported_from_the_node(client) -> None:
+    f = failed(create(client, "exit_code"))
+    assert f["error"] == {"code": "code_terminated", "exitCode": 3, "oom": False}
+    f = failed(create(client, "kill_self"))
+    assert f["error"] == {"code": "code_terminated", "signal": "SIGTERM", "oom": False}
+
+
+def test_node_sandbox_proves_oom(client) -> None:
+    location = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 128}}
+    f = failed(create(client, "memory_hog", location=location))
+    assert f["error"]["code"] == "code_terminated" and f["error"]["oom"] is True, f
+
+
+def test_both_deadlines(client) -> None:
+    f = failed(create(client, "slow_startup"))
+    assert f["error"] == {"code": "max_duration_exceeded", "at": "codeStartup"}
+    f = failed(create(client, "slow_create"))
+    assert f["error"] == {"code": "max_duration_exceeded", "at": "createState"}
+
+
+def _start_in_background(client: LauncherClient, model_id: str, location=TEMPORARY):
+    """(thread, box, state_id-event): the job streams in a thread until createState starts."""
+    box: dict = {}
+    started = threading.Event()
+
+    def run() -> None:
+        for event in client.model.create_state_stream(
+            model_id=model_id, name="bg", params=[], execution_location=location
+        ):
+            if event.get("event") == "phaseStarted" and event["phase"] == "createState":
+                box["state_id"] = event["stateId"]
+                started.set()
+            if "result" in event or "error" in event:
+                box["final"] = event
+                box["at"] = time.monotonic()
+        started.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(60), "the job never reached createState"
+    return thread, box
+
+
+def _run_job_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "run-job" in cmdline and "launcher.cli" in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_cancel_kills_the_node_worker(client) -> None:
+    thread, box = _start_in_background(client, "sleeper")
+    state_id = box["state_id"]
+    assert client.model.cancel_create_state(model_id="sleeper", state_id=state_id) == {"result": {}}
+    thread.join(30)
+    assert failed(box["final"])["error"] == {"code": "cancelled"}
+    deadline = time.monotonic() + 15
+    while _run_job_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _run_job_processes() == []
+
+
+def test_warm_sessions_on_a_persistent_launcher(client) -> None:
+    made = client.persistent_launcher.create_persistent_launcher(name="ray-box", spec=SPEC)
+    location = {
+        "type": "persistentLauncher",
+        "persistentLauncherId": made["result"]["persistentLauncherId"],
+    }
+    first = create(client, "counter", location=location)["result"]["success"]
+    second = create(client, "counter", location=location)["result"]["success"]
+    assert "codeStartup" in first["durations"]
+    assert "codeStartup" not in second["durations"]  # the warm session was reused
+    state = client.model.get_model_state(model_id="counter", state_id=second["stateId"])
+    data = {item["key"]: item["data"] for item in state["result"]["data"]}
+    assert data["calls"] == b"2"
+    info = client.persistent_launcher.get_sysinfo(
+        persistent_launcher_id=location["persistentLauncherId"]
+    )
+    assert any(layer.startswith("cgroup") for layer in info["result"]["sandboxLayers"])
+
+
+def _relay_port(hub: LauncherProcess) -> int:
+    return int(re.findall(r"relay on 127\.0\.0\.1:(\d+)", hub.log())[0])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"LRELAY1 data 0123456789abcdef.not-the-secret\n",
+        b"LRELAY1 control nope\n",
+        b"GET / HTTP/1.1\n",
+        b"LRELAY1 data " + b"x" * 400 + b"\n",
+    ],
+)
+def test_a_wrong_token_is_refused_and_jobs_go_on(client, hub, line) -> None:
+    with socket.create_connection(("127.0.0.1", _relay_port(hub)), timeout=10) as sock:
+        sock.sendall(line)
+        answer = sock.recv(256)
+    assert answer.startswith(b"NO "), answer
+    assert "success" in create(client, "hello")["result"]
+
+
+def test_hub_killed_takes_the_node_workers_with_it(cluster, tmp_path_factory) -> None:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="lrk-"))
+    node_dir = Path(tempfile.mkdtemp(prefix="lrn-"))
+    before = {p.pid for p in _run_job_processes()}
+    with running_launcher(root, _hub_args(cluster[0], node_dir)) as other:
+        with LauncherClient(other.address) as c:
+            _start_in_background(c, "sleeper")
+            mine = [p for p in _run_job_processes() if p.pid not in before]
+            assert len(mine) == 1
+            tree = [mine[0], *mine[0].children(recursive=True)]
+            assert len(tree) >= 2  # run-job and the sandboxed worker under it
+            other.stop(signal.SIGKILL)
+    gone, alive = psutil.wait_procs(tree, timeout=15)
+    assert alive == [], alive
+
+
+def _node(cluster, name: str):
+    made, ids = cluster
+    return next(n for n in made.list_all_nodes() if n.node_id == ids[name])
+
+
+def test_node_frozen_mid_job_is_launcher_terminated(client, cluster, hub) -> None:
+    thread, box = _start_in_background(client, "sleeper", gpus("A100", 1))
+    raylet = _node(cluster, "a100").all_processes["raylet"][0].process
+    frozen = time.monotonic()
+    os.kill(raylet.pid, signal.SIGSTOP)
+    try:
+        thread.join(60)
+    finally:
+        os.kill(raylet.pid, signal.SIGCONT)
+    assert failed(box["final"])["error"] == {"code": "launcher_terminated"}
+    print(f"frozen node detected in {box['at'] - frozen:.2f} s")
+
+
+def test_node_removed_mid_job_is_launcher_terminated(client, cluster, hub) -> None:
+    thread, box = _start_in_background(client, "sleeper", gpus("H100", 1))
+    removed = time.monotonic()
+    cluster[0].remove_node(_node(cluster, "h100"))
+    thread.join(60)
+    assert failed(box["final"])["error"] == {"code": "launcher_terminated"}
+    print(f"removed node detected in {box['at'] - removed:.2f} s")
+    # The hub keeps serving: a job that fits no node any more is refused, not left pending.
+    res = create(client, "hello", location=gpus("H100", 1))
+    assert res["error"]["code"] == "invalid_parameter", res
