@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from launcher.cli import args as parse
+from launcher.cli.logs import LogFollower
 from launcher.cli.output import PhaseDisplay, describe_outcome, dumps, exit_code
 from launcher.client import LauncherClient
 
@@ -39,6 +40,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--mount", type=parse.mount, action="append", default=[], metavar="MODEL[:STATE]"
     )
     p.add_argument("--json", action="store_true", help="print only the response, as JSON")
+    p.add_argument(
+        "--follow-logs",
+        action="store_true",
+        help="show the model's output (stdout, stderr) live under the phases",
+    )
     p.set_defaults(handler=None, run=run)
 
 
@@ -62,13 +68,34 @@ def run(client: LauncherClient, args: argparse.Namespace) -> int:
         print(dumps(response))
         return exit_code(response)
     display = PhaseDisplay(sys.stdout, live=sys.stdout.isatty())
+    follower: LogFollower | None = None
+    response: dict[str, Any] = {}
     try:
-        for item in client.model.create_state_stream(**request):
-            if "event" in item:
+        for item in client.model.create_state_stream(**request, accepted=True):
+            if item.get("event") == "accepted":
+                # At once: a connection lost later still leaves the id to wait for or read.
+                display.note(f"accepted {item['stateId']}")
+                if args.follow_logs:
+                    follower = LogFollower(client, args.model_id, item["stateId"], display.note)
+            elif "event" in item:
                 display.event(item)
             else:
                 response = item
+        if follower is not None:
+            follower.join()
     finally:
-        display.close()
+        display.close(failed=_failed(response), at=_failed_at(response))
     print(describe_outcome(response))
     return exit_code(response)
+
+
+def _failed(response: dict[str, Any]) -> bool:
+    return "failed" in response.get("result", {})
+
+
+def _failed_at(response: dict[str, Any]) -> str | None:
+    """The phase a failed job failed in, when its error says (else: its last phase)."""
+    if not _failed(response):
+        return None
+    at = response["result"]["failed"]["error"].get("at")
+    return at if isinstance(at, str) else None

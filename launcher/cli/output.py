@@ -82,6 +82,8 @@ class PhaseDisplay:
 
     On a terminal: one line rewritten in place (finished phases with their durations, the
     running phase with its elapsed time, ticking). Elsewhere: one plain line per finished phase.
+    A job that failed shows its last phase as failed, not finished (``close(failed=True)``);
+    ``note`` prints a line (the model's output) above the phases.
     """
 
     TICK_SECONDS = 0.1
@@ -95,34 +97,68 @@ class PhaseDisplay:
         self._since = time.monotonic()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        #: Off a terminal, the last finished phase waits to be printed: it may have failed.
+        self._held: tuple[str, float] | None = None
         if live:
             self._ticker = threading.Thread(target=self._tick, daemon=True)
             self._ticker.start()
 
     def event(self, event: dict[str, Any]) -> None:
         with self._lock:
+            self._print_held(failed=False)
             if event["event"] == "phaseStarted":
                 self._running, self._since = event["phase"], time.monotonic()
             else:
                 took = seconds(event["duration"])
-                line = f"{event['phase']} finished in {took:.3f} s"
                 self._finished.append(f"{event['phase']} {took:.3f} s")
                 self._running = ""
                 if not self._live:
-                    print(line, file=self._out, flush=True)
+                    self._held = (event["phase"], took)
             self._draw()
 
-    def close(self) -> None:
-        """Stop ticking; on a terminal, leave the finished phases on their line."""
+    def note(self, text: str) -> None:
+        """A line above the phases (on a terminal the phase line is drawn again below it)."""
+        with self._lock:
+            if self._live:
+                self._out.write("\r\x1b[2K")
+            self._print_held(failed=False)
+            print(text, file=self._out, flush=True)
+            self._draw()
+
+    def _print_held(self, failed: bool) -> None:
+        if self._held is not None:
+            phase, took = self._held
+            self._held = None
+            state = "failed after" if failed else "finished in"
+            print(f"{phase} {state} {took:.3f} s", file=self._out, flush=True)
+
+    def close(self, failed: bool = False, at: str | None = None) -> None:
+        """Stop ticking; on a terminal, leave the phases on their line. ``failed``: the job
+        failed, in phase ``at`` (default: its last), shown as failed, not finished."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
         with self._lock:
+            last = self._running or (self._held[0] if self._held else None)
+            if failed and at is None:
+                at = last or (self._finished[-1].split(" ")[0] if self._finished else None)
             if self._live:
+                if failed and at is not None:
+                    if self._running == at:
+                        self._finished.append(f"{at} failed")
+                    elif self._finished and self._finished[-1].startswith(f"{at} "):
+                        self._finished[-1] = self._finished[-1].replace(" ", " failed after ", 1)
+                    else:
+                        self._finished.append(f"{at} failed")
                 self._running = ""
                 self._draw()
                 self._out.write("\n")
                 self._out.flush()
+                return
+            held_failed = failed and self._held is not None and self._held[0] == at
+            self._print_held(held_failed)
+            if failed and at is not None and not held_failed:
+                print(f"{at} failed", file=self._out, flush=True)
 
     def _tick(self) -> None:
         while not self._stop.wait(self.TICK_SECONDS):

@@ -109,6 +109,7 @@ def test_create_state_prints_plain_phase_lines_and_the_outcome_when_not_a_termin
     code = run(server, "create-state", "m", "--name", "n", "--temporary", "cpus=2,memory=64")
     assert code == 0
     assert capsys.readouterr().out.splitlines() == [
+        "accepted s-1",  # at once: the id to wait for or read the logs of
         "createLauncher finished in 0.012 s",
         "codeStartup finished in 0.100 s",
         "createState finished in 0.050 s",
@@ -132,6 +133,26 @@ def test_a_failed_outcome_exits_1_and_shows_its_code_and_details(
     assert "state creation failed after 1.50 s: exception\n  at: createState\nBoom\n" in out
     assert run(server, "create-state", "m", "--name", "n", "--json") == 1
     assert json.loads(capsys.readouterr().out)["result"]["failed"]["error"]["code"] == "exception"
+
+
+def test_the_phase_a_job_failed_in_is_shown_as_failed_not_finished(
+    server: FakeServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.fake.create_state_events = _failed_events()
+    assert run(server, "create-state", "m", "--name", "n") == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:4] == [
+        "accepted s-1",
+        "createLauncher finished in 0.012 s",
+        "codeStartup finished in 0.100 s",
+        "createState failed",  # the phase its error names, not a finished one
+    ]
+    live = io.StringIO()
+    display = PhaseDisplay(live, live=True)
+    display.event({"event": "phaseStarted", "phase": "createState"})
+    display.event({"event": "phaseFinished", "phase": "createState", "duration": 50})
+    display.close(failed=True)
+    assert live.getvalue().rstrip("\n").endswith("createState failed after 0.050 s")
 
 
 def test_an_error_outcome_exits_1(server: FakeServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,7 +269,7 @@ def test_serve_hands_its_options_to_run_server(
         log_level="debug",
     )
     assert main(["serve"]) == 7
-    assert seen[1] == ServeOptions(root=Path("launcher-data"), listen=["127.0.0.1:50051"])
+    assert seen[1] == ServeOptions(root=Path(".launcher-data"), listen=["127.0.0.1:50051"])
 
 
 def test_api_key_and_address_default_to_the_environment(
