@@ -212,3 +212,32 @@ def test_another_tenants_job_log_is_refused() -> None:
             assert nobody.model.get_state_logs("chatty", state_id) == {
                 "error": {"code": "bad_credentials"}
             }
+
+
+def test_create_state_cli_shows_the_id_at_once_and_follows_the_models_output(
+    launcher: LauncherProcess,
+) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher.cli",
+            "--address",
+            launcher.address,
+            "create-state",
+            "chatty",
+            "--name",
+            "cli",
+            "--param",
+            "tag=21",
+            "--follow-logs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].startswith("accepted s-"), out
+    assert "stdout: out 21" in out and "stderr: err 21" in out
+    assert out.index("stdout: out 21") < len(out) - 1
+    assert out[-1].startswith(f"state {out[0].split()[1]} created in ")
