@@ -36,6 +36,8 @@ log = logging.getLogger("launcher.worker")
 
 #: ``requestData`` events read but not yet answered, per session.
 MAX_OUTSTANDING_REQUESTS = 4
+#: The reader lets other sessions run after this many frames.
+YIELD_EVERY_FRAMES = 64
 #: Seconds a write to the worker may stay blocked before the session ends.
 WRITE_DEADLINE = 30.0
 
@@ -173,7 +175,9 @@ class WorkerSession:
 
     async def _read_loop(self) -> None:
         try:
-            while True:
+            for count in itertools.count(1):
+                if count % YIELD_EVERY_FRAMES == 0:
+                    await asyncio.sleep(0)  # frames already buffered are read without waiting
                 frame = await self._frames.next_frame()
                 if isinstance(frame, DataEvent):
                     await self._on_data_event(frame.event)

@@ -155,6 +155,19 @@ def test_huge_json_flood_is_parsed_off_the_loop_and_refused(
     assert latency.worst < LATENCY_BOUND
 
 
+def test_flood_of_tiny_frames_lets_other_tenants_run(
+    client: LauncherClient, launcher: LauncherProcess
+) -> None:
+    with peak_rss(launcher.pid) as rss, other_tenant(launcher) as latency:
+        res = attack(client, "tiny_flood")
+    assert "success" in res["result"], res
+    print(
+        f"200,000 tiny frames: launcher grew {rss.growth_mib:.0f} MiB, other tenant worst "
+        f"{latency.worst * 1000:.0f} ms over {len(latency.samples)} calls"
+    )
+    assert latency.worst < LATENCY_BOUND
+
+
 def stream(client: LauncherClient, model_id: str, params: list[dict[str, Any]]) -> tuple[str, dict]:
     """(state id, final answer) of a createState followed as a stream."""
     events = list(

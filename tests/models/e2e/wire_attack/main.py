@@ -4,6 +4,7 @@ shuffle_flood   shuffle the param 'x' 200 times, then read it
 read_only       read the param 'x' without shuffling (the reference for shuffle_flood)
 json_flood      write 10 provideStateData events of 15 MB of JSON each (valid, padded), then
                 one of 15 MB of escaped text in a field the protocol does not have
+tiny_flood      write 200,000 empty (valid) provideStateData events, then return
 huge_details    answer the call with 8 MiB of exception details, then hang
 
 The frames are written straight to the runtime's own socket, as any code in the worker could.
@@ -44,6 +45,10 @@ async def create(options):
         escaped = head + b',"names":[],"pad":"' + b"\\u00e9" * ((15 << 20) // 6) + b'"}}'
         _conn().send(_raw_message(escaped))
         await asyncio.sleep(3600)
+    elif what == "tiny_flood":
+        frame = b"".join(messages.ProvideStateData(command_id, ()).encode([]))
+        for _ in range(200):
+            _conn().send([frame * 1000])
     elif what == "huge_details":
         error = messages.ExceptionError("Traceback: " + "x" * (8 << 20) + " the end")
         _conn().send(messages.CallResult(command_id, error).encode())
