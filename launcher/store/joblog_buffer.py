@@ -125,6 +125,8 @@ class LogBuffer:
             if not whole:
                 return b""
         whole = whole.replace(b"\r\n", b"\n")
+        if whole.endswith(b"\r"):  # the line's own "\r\n" (its "\n" was split off)
+            whole = whole[:-1]
         lines = whole.split(b"\n")
         if max(map(len, lines)) > MAX_LINE_BYTES:
             lines = [
