@@ -152,15 +152,18 @@ class WorkerSession:
     async def _until_ended(self, work: Any) -> Any:
         """``work``'s result, unless the session ends first: then the reason is raised."""
         fut = asyncio.ensure_future(work)
+        owned = fut is not work  # a task made here for a coroutine is ours to cancel
         waiters: set[asyncio.Future[Any]] = {fut, self.ended}
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            fut.cancel()
+            if owned:
+                fut.cancel()
             raise
         if fut in done:
             return fut.result()
-        fut.cancel()
+        if owned:
+            fut.cancel()
         raise self.ended.result()
 
     def close(self) -> None:
