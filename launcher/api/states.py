@@ -16,7 +16,7 @@ from launcher.api.tenancy import ModelTenancy
 from launcher.api.validation import MAX_MOUNTS, check_id, check_name
 from launcher.auth import access
 from launcher.auth.quotas import QuotaLedger
-from launcher.errors import ModelNotFound, RequestError, invalid
+from launcher.errors import Conflict, ModelNotFound, RequestError, invalid
 from launcher.jobs.caps import PhaseCaps
 from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
@@ -220,8 +220,11 @@ class StateApi:
             raise invalid("data", "a state has at most 100 keys")
         mounted = await asyncio.to_thread(self._mounted_models, header.mount_models)
         caller = access.current()
+        active = await asyncio.to_thread(self.states.active_state_id, header.model_id)
         for state_id in header.delete_states:
             await asyncio.to_thread(self.states.get, header.model_id, state_id)
+            if state_id == active:  # refused before anything is stored or deleted
+                raise Conflict("state_is_active")
         if self.tenancy is not None:
             await asyncio.to_thread(self.tenancy.header, caller, header)
             for state_id in header.delete_states:

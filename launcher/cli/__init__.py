@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
 
 from launcher.cli import commands as _cli_commands
 from launcher.cli import create as _cli_create
@@ -52,7 +53,34 @@ def build_parser() -> argparse.ArgumentParser:
     _cli_create.add_parser(commands)
     _cli_logs.add_parser(commands)
     _cli_commands.add_parsers(commands)
+    parser.add_argument("--version", action="version", version=f"launcher {version()}")
+    show_defaults(parser)
     return parser
+
+
+def version() -> str:
+    """This launcher's version (the installed package's)."""
+    try:
+        return metadata.version("launcher")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's default in its ``--help`` text, on this parser and all below it: an
+    option without a default says ``none`` (a flag, an option whose help already names its
+    default, or an empty list is left as is)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_defaults(sub)
+            continue
+        if not action.option_strings or action.nargs == 0 or action.default in ([], ""):
+            continue
+        if "default" in (action.help or "") or action.help == argparse.SUPPRESS:
+            continue
+        shown = "none" if action.default is None else "%(default)s"
+        action.help = f"{action.help} (default: {shown})" if action.help else f"default: {shown}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,4 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except LauncherConnectionError as exc:
         print(f"launcher: cannot complete the call to {args.address}: {exc}", file=sys.stderr)
         return EXIT_TRANSPORT
-
+    except OSError as exc:  # a local file problem (reading params, writing a download, ...)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"launcher: error{where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -58,12 +58,19 @@ def launcher_spec(text: str) -> dict[str, Any]:
     return spec
 
 
+MOUNT_FORMS = "MODEL (its active state), MODEL:STATE or MODEL@SNAPSHOT"
+
+
 def mount(text: str) -> dict[str, str]:
-    """``MODEL[:STATE]``."""
-    model_id, _, state_id = text.partition(":")
-    if not model_id:
-        raise _fail(f"expected MODEL[:STATE], got {text!r}")
-    return {"modelId": model_id, "stateId": state_id} if state_id else {"modelId": model_id}
+    """``MODEL`` (its active state), ``MODEL:STATE`` or ``MODEL@SNAPSHOT``."""
+    at, colon = text.find("@"), text.find(":")
+    if at >= 0 and colon >= 0:
+        raise _fail(f"expected {MOUNT_FORMS}, not both a state and a snapshot: {text!r}")
+    separator, key = ("@", "snapshotId") if at >= 0 else (":", "stateId")
+    model_id, sep, other = text.partition(separator)
+    if not model_id or (sep and not other):
+        raise _fail(f"expected {MOUNT_FORMS}, got {text!r}")
+    return {"modelId": model_id, key: other} if sep else {"modelId": model_id}
 
 
 def load_file(path_text: str) -> Any:
@@ -131,11 +138,34 @@ def group_params(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
 
 
 def file_key(text: str) -> tuple[str, Path]:
-    """``key=@file``."""
+    """``key=@file``: the file must be a readable regular file (checked now, so that a bad
+    path is a usage error before anything is sent)."""
     key, value = _split_pair(text, "KEY=@FILE")
     if not value.startswith("@") or len(value) < 2:
         raise _fail(f"expected KEY=@FILE, got {text!r}")
-    return key, Path(value[1:])
+    path = Path(value[1:])
+    readable_file(path)
+    return key, path
+
+
+def readable_file(path: Path) -> None:
+    """``ArgumentTypeError`` unless ``path`` is a regular file this user can read."""
+    try:
+        if not path.is_file():
+            what = "a folder" if path.is_dir() else "missing" if not path.exists() else "special"
+            raise _fail(f"{path}: not a regular file ({what})")
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise _fail(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write into: existing, or one that can be created (not an existing file)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise _fail(f"{path}: exists and is not a folder")
+    return path
 
 
 def dataset_key(text: str) -> dict[str, Any]:

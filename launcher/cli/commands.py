@@ -35,20 +35,30 @@ def _ids_filter(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"ids": args.ids} if args.ids else None
 
 
-def _entries(args: argparse.Namespace) -> dict[str, int] | list[int]:
+def _entries(
+    client: LauncherClient, args: argparse.Namespace
+) -> dict[str, int] | list[int] | tuple[dict[str, Any]]:
+    """The selected entries; without ``--end``, up to the dataset's last entry (asked for
+    first). A 1-tuple holds the error answer of that question."""
     if args.indexes is not None:
+        if args.end is not None:
+            raise argparse.ArgumentTypeError("--end goes with --start, not with --indexes")
         return list(args.indexes)
-    if args.end is None:
-        raise argparse.ArgumentTypeError("--start needs --end")
-    return {"start": args.start, "end": args.end}
+    if args.end is not None:
+        return {"start": args.start, "end": args.end}
+    found = client.dataset.get_datasets(filter={"ids": [args.dataset_id]})
+    datasets = found.get("result", {}).get("datasets")
+    if not datasets:
+        return (found if "error" in found else {"error": {"code": "dataset_not_found"}},)
+    return {"start": args.start, "end": max(args.start, int(datasets[0]["entries"]))}
 
 
 def _selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset_id", metavar="DATASET")
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--start", type=int, help="first entry (with --end: up to, excluded)")
+    group.add_argument("--start", type=int, help="first entry, included")
     group.add_argument("--indexes", type=parse.indexes, metavar="I,..")
-    parser.add_argument("--end", type=int)
+    parser.add_argument("--end", type=int, help="entry after the last (default: to the end)")
 
 
 def _model_state(commands: Commands, name: str, method: str, help: str) -> None:
@@ -79,13 +89,26 @@ def add_parsers(commands: Commands) -> None:
     p.add_argument("model_id", metavar="MODEL")
     p.add_argument("--state", dest="state_id", help="default: the active state")
     p.add_argument("--keys", type=parse.csv, metavar="KEY,..", help="default: all keys")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for one file per key")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=parse.output_folder,
+        metavar="DIR",
+        help="folder for one file per key (created if missing)",
+    )
 
     p = _command(commands, "upload-state", _upload_state, "store a state from files")
     p.add_argument("model_id", metavar="MODEL")
     p.add_argument("--name", required=True)
     p.add_argument("--key", type=parse.file_key, action="append", default=[], metavar="K=@FILE")
-    p.add_argument("--delete-states", type=parse.csv, default=[], metavar="ID,..")
+    p.add_argument(
+        "--delete-states",
+        type=parse.csv,
+        default=[],
+        metavar="ID,..",
+        help="states to delete once this one is stored; the active state is refused "
+        "(state_is_active) and then nothing is stored or deleted",
+    )
 
     p = _command(commands, "rename-state", _rename_state, "rename a state")
     p.add_argument("model_id", metavar="MODEL")
@@ -140,7 +163,12 @@ def add_parsers(commands: Commands) -> None:
         commands, "create-persistent-launcher", _create_launcher, "create a persistent launcher"
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("spec", type=parse.launcher_spec, metavar="cpus=N,memory=MiB[,disk=..,swap=..]")
+    p.add_argument(
+        "spec",
+        type=parse.launcher_spec,
+        metavar="cpus=N,memory=MiB[,disk=MiB,swap=MiB,gpus=[MODEL:]N]",
+        help="gpus=N: N GPUs of any model; gpus=MODEL:N: of that model",
+    )
 
     p = _command(commands, "get-persistent-launchers", _get_launchers, "list persistent launchers")
     _paging(p)
@@ -215,11 +243,17 @@ def _get_datasets(client: LauncherClient, args: argparse.Namespace) -> dict[str,
 
 
 def _get_entries(client: LauncherClient, args: argparse.Namespace) -> dict[str, Any]:
-    return client.dataset.get_entries(dataset_id=args.dataset_id, entries=_entries(args))
+    entries = _entries(client, args)
+    if isinstance(entries, tuple):
+        return entries[0]
+    return client.dataset.get_entries(dataset_id=args.dataset_id, entries=entries)
 
 
 def _remove_entries(client: LauncherClient, args: argparse.Namespace) -> dict[str, Any]:
-    return client.dataset.remove_entries(dataset_id=args.dataset_id, entries=_entries(args))
+    entries = _entries(client, args)
+    if isinstance(entries, tuple):
+        return entries[0]
+    return client.dataset.remove_entries(dataset_id=args.dataset_id, entries=entries)
 
 
 def _delete_dataset(client: LauncherClient, args: argparse.Namespace) -> dict[str, Any]:

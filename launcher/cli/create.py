@@ -37,7 +37,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     where.add_argument("--persistent", metavar="ID", help="run on this persistent launcher")
     p.add_argument(
-        "--mount", type=parse.mount, action="append", default=[], metavar="MODEL[:STATE]"
+        "--mount",
+        type=parse.mount,
+        action="append",
+        default=[],
+        metavar="MODEL[:STATE|@SNAPSHOT]",
+        help=f"make another model readable by this one: {parse.MOUNT_FORMS} (repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print only the response, as JSON")
     p.add_argument(

@@ -9,7 +9,8 @@ from launcher.cli import bounds, tenants
 from launcher.cli.args import csv
 from launcher.config import ServeOptions
 
-DEFAULT_ROOT = "launcher-data"
+#: One default data root for every subcommand (serve, keys, ...), the one ``make run`` uses.
+DEFAULT_ROOT = ".launcher-data"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
 

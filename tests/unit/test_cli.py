@@ -204,7 +204,11 @@ def test_transport_failure_exits_3_with_a_message(
         ["create-state", "m", "--name", "n", "--temporary", "cpus=1,memory=1", "--persistent", "p"],
         ["create-dataset", "d", "--key", "x:shape=a"],
         ["create-dataset", "d", "--key", "x:optional"],
-        ["get-entries", "d", "--start", "1"],
+        # --start alone reads to the end (issue 16); --end with --indexes is refused
+        ["get-entries", "d", "--indexes", "1", "--end", "3"],
+        ["upload-state", "m", "--name", "n", "--key", "k=@/no/such/file"],
+        ["get-model-state", "m", "--out", "/dev/null"],
+        ["create-state", "m", "--name", "n", "--mount", "a:s@sn"],
         ["upload-state", "m", "--name", "n", "--key", "k=file"],
         ["serve", "--max-concurrent-jobs", "0"],
         ["serve", "--tls-cert", "c.pem"],
