@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from launcher import oplog
 from launcher.auth.owners import DEFAULT_TENANT
 from launcher.auth.quotas import StoredBytes
 from launcher.metrics import CONTENT_TYPE, MAX_TENANTS, Metrics, Sources
@@ -125,5 +126,6 @@ def install(
     metrics = Metrics(sources, per_model=per_model)
     observer = JobObserver(logs, metrics, _persisted(db))
     jobs.observer = observer.accepted
+    oplog.on_refused = lambda code: metrics.refused.labels(code).inc()
     model_servicer.job_logs = logs
     return Telemetry(logs, metrics, observer)

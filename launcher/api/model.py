@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from launcher import oplog
 from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.intake import Intake
@@ -28,6 +29,7 @@ log = logging.getLogger("launcher.api")
 
 
 def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
+    oplog.refused("createState", err.code, err.fields.get("reason"))
     return model_pb2.CreateStateEvent(response=convert.create_state_response(err))
 
 
@@ -83,6 +85,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
         try:
             job = await self.jobs.submit(request)
         except JobRefused as e:  # draining: refused at once, no state id handed out
+            oplog.refused("createState", e.result.code, "the launcher is draining")
             yield model_pb2.CreateStateEvent(response=convert.create_state_response(e.result))
             return
         queue = job.subscribe()

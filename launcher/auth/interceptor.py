@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from launcher import oplog
 from launcher.api.convert import error_to_proto
 from launcher.auth import access
 from launcher.auth.cache import KeyCache
@@ -87,9 +88,17 @@ def _as_caller(handler: Handler, caller: access.Caller) -> Handler:
 
 def _refusal(handler: Handler, code: grpc.StatusCode, details: str) -> Handler:
     async def refuse(request: Any, context: Context) -> None:
+        oplog.refused("rpc", _REFUSAL_CODES.get(code, code.name.lower()), details)
         await context.abort(code, details)
 
     return _replace(handler, refuse)
+
+
+_REFUSAL_CODES = {
+    grpc.StatusCode.UNAUTHENTICATED: "bad_credentials",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "too_many_requests",
+    grpc.StatusCode.PERMISSION_DENIED: "access_denied",
+}
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -212,6 +212,9 @@ def test_another_tenants_job_log_is_refused() -> None:
             assert nobody.model.get_state_logs("chatty", state_id) == {
                 "error": {"code": "bad_credentials"}
             }
+        # the operator log has one INFO line for the refused call
+        refusals = [x for x in proc.log().splitlines() if "refused rpc: bad_credentials" in x]
+        assert len(refusals) == 1 and " INFO launcher.requests: " in refusals[0], refusals
 
 
 def test_create_state_cli_shows_the_id_at_once_and_follows_the_models_output(

@@ -65,9 +65,11 @@ def test_metrics_move_by_exactly_the_jobs_run_and_one_json_line_per_job() -> Non
                 ok = run(client, "chatty", param("tag", 1))
                 bad = run(client, "chatty", param("tag", 2), param("mode", 3))
                 invalid = run(client, "bad_toml")
+                refused = run(client, "no-such-model")
                 after = scrape(url)
             assert "success" in ok["result"] and "failed" in bad["result"], (ok, bad)
             assert invalid["result"]["failed"]["error"]["code"] == "invalid_executable_file"
+            assert refused == {"error": {"code": "model_not_found"}}
 
             def moved(name: str, **labels: str) -> float:
                 return value(after, name, **labels) - value(before, name, **labels)
@@ -80,6 +82,7 @@ def test_metrics_move_by_exactly_the_jobs_run_and_one_json_line_per_job() -> Non
             for phase in ("createLauncher", "codeStartup", "createState"):
                 # the invalid model ran no phase
                 assert moved("launcher_phase_duration_seconds_count", phase=phase, **temporary) == 2
+            assert moved("launcher_refused_requests_total", code="model_not_found") == 1
             assert moved("launcher_ingested_bytes_total") > 0
             assert value(after, "launcher_jobs_running") == 0
             assert value(after, "launcher_jobs_queued") == 0
@@ -109,6 +112,10 @@ def test_metrics_move_by_exactly_the_jobs_run_and_one_json_line_per_job() -> Non
                 "codeStartup",
                 "createState",
             }
+            refusals = [o for o in objects if o.get("event") == "request_refused"]
+            assert [(o["method"], o["code"], o["level"]) for o in refusals] == [
+                ("createState", "model_not_found", "info")
+            ]
             assert sorted(o["outcome"] for o in ended) == [
                 "exception",
                 "invalid_executable_file",
