@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import create_state, dataset, ingest, sandbox_cost, throughput, worker_start
+from bench import create_state, dataset, http, ingest, sandbox_cost, throughput, worker_start
 from bench.common import Settings
 from bench.report import Figure, render_table, write_json
 
@@ -22,6 +22,7 @@ MEASUREMENTS: dict[str, Callable[[Settings], list[Figure]]] = {
     "throughput": throughput.measure,
     "ingest": ingest.measure,
     "dataset": dataset.measure,
+    "http": http.measure,
 }
 
 

@@ -22,7 +22,7 @@ from launcher.errors import RequestError
 from launcher.http import dataset_api, launcher_api, model_api
 from launcher.http.bridge import Refused
 from launcher.http.call import Call, Handler, Reply, Services, refused
-from launcher.http.frame import FrameError, RequestFrame, encode_varint, response_head
+from launcher.http.frame import PIECE, FrameError, RequestFrame, encode_varint, response_head
 
 log = logging.getLogger("launcher.http")
 
@@ -67,7 +67,11 @@ class HttpApi:
             app.router.add_route(verb, path, handler)
         app.router.add_route("*", "/v0/{api}/{method}", self._dispatch)
         # A client that goes away must not cancel its job: handlers run to their end.
-        self._runner = web.AppRunner(app, handler_cancellation=False, access_log=None)
+        # read_bufsize: a request body is buffered up to about two pieces before reading from
+        # the socket pauses, so each piece is joined from few socket reads.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=False, access_log=None, read_bufsize=PIECE
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=False)
         await site.start()
