@@ -134,9 +134,9 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             ids = list(request.ids) or None
             if self.access_check is not None:
                 ids = await asyncio.to_thread(self._visible, ids)
-            if ids == []:  # none of the asked (or none at all) belong to the caller's tenant
-                datasets, total = [], 0
-            else:
+            datasets: list[DatasetInfo] = []
+            total = 0
+            if ids != []:  # [] when none (of those asked) belong to the caller's tenant
                 datasets, total = await asyncio.to_thread(
                     self._store.page, request.offset, limit, ids
                 )

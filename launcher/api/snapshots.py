@@ -91,8 +91,8 @@ class SnapshotApi:
             active = await asyncio.to_thread(states.active_state_id, model_id)
             size = 0
             if active is not None:
-                record = await asyncio.to_thread(states.get, model_id, active)
-                size = sum(k.byte_size for k in record.keys)
+                state = await asyncio.to_thread(states.get, model_id, active)
+                size = sum(k.byte_size for k in state.keys)
             reservation = await self.quotas.areserve(caller.tenant, caller.max_stored_bytes, size)
         try:
             record = await asyncio.to_thread(store.create, model_id, name, code_dir)

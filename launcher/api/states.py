@@ -223,12 +223,12 @@ class StateApi:
         active = await asyncio.to_thread(self.states.active_state_id, header.model_id)
         for state_id in header.delete_states:
             await asyncio.to_thread(self.states.get, header.model_id, state_id)
-            if state_id == active:  # refused before anything is stored or deleted
-                raise Conflict("state_is_active")
-        if self.tenancy is not None:
+        if self.tenancy is not None:  # before telling whether another tenant's state is active
             await asyncio.to_thread(self.tenancy.header, caller, header)
             for state_id in header.delete_states:
                 await asyncio.to_thread(self.tenancy.state, caller, state_id)
+        if active in header.delete_states:  # refused before anything is stored or deleted
+            raise Conflict("state_is_active")
         reservation = None
         if self.quotas is not None:  # the declared bytes, held until committed or dropped
             declared = sum(max(0, k.byte_size) for k in header.keys)

@@ -29,6 +29,7 @@ def quotas() -> Iterator[tuple[LauncherProcess, dict[str, str]]]:
         "fresh": {"max_stored_bytes": 100},
         "datasets": {"max_stored_bytes": 1000},
         "inline": {"max_stored_bytes": 1000},
+        "snap": {"max_stored_bytes": 1000},
         "bystander": {},
     }
     with launcher_with_keys(specs) as running:
@@ -146,3 +147,15 @@ def test_spooled_inline_params_count_towards_the_quota(quotas: Any) -> None:
         )
         assert code(res) == QUOTA, res
         assert stored_state_bytes(c) == (0, 0)
+
+
+def test_snapshots_count_towards_the_quota(quotas: Any) -> None:
+    with make(quotas, "snap") as c:
+        up = c.model.upload_state(
+            model_id="typed", name="s", data=[{"key": "k", "data": bytes(400)}]
+        )
+        assert "result" in up, up
+        assert "result" in c.model.snapshot_model(model_id="typed", name="first")  # 800 stored
+        assert code(c.model.snapshot_model(model_id="typed", name="second")) == QUOTA  # 1200
+        model = c.model.get_models(filter={"ids": ["typed"]})["result"]["models"][0]
+        assert [s["name"] for s in model["snapshots"]] == ["first"]

@@ -227,3 +227,24 @@ def test_a_job_is_seen_only_by_its_tenant(tenants: Any) -> None:
         his = res["result"]["success"]["stateId"]
         states, _ = model_states(bob, "hello")
         assert his in states and state_id not in states
+
+
+def test_a_warm_session_is_never_handed_to_another_tenant(tenants: Any) -> None:
+    alice, ops = clients(tenants, "alice", "ops")
+    with alice, ops:
+        made = alice.persistent_launcher.create_persistent_launcher(name="warm", spec=SPEC)
+        location = {
+            "type": "persistentLauncher",
+            "persistentLauncherId": made["result"]["persistentLauncherId"],
+        }
+
+        def durations(c: LauncherClient) -> dict[str, Any]:
+            res = c.model.create_state(
+                model_id="hello", name="w", params=[], execution_location=location
+            )
+            return dict(res["result"]["success"]["durations"])
+
+        assert "codeStartup" in durations(alice)  # a fresh worker, kept warm after
+        assert "codeStartup" not in durations(alice)  # the same tenant reuses it
+        assert "codeStartup" in durations(ops)  # an admin of another tenant gets its own
+        assert "codeStartup" not in durations(alice)  # and alice's session is still there
