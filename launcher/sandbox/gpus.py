@@ -55,6 +55,10 @@ def detect_nvidia(timeout: float = 10.0) -> list[Gpu]:
     return gpus
 
 
+def _which(model: str) -> str:
+    return f"model {model!r}" if model.strip() else "any model"
+
+
 def _matches(gpu: Gpu, model: str) -> bool:
     """A model name matches by case-insensitive containment ("H100" matches "NVIDIA H100 ...")."""
     return model.strip().lower() in gpu.model.lower()
@@ -75,7 +79,7 @@ class GpuInventory:
         if count > len(matching):
             have = ", ".join(sorted({gpu.model for gpu in self.gpus})) or "none"
             raise GpuRequestError(
-                f"asked for {count} GPU(s) of model {model!r}; this machine has "
+                f"asked for {count} GPU(s) of {_which(model)}; this machine has "
                 f"{len(matching)} (GPUs here: {have})"
             )
         return matching
@@ -85,7 +89,7 @@ class GpuInventory:
         matching = self.check(model, count)
         free = [gpu.id for gpu in matching if gpu.id not in self._taken]
         if count > len(free):
-            raise GpusBusy(f"{count} GPU(s) of model {model!r} asked, {len(free)} free now")
+            raise GpusBusy(f"{count} GPU(s) of {_which(model)} asked, {len(free)} free now")
         chosen = free[:count]
         self._taken.update(chosen)
         return chosen

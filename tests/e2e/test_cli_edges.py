@@ -123,6 +123,7 @@ def test_more_gpus_of_any_model_than_exist_is_invalid_parameter(
     )  # fmt: skip
     assert code == 1 and out["error"]["code"] == "invalid_parameter"
     assert out["error"]["parameterName"] == "executionLocation.spec.gpus"
+    assert "3 GPU(s) of any model" in out["error"]["reason"]
 
 
 def test_a_persistent_launcher_with_gpus_of_any_model(gpu_launcher: LauncherProcess) -> None:
