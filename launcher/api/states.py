@@ -352,7 +352,13 @@ class StateApi:
     async def SetActiveModelState(  # noqa: N802
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
-        return await self._simple(request.model_id, self.states.set_active, request.state_id)
+        return await self._simple(request.model_id, self._set_active, request.state_id)
+
+    def _set_active(self, model_id: str, state_id: str) -> None:
+        """A model has one active state: a tenant may not take it over from another."""
+        if self.tenancy is not None:
+            self.tenancy.active(access.current(), model_id)
+        self.states.set_active(model_id, state_id)
 
     async def DeleteModelState(  # noqa: N802
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext

@@ -227,6 +227,9 @@ def test_a_job_is_seen_only_by_its_tenant(tenants: Any) -> None:
         his = res["result"]["success"]["stateId"]
         states, _ = model_states(bob, "hello")
         assert his in states and state_id not in states
+        # the model's one active state is alice's: bob may not take it over
+        assert code(bob.model.set_active_model_state(model_id="hello", state_id=his)) == DENIED
+        assert model_states(alice, "hello")[1] is not None
 
 
 def test_a_warm_session_is_never_handed_to_another_tenant(tenants: Any) -> None:
