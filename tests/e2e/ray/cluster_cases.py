@@ -296,6 +296,8 @@ def test_node_removed_mid_job_is_launcher_terminated(client, cluster, hub) -> No
     thread.join(60)
     assert failed(box["final"])["error"] == {"code": "launcher_terminated"}
     print(f"removed node detected in {box['at'] - removed:.2f} s")
-    # The hub keeps serving: a job that fits no node any more is refused, not left pending.
+    # The hub keeps serving: a job that fits no node any more is refused, not left pending
+    # (once the hub has read the node table again: it does every second).
+    time.sleep(3)
     res = create(client, "hello", location=gpus("H100", 1))
     assert res["error"]["code"] == "invalid_parameter", res
