@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,12 +193,14 @@ def secured() -> Iterator[tuple[str, str]]:
         store = KeyStore(Database(Path(root) / "launcher.db"))
         _key, secret = store.create("only-hello", models=frozenset({"hello"}))
         _key, slow = store.create("slow", rate_per_second=1)
-        with http_launcher(Path(root)) as (_proc, base):
-            yield base, secret, slow
+        _key, tiny = store.create("tiny", max_stored_bytes=10)
+        limits = ["--max-concurrent-jobs", "1", "--max-queued-jobs", "0"]
+        with http_launcher(Path(root), limits) as (_proc, base):
+            yield base, secret, slow, tiny
 
 
-def test_api_keys_apply_to_http_as_to_grpc(secured: tuple[str, str, str]) -> None:
-    base, secret, _slow = secured
+def test_api_keys_apply_to_http_as_to_grpc(secured: tuple[str, str, str, str]) -> None:
+    base, secret, _slow, _tiny = secured
     create = {"modelId": "hello", "name": "n", "params": [], "executionLocation": TEMPORARY}
     assert Raw(base).call("Model", "createState", create)[0] == {
         "error": {"code": "bad_credentials"}
@@ -213,17 +216,60 @@ def test_api_keys_apply_to_http_as_to_grpc(secured: tuple[str, str, str]) -> Non
 
 
 def test_the_platform_client_with_a_wrong_key_gets_bad_credentials(
-    secured: tuple[str, str, str],
+    secured: tuple[str, str, str, str],
 ) -> None:
-    base, _secret, _slow = secured
+    base, _secret, _slow, _tiny = secured
     client = DecthingsClientSync(api_key="wrong", http_server_address=base)
     assert client.model.get_models({}) == (None, {"code": "bad_credentials"})
 
 
-def test_the_rate_limit_of_a_key_applies_over_http(secured: tuple[str, str, str]) -> None:
-    base, _secret, slow = secured
+def test_the_rate_limit_of_a_key_applies_over_http(secured: tuple[str, str, str, str]) -> None:
+    base, _secret, slow, _tiny = secured
     client = Raw(base, slow)
     codes = [
         client.call("Dataset", "getDatasets", {})[0].get("error", {}).get("code") for _ in range(20)
     ]
     assert "too_many_requests" in codes and None in codes
+
+
+def test_client_bugs_are_refused_in_band(raw: Raw) -> None:
+    # TypeScript writes string element lengths in UTF-16 units: "hé" as 2, not 3 bytes.
+    ts_string = bytes.fromhex("0b 01 01 04 02 68 c3 a9")
+    params = {"modelId": "echo", "name": "ts", "params": [{"name": "s"}]}
+    params["executionLocation"] = TEMPORARY
+    answer, _ = raw.call("Model", "createState", params, [ts_string])
+    assert answer["error"]["code"] == "invalid_parameter"
+    assert answer["error"]["parameterName"].startswith("params[0].data")
+    # Rust 0.1.5 leaves stateKeyNames out of uploadState.
+    answer, _ = raw.call("Model", "uploadState", {"modelId": "counter", "name": "r"}, [b"x"])
+    assert answer["error"]["code"] == "invalid_parameter"
+    assert answer["error"]["parameterName"] == "stateKeyNames"
+
+
+def test_quotas_and_the_job_limit_apply_over_http(secured: tuple[str, str, str, str]) -> None:
+    base, _secret, _slow, tiny = secured
+    client = Raw(base, tiny)
+    params = {"modelId": "counter", "name": "big", "stateKeyNames": ["k"]}
+    answer, _ = client.call("Model", "uploadState", params, [b"x" * 100])
+    assert answer == {"error": {"code": "quota_exceeded"}}
+    sleeper = {"modelId": "sleeper", "name": "busy", "params": [], "executionLocation": TEMPORARY}
+    answers: list = []
+    thread = threading.Thread(
+        target=lambda: answers.append(client.call("Model", "createState", sleeper))
+    )
+    thread.start()
+    try:
+        for _ in range(600):
+            states = client.call("Model", "getCreatingStates", {"modelId": "sleeper"})[0]
+            if states["result"]["states"]:
+                break
+            time.sleep(0.05)
+        (running,) = states["result"]["states"]
+        hello = dict(sleeper, modelId="hello")
+        answer, _ = client.call("Model", "createState", hello)
+        assert answer["result"]["failed"]["error"]["code"] == "server_overloaded"
+        ref = {"modelId": "sleeper", "stateId": running["id"]}
+        assert client.call("Model", "cancelCreateState", ref)[0] == {"result": {}}
+    finally:
+        thread.join(120)
+    assert answers[0][0]["result"]["failed"]["error"]["code"] == "cancelled"

@@ -388,3 +388,31 @@ def test_the_readme_example_prints_a_success_with_integer_durations(base: str) -
     printed = ast.literal_eval(done.stdout.strip())
     durations = printed["success"]["durations"]
     assert all(isinstance(v, int) for v in durations.values()) and "total" in durations
+
+
+def test_more_failed_outcomes_time_limit_and_oom(client: DecthingsClientSync) -> None:
+    result, error = create(client, "slow_create", [])
+    assert error is None, error
+    assert result["failed"]["error"] == {"code": "max_duration_exceeded", "at": "createState"}
+    small = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 128}}
+    result, error = create(client, "memory_hog", [], executionLocation=small)
+    assert error is None, error
+    failed = result["failed"]["error"]
+    assert failed["code"] == "code_terminated" and failed["oom"] is True
+
+
+def test_refusals_naming_what_does_not_exist(client: DecthingsClientSync) -> None:
+    created, _ = client.dataset.create_dataset(
+        {"name": "k", "description": "", "keys": [{"name": "x", "required": True, "rules": {}}]}
+    )
+    param = {"type": "dataset", "datasetId": created["datasetId"], "datasetKey": "nope"}
+    _, error = create(client, "echo", [{"name": "x", "data": param}])
+    assert error["code"] == "dataset_key_not_found"
+    assert error["datasetId"] == created["datasetId"] and error["datasetKey"] == "nope"
+    _, error = create(client, "echo", [], mountModels=[{"modelId": "mount_probe"}])
+    assert error["code"] == "state_for_model_to_mount_not_found"
+    mount = [{"modelId": "hello", "snapshotId": "snap-nope"}]
+    _, error = create(client, "echo", [], mountModels=mount)
+    assert error["code"] == "snapshot_for_model_to_mount_not_found"
+    _, error = client.model.wait_for_state_to_be_created({"modelId": "hello", "stateId": "s-x"})
+    assert error["code"] == "state_not_found"
