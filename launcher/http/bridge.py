@@ -9,7 +9,7 @@ status) becomes the in-band error the gRPC client reports for it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,7 @@ class Bridge:
 
     async def stream_out(
         self, service: str, method: str, request: Any, bearer: str | None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         behaviour, context = await self._behaviour(service, method, (False, True), bearer)
         async for item in _stream(behaviour(request, context)):
             yield item

@@ -8,6 +8,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from launcher.api.intake import open_spool_file
 from launcher.http.frame import PIECE
@@ -19,7 +20,7 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self._fd = open_spool_file(directory)
         self._size = 0
-        self.parts: dict[object, tuple[int, int]] = {}
+        self.parts: dict[Any, tuple[int, int]] = {}
 
     async def append(self, part: object, data: bytes) -> None:
         offset, length = self.parts.get(part, (self._size, 0))
