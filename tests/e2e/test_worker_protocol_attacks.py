@@ -15,7 +15,7 @@ import pytest
 
 from launcher.client import LauncherClient
 from tests.support.launcher_proc import LauncherProcess
-from tests.support.memwatch import peak_rss
+from tests.support.memwatch import PeakRss, peak_rss
 from tests.support.specs import TEMPORARY
 
 #: Another tenant's cheap call is never delayed this long (the aim is ~100 ms; CI is loaded).
@@ -59,6 +59,30 @@ def other_tenant(launcher: LauncherProcess) -> Iterator[Latency]:
     assert latency.samples, "the other tenant made no call"
 
 
+class Watch:
+    """What a block cost: the launcher's memory growth and the other tenant's latency."""
+
+    def __init__(self, rss: PeakRss, latency: Latency) -> None:
+        self.rss = rss
+        self.latency = latency
+
+    def figures(self) -> str:
+        return (
+            f"launcher grew {self.rss.growth_mib:.0f} MiB, other tenant worst "
+            f"{self.latency.worst * 1000:.0f} ms over {len(self.latency.samples)} calls"
+        )
+
+
+@contextmanager
+def watched(launcher: LauncherProcess, label: str) -> Iterator[Watch]:
+    """Run the block beside another tenant; print the figures; the latency stays bounded."""
+    with peak_rss(launcher.pid) as rss, other_tenant(launcher) as latency:
+        watch = Watch(rss, latency)
+        yield watch
+    print(f"{label}: {watch.figures()}")
+    assert latency.worst < LATENCY_BOUND, watch.figures()
+
+
 def attack(client: LauncherClient, what: str, extra: list[dict[str, Any]] = ()) -> dict:
     params = [{"name": "what", "data": [np.array(what)]}, *extra]
     return client.model.create_state(
@@ -81,26 +105,21 @@ def still_serving(client: LauncherClient):
 
 
 def test_reference_latency_of_the_other_tenant_beside_benign_jobs(
-    client: LauncherClient, launcher: LauncherProcess
+    launcher: LauncherProcess, client: LauncherClient
 ) -> None:
     """The figure the attacks' figures compare with: the same calls beside three ordinary jobs."""
-    with other_tenant(launcher) as latency:
+    with watched(launcher, "reference, 3 ordinary jobs"):
         for i in range(3):
             res = client.model.create_state(
                 model_id="hello", name=f"ref{i}", params=[], execution_location=TEMPORARY
             )
             assert "success" in res["result"], res
-    print(
-        f"reference: other tenant worst {latency.worst * 1000:.0f} ms over "
-        f"{len(latency.samples)} calls beside 3 ordinary jobs"
-    )
-    assert latency.worst < LATENCY_BOUND
 
 
 def test_request_data_flood_from_a_worker_that_never_reads(
     client: LauncherClient, launcher: LauncherProcess
 ) -> None:
-    with peak_rss(launcher.pid) as rss, other_tenant(launcher) as latency:
+    with watched(launcher, "requestData flood") as watch:
         res = client.model.create_state(
             model_id="wire_flood",
             name="flood",
@@ -115,57 +134,37 @@ def test_request_data_flood_from_a_worker_that_never_reads(
     f = failed(res)
     assert f["error"] == {"code": "max_duration_exceeded", "at": "createState"}, f
     assert "success" in after["result"], after
-    print(
-        f"requestData flood: launcher grew {rss.growth_mib:.0f} MiB, next job {teardown:.2f} s, "
-        f"other tenant worst {latency.worst * 1000:.0f} ms over {len(latency.samples)} calls"
-    )
-    assert rss.growth_mib < 100, f"launcher grew {rss.growth_mib:.0f} MiB"
+    print(f"requestData flood: the next job took {teardown:.2f} s")
+    assert watch.rss.growth_mib < 100, watch.figures()
     assert teardown < 10, f"the next job took {teardown:.1f} s after the flood ended"
-    assert latency.worst < LATENCY_BOUND
 
 
 def test_shuffle_flood_runs_off_the_loop(client: LauncherClient, launcher: LauncherProcess) -> None:
     x = [{"name": "x", "data": [np.array(i, dtype=np.int32) for i in range(250_000)]}]
-    with other_tenant(launcher) as reference:
+    with watched(launcher, "reference, the same 250,000-element job without shuffles"):
         res = attack(client, "read_only", x)
     assert "success" in res["result"], res
-    with other_tenant(launcher) as latency:
+    with watched(launcher, "200 shuffles of 250,000 elements"):
         res = attack(client, "shuffle_flood", x)
     assert "success" in res["result"], res
-    print(
-        f"200 shuffles of 250,000 elements: other tenant worst {latency.worst * 1000:.0f} ms "
-        f"over {len(latency.samples)} calls; the same job without shuffles (the param's intake): "
-        f"{reference.worst * 1000:.0f} ms over {len(reference.samples)} calls"
-    )
-    assert latency.worst < LATENCY_BOUND
 
 
 def test_huge_json_flood_is_parsed_off_the_loop_and_refused(
     client: LauncherClient, launcher: LauncherProcess
 ) -> None:
-    with peak_rss(launcher.pid) as rss, other_tenant(launcher) as latency:
+    with watched(launcher, "11 frames of 15 MB JSON"):
         res = attack(client, "json_flood")
     f = failed(res)
     assert f["error"]["code"] == "exception" and f["error"]["at"] == "createState", f
     assert "provideStateData has unknown fields ['pad']" in f["error"]["exceptionDetails"]
-    print(
-        f"11 frames of 15 MB JSON: launcher grew {rss.growth_mib:.0f} MiB, other tenant worst "
-        f"{latency.worst * 1000:.0f} ms over {len(latency.samples)} calls"
-    )
-    assert latency.worst < LATENCY_BOUND
 
 
 def test_flood_of_tiny_frames_lets_other_tenants_run(
     client: LauncherClient, launcher: LauncherProcess
 ) -> None:
-    with peak_rss(launcher.pid) as rss, other_tenant(launcher) as latency:
+    with watched(launcher, "200,000 tiny frames"):
         res = attack(client, "tiny_flood")
     assert "success" in res["result"], res
-    print(
-        f"200,000 tiny frames: launcher grew {rss.growth_mib:.0f} MiB, other tenant worst "
-        f"{latency.worst * 1000:.0f} ms over {len(latency.samples)} calls"
-    )
-    assert latency.worst < LATENCY_BOUND
 
 
 def stream(client: LauncherClient, model_id: str, params: list[dict[str, Any]]) -> tuple[str, dict]:
