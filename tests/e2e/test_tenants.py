@@ -110,8 +110,14 @@ def test_a_persistent_launcher_is_private_to_its_tenant(tenants: Any) -> None:
         assert launcher_id in ids(alice) and launcher_id in ids(ops)
         assert launcher_id not in ids(bob)
         pl = bob.persistent_launcher
-        assert code(pl.get_sysinfo(persistent_launcher_id=launcher_id)) == DENIED
-        assert code(pl.delete_persistent_launcher(persistent_launcher_id=launcher_id)) == DENIED
+        with LatencyProbe(lambda: alice.persistent_launcher.get_persistent_launchers()) as probe:
+            assert code(pl.get_sysinfo(persistent_launcher_id=launcher_id)) == DENIED
+            for _ in range(20):  # a bounded loop of attempts to delete it
+                assert (
+                    code(pl.delete_persistent_launcher(persistent_launcher_id=launcher_id))
+                    == DENIED
+                )
+        probe.check()
         location = {"type": "persistentLauncher", "persistentLauncherId": launcher_id}
         res = bob.model.create_state(
             model_id="hello", name="x", params=[], execution_location=location
