@@ -194,13 +194,12 @@ async def _state_blobs(
     while pending is not None:
         if pending.HasField("error"):
             raise RuntimeError(f"getModelState failed mid-stream: {pending.error.code}")
-        head = pending
+        head, pending = pending, None  # set again by pieces() when another key follows
 
         async def pieces(head: model_pb2.StateDataChunk = head) -> AsyncIterator[bytes]:
             nonlocal pending
             if head.data:
                 yield head.data
-            pending = None
             async for chunk in chunks:
                 if chunk.key or chunk.HasField("error"):
                     pending = chunk

@@ -273,3 +273,31 @@ def test_quotas_and_the_job_limit_apply_over_http(secured: tuple[str, str, str, 
     finally:
         thread.join(120)
     assert answers[0][0]["result"]["failed"]["error"]["code"] == "cancelled"
+
+
+def test_stalled_and_half_sent_requests_do_not_block_other_clients(raw: Raw) -> None:
+    params = {"modelId": "counter", "name": "stall", "stateKeyNames": ["k"]}
+    body = frame(params, [b"x" * 1_000_000])
+    stalled = []
+    try:
+        for cut in (0, 3, len(body) // 2):
+            sock = socket.create_connection((raw.host, raw.port))
+            head = (
+                "POST /v0/Model/uploadState HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + body[:cut])
+            stalled.append(sock)
+        half_header = socket.create_connection((raw.host, raw.port))
+        half_header.sendall(b"POST /v0/Model/getModels HTTP/1.1\r\nHost: x\r\nContent-Le")
+        stalled.append(half_header)
+        for _ in range(5):
+            answer, _ = raw.call("Model", "getCreatingStates", {"modelId": "hello"})
+            assert answer == {"result": {"states": []}}
+    finally:
+        for sock in stalled:
+            sock.close()
+    # The half-sent uploads left no state behind.
+    models, _ = raw.call("Model", "getModels", {"filter": {"ids": ["counter"]}})
+    names = [s["name"] for s in models["result"]["models"][0]["states"]]
+    assert "stall" not in names
