@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher import outcomes as oc
 from launcher.store.db import Database
 from launcher.store.jobs import JobRecords
 from launcher.store.states import StateNotFound, StateStore
@@ -103,8 +104,8 @@ def test_killed_state_creation_leaves_all_or_nothing(
     store = StateStore(tmp_path, db)
     store.reconcile()
     assert JobRecords(db).reconcile(now=2.0) == 1
-    status, response = JobRecords(db).get("m", "s-crash") or ("", None)
-    assert status == "finished" and response is not None
+    status, result = JobRecords(db).get("m", "s-crash") or ("", None)
+    assert status == "finished" and result is not None
 
     assert _leftovers(tmp_path / "tmp") == []
     if not committed:
@@ -112,7 +113,7 @@ def test_killed_state_creation_leaves_all_or_nothing(
             store.get("m", "s-crash")
         assert _leftovers(tmp_path / "states") == []
         assert store.active_state_id("m") is None
-        assert response["result"]["failed"]["error"] == {"code": "launcher_terminated"}
+        assert result.outcome == oc.LauncherTerminated()
         return
     record = store.get("m")
     assert record.id == "s-crash"
@@ -120,4 +121,4 @@ def test_killed_state_creation_leaves_all_or_nothing(
     for key, size in KEYS.items():
         with store.open_key("m", "s-crash", key) as reader:
             assert reader.read_all() == _data(key, size)
-    assert response["result"]["success"]["stateId"] == "s-crash"
+    assert result.outcome == oc.Success("s-crash")
