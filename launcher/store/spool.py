@@ -9,6 +9,7 @@ records. ``Spool.feed`` blocks (validation and ``pwrite``): callers run it in a 
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from array import array
@@ -84,10 +85,13 @@ class Spool:
             return
         view = memoryview(data)
         for at in range(0, len(view), _FEED_SLICE):
+            piece = view[at : at + _FEED_SLICE]
+            before = copy.deepcopy(self.validator)
             try:
-                infos = self.validator.feed(view[at : at + _FEED_SLICE])
+                infos = self.validator.feed(piece)
             except TensorError as e:
-                raise invalid(f"{self.path}.data[{self.tensors}]", str(e)) from None
+                index = self.tensors + completed_before_failure(before, piece)
+                raise invalid(f"{self.path}.data[{index}]", str(e)) from None
             for info in infos:
                 if self.allowed_types is not None or self.shape is not None:
                     rules.check_tensor(
@@ -129,3 +133,20 @@ class Spool:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def completed_before_failure(validator: StreamValidator, piece: memoryview) -> int:
+    """How many tensors ``piece`` completes before the byte that fails validation.
+
+    ``feed`` reports nothing for a chunk that fails, so the chunk is fed again, halved, to
+    copies of the validator's state from before it: log2(len) copies, only on the error path.
+    """
+    if len(piece) <= 1:
+        return 0
+    half = len(piece) // 2
+    trial = copy.deepcopy(validator)
+    try:
+        done = len(trial.feed(piece[:half]))
+    except TensorError:
+        return completed_before_failure(validator, piece[:half])
+    return done + completed_before_failure(trial, piece[half:])
