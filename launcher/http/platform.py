@@ -167,9 +167,16 @@ def dataset(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: The platform's names of running operations (its clients accept only these).
+_RUNNING_TYPES = {"createState": "createModelState"}
+
+
 def persistent_launcher(item: dict[str, Any]) -> dict[str, Any]:
     out = dict(item)
     out["createdAt"] = to_ms(item["createdAt"])
+    out["running"] = [
+        {"id": r["id"], "type": _RUNNING_TYPES.get(r["type"], r["type"])} for r in item["running"]
+    ]
     return out
 
 

@@ -416,3 +416,34 @@ def test_refusals_naming_what_does_not_exist(client: DecthingsClientSync) -> Non
     assert error["code"] == "snapshot_for_model_to_mount_not_found"
     _, error = client.model.wait_for_state_to_be_created({"modelId": "hello", "stateId": "s-x"})
     assert error["code"] == "state_not_found"
+
+
+def test_a_running_job_shows_on_its_persistent_launcher(client: DecthingsClientSync) -> None:
+    created, _ = client.persistent_launcher.create_persistent_launcher(
+        {"name": "busy", "spec": {"cpus": 1, "memoryMebibytes": 256}}
+    )
+    launcher_id = created["persistentLauncherId"]
+    location = {"type": "persistentLauncher", "persistentLauncherId": launcher_id}
+    answers: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: answers.append(create(client, "sleeper", [], executionLocation=location))
+    )
+    thread.start()
+    try:
+        running: list[Any] = []
+        for _ in range(600):
+            listed, _ = client.persistent_launcher.get_persistent_launchers(
+                {"filter": {"ids": [launcher_id]}}
+            )
+            running = listed["persistentLaunchers"][0]["running"]
+            if running:
+                break
+            time.sleep(0.05)
+        (operation,) = running
+        assert operation["type"] == "createModelState"
+        # Deleting the launcher ends its job as launcher_terminated.
+        client.persistent_launcher.delete_persistent_launcher({"persistentLauncherId": launcher_id})
+    finally:
+        thread.join(120)
+    result, error = answers[0]
+    assert error is None and result["failed"]["error"]["code"] == "launcher_terminated"
