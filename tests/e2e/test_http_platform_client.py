@@ -37,6 +37,7 @@ FIXED = {
     "u16": np.uint16,
     "u32": np.uint32,
     "u64": np.uint64,
+    "boolean": np.bool_,
 }
 
 
@@ -53,7 +54,8 @@ def client(base: str) -> DecthingsClientSync:
 
 
 def tensor(values: Any, kind: str) -> DecthingsTensor:
-    if kind == "string":
+    if kind in ("string", "binary"):
+        # An object array: the client's list path checks binary elements for str (its bug).
         array = np.array(values, dtype=object)
         return DecthingsTensor(array, kind, list(array.shape))
     array = np.array(values, dtype=FIXED[kind])
@@ -86,6 +88,7 @@ def test_create_state_with_every_fixed_type_and_strings_reaches_the_model(
         for kind in FIXED
     ]
     params.append({"name": "text", "data": [tensor(["hé", "", "long" * 100], "string")]})
+    params.append({"name": "bytes", "data": [tensor([b"\x00\xff", b""], "binary")]})
     result, error = create(client, "echo", params)
     assert error is None, error
     success = result["success"]
@@ -362,6 +365,11 @@ def test_persistent_launchers_and_sysinfo(client: DecthingsClientSync) -> None:
     result, error = create(client, "hello", [], executionLocation=location)
     assert error is None and "success" in result, (result, error)
     assert "createLauncher" not in result["success"]["durations"]
+    inline = [{"name": "x", "data": [tensor([1.5, 2.5], "f64")]}]
+    result, error = create(client, "echo", inline, executionLocation=location)
+    assert error is None, error
+    stored = state(client, "echo", result["success"]["stateId"])
+    assert stored["x"] == tensor([1.5, 2.5], "f64").serialize()
     listed, _ = client.persistent_launcher.get_persistent_launchers(
         {"filter": {"ids": [launcher_id]}}
     )
