@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from launcher import rules
 from launcher.api.convert import empty_error, empty_ok, error_to_proto, unix_ms
 from launcher.auth import access
 from launcher.auth.access import AccessCheck
@@ -23,7 +24,6 @@ from launcher.auth.quotas import QuotaLedger
 from launcher.errors import RequestError, invalid
 from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
 from launcher.store.datasets.read import PART_BYTES
-from launcher.store.datasets.rules import check_id
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
 
 log = logging.getLogger("launcher.api")
@@ -52,11 +52,20 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
     ) -> dataset_pb2.CreateDatasetResponse:
         try:
             keys = _keys_from_proto(request.keys)
-            info = await asyncio.to_thread(
-                self._store.create, request.name, request.description, keys
-            )
-            if self.access_check is not None:
-                await self.access_check.aown(access.current(), DATASET, info.id)
+
+            def make() -> DatasetInfo:
+                return self._store.create(request.name, request.description, keys)
+
+            if self.access_check is None:
+                info = await asyncio.to_thread(make)
+            else:  # the dataset and its owner in one transaction
+                info = await asyncio.to_thread(
+                    self.access_check.create_owned,
+                    access.current(),
+                    DATASET,
+                    make,
+                    lambda made: made.id,
+                )
         except Exception as exc:
             err = _request_error(exc, "CreateDataset")
             return dataset_pb2.CreateDatasetResponse(error=error_to_proto(err))
@@ -81,7 +90,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         header = first.header
         reservation = None
         try:
-            check_id(header.dataset_id, "datasetId")
+            rules.DATASET_ID.check("datasetId", header.dataset_id)
             await self._check(header.dataset_id)
             if self.quotas is not None:
                 caller = access.current()
@@ -130,7 +139,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             if len(request.ids) > MAX_FILTER_IDS:
                 raise invalid("filter.ids", f"{len(request.ids)} ids; at most {MAX_FILTER_IDS}")
             for i, dataset_id in enumerate(request.ids):
-                check_id(dataset_id, f"filter.ids[{i}]")
+                rules.DATASET_ID.check(f"filter.ids[{i}]", dataset_id)
             ids = list(request.ids) or None
             if self.access_check is not None:
                 ids = await asyncio.to_thread(self._visible, ids)
@@ -165,7 +174,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         self, request: dataset_pb2.GetEntriesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[dataset_pb2.GetEntriesChunk]:
         try:
-            check_id(request.dataset_id, "datasetId")
+            rules.DATASET_ID.check("datasetId", request.dataset_id)
             await self._check(request.dataset_id)
             selection = _selection(request.entries, request.HasField("entries"))
             snapshot = await asyncio.to_thread(
@@ -192,7 +201,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         self, request: dataset_pb2.RemoveEntriesRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         try:
-            check_id(request.dataset_id, "datasetId")
+            rules.DATASET_ID.check("datasetId", request.dataset_id)
             await self._check(request.dataset_id)
             selection = _selection(request.entries, request.HasField("entries"))
             await asyncio.to_thread(self._store.remove_entries, request.dataset_id, selection)
@@ -204,7 +213,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         self, request: dataset_pb2.DatasetRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         try:
-            check_id(request.dataset_id, "datasetId")
+            rules.DATASET_ID.check("datasetId", request.dataset_id)
             await self._check(request.dataset_id)
             await asyncio.to_thread(self._store.delete, request.dataset_id)
         except Exception as exc:

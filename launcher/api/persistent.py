@@ -74,9 +74,16 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             if not request.HasField("spec"):
                 raise invalid("spec", "a persistent launcher needs a spec {cpus, memoryMebibytes}")
             spec = placeable_spec("spec", request.spec, self.executor)
-            record = await asyncio.to_thread(self.launchers.create, name, spec)
-            if self.access_check is not None:
-                await self.access_check.aown(access.current(), LAUNCHER, record.id)
+            if self.access_check is None:
+                record = await asyncio.to_thread(self.launchers.create, name, spec)
+            else:  # the launcher and its owner in one transaction
+                record = await asyncio.to_thread(
+                    self.access_check.create_owned,
+                    access.current(),
+                    LAUNCHER,
+                    lambda: self.launchers.create(name, spec),
+                    lambda made: made.id,
+                )
             self.executor.open_group(record.id, spec)
         except RequestError as e:
             return pl_pb2.CreatePersistentLauncherResponse(error=convert.error_to_proto(e))

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -34,6 +35,7 @@ CREATE_STATE = MODEL_SERVICE + "CreateState"
 UPLOAD_STATE = MODEL_SERVICE + "UploadState"
 
 log = logging.getLogger("launcher.auth")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class AccessCheck:
     database reads (call them from a thread); the ``a``-prefixed ones run them in one."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self.owners = Owners(db)
 
     # ---- blocking ----
@@ -128,6 +131,15 @@ class AccessCheck:
     def own(self, caller: Caller, kind: str, object_id: str) -> None:
         """Record that ``caller``'s tenant owns a new object."""
         self.owners.record(kind, object_id, caller.tenant)
+
+    def create_owned(self, caller: Caller, kind: str, make: Callable[[], T], id_of: Any) -> T:
+        """``make()`` and the owner row of what it made in one transaction of
+        ``launcher.db`` (the store's own transaction nests in it), so the object never exists
+        without its owner. ``make`` must use the same database from this thread."""
+        with self._db.transaction():
+            made = make()
+            self.own(caller, kind, id_of(made))
+        return made
 
     # ---- from the event loop ----
 

@@ -1,10 +1,10 @@
 """Which tenant owns each dataset, persistent launcher, state and snapshot.
 
-One table, ``owners (kind, id, tenant)``, beside the stores' own tables: a row is written
-when the object is made (for a state, when its job is accepted or its upload begins, before
-it exists). An object without a row was made before tenants existed (or in the instant
-between its creation and its row): it belongs to the default tenant, the one a launcher
-without keys has.
+One table, ``owners (kind, id, tenant)``, beside the stores' own tables. A dataset's or
+persistent launcher's row is written in the transaction that makes it; a state's when its job
+is accepted or its upload begins, before it exists; a snapshot's right after it is made. An
+object without a row (made before tenants existed, or a snapshot in the instant before its
+row) belongs to the default tenant, the one a launcher without keys has.
 """
 
 from __future__ import annotations
