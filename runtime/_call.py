@@ -122,11 +122,9 @@ class Call:
         self.check_open("StateProvider")
         names: list[str] = []
         for key, data in items:
-            if len(key) > messages.MAX_KEY_NAME_CHARS:
-                raise ValueError(
-                    f"StateProvider: a state key name has {len(key)} characters, more than "
-                    f"the limit of {messages.MAX_KEY_NAME_CHARS}"
-                )
+            reason = messages.key_name_reason(key)
+            if reason is not None:
+                raise ValueError(f"StateProvider: {reason}")
             if key in self._provided or key in names:
                 raise ValueError(f"StateProvider: state key {key!r} was provided more than once")
             if data.nbytes > protocol.MAX_STATE_KEY_BYTES:

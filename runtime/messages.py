@@ -28,7 +28,7 @@ from runtime.protocol import Buffer
 #: Longest JSON document of a data event (``requestData``, ``shuffle``) the host accepts.
 MAX_DATA_EVENT_JSON = 8 << 10
 #: Longest state key name a worker may provide.
-MAX_KEY_NAME_CHARS = 1024
+MAX_KEY_NAME_CHARS = protocol.MAX_STATE_KEY_NAME_CHARS
 #: Exception details are cut to this many characters (the note included), on both sides.
 MAX_EXCEPTION_DETAILS = protocol.MAX_EXCEPTION_DETAILS
 _U32_MAX = (1 << 32) - 1
@@ -63,6 +63,17 @@ def cut(text: str, limit: int = MAX_EXCEPTION_DETAILS, where: str = "") -> str:
         note = f" (cut: {len(text) - kept} more characters{where})"
         kept = max(0, limit - len(note))
     return (text[:kept] + note)[:limit]
+
+
+def key_name_reason(name: object) -> str | None:
+    """Why ``name`` cannot name a state key (None: it can); the launcher's rule, word for word."""
+    if not isinstance(name, str) or not name or not name.strip():
+        return "a state key name must not be empty"
+    if len(name) > MAX_KEY_NAME_CHARS:
+        return f"a state key name has {len(name)} characters; at most {MAX_KEY_NAME_CHARS}"
+    if not name.isprintable():
+        return "a state key name must be printable characters (no control characters)"
+    return None
 
 
 # ---- field checks ---------------------------------------------------------------------------
@@ -323,11 +334,9 @@ class ProvideStateData:
         if len(names) > protocol.MAX_STATE_KEYS:
             raise MessageError(f"{where}: {len(names)} names, over {protocol.MAX_STATE_KEYS}")
         for name in names:
-            if not isinstance(name, str) or not 0 < len(name) <= MAX_KEY_NAME_CHARS:
-                raise MessageError(
-                    f"{where}: a key name must be a string of 1..{MAX_KEY_NAME_CHARS} "
-                    f"characters, not {shown(name)}"
-                )
+            reason = key_name_reason(name)
+            if reason is not None:
+                raise MessageError(f"{where}: {reason}: {shown(name)}")
         if len(set(names)) != len(names):
             raise MessageError(f"{where}: a key is named twice in one event")
         return cls(command_id, tuple(names))

@@ -22,6 +22,8 @@ DATA_EVENT = 0x01
 
 MAX_STATE_KEYS = 100
 MAX_STATE_KEY_BYTES = 1 << 30
+#: The longest state key name (the launcher's ``rules.STATE_KEY_NAME`` is the same limit).
+MAX_STATE_KEY_NAME_CHARS = 256
 #: The largest JSON document either side accepts in one frame.
 MAX_JSON_BYTES = 16 << 20
 #: Exception details are cut to this many characters, as in the official runtime.

@@ -38,6 +38,8 @@ def run_case(host: Host, case: str, command_id: str = "call-1"):
         ("too_many", "at most 100 state keys may be provided"),
         ("over_1gib", "more than the limit of 1073741824 bytes"),
         ("over_lowered_limit", "state key 'eleven' holds 11 bytes, more than the limit of 10"),
+        ("long_key_name", "a state key name has 257 characters; at most 256"),
+        ("control_in_key_name", "a state key name must be printable characters"),
         ("key_not_str", 'expected "key" to be a str, not int'),
         ("data_not_bytes", "object with the buffer protocol (such as a numpy array), not str"),
         ("provide_all_not_list", "expected a list of dicts"),

@@ -234,7 +234,7 @@ REQUEST = {"event": "requestData", "requestId": 1, "dataset": "p0", "startIndex"
         (message({"id": "c", "result": []}), "a result's result is not an object"),
         (
             message({"event": "provideStateData", "params": {"commandId": "c", "names": [""]}}),
-            "a key name must be a string of 1..1024 characters",
+            "provideStateData: a state key name must not be empty",
         ),
         (
             message(
@@ -244,9 +244,9 @@ REQUEST = {"event": "requestData", "requestId": 1, "dataset": "p0", "startIndex"
         ),
         (
             message(
-                {"event": "provideStateData", "params": {"commandId": "c", "names": ["k" * 1025]}}
+                {"event": "provideStateData", "params": {"commandId": "c", "names": ["k" * 257]}}
             ),
-            "1..1024 characters, not 'kkkk",
+            "a state key name has 257 characters; at most 256: 'kkkk",
         ),
     ],
 )

@@ -24,6 +24,10 @@ async def create_model_state(options):
         runtime.protocol.MAX_STATE_KEY_BYTES = 10
         provider.provide("ten", b"0123456789")
         provider.provide("eleven", b"0123456789!")
+    elif case == "long_key_name":
+        provider.provide("k" * 257, b"x")
+    elif case == "control_in_key_name":
+        provider.provide("a\nb", b"x")
     elif case == "key_not_str":
         provider.provide(1, b"x")
     elif case == "data_not_bytes":
