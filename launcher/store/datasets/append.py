@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from launcher.errors import RequestError, invalid
 from launcher.store.datasets.rules import KeyRules, check_tensor
+from launcher.store.spool import completed_before_failure
 from runtime.tensor import StreamValidator, TensorError
 
 
@@ -110,7 +111,7 @@ class EntryAppender:
         try:
             infos = key.validator.feed(piece)
         except TensorError as err:
-            index = key.count + _completed_before_failure(before, piece)
+            index = key.count + completed_before_failure(before, piece)
             raise self._tensor_error(key, err, index) from None
         for info in infos:
             check_tensor(key.rules, info.type, tuple(info.shape), key.path(key.count))
@@ -138,20 +139,3 @@ class EntryAppender:
             key.path(index),
             f"not a valid tensor: {err} (at byte {err.offset} of key {key.name!r}'s data)",
         )
-
-
-def _completed_before_failure(validator: StreamValidator, piece: memoryview) -> int:
-    """How many tensors ``piece`` completes before the byte that fails validation.
-
-    ``feed`` reports nothing for a chunk that fails, so the chunk is fed again, halved, to
-    copies of the validator's state from before it: log2(len) copies, only on the error path.
-    """
-    if len(piece) <= 1:
-        return 0
-    half = len(piece) // 2
-    trial = copy.deepcopy(validator)
-    try:
-        done = len(trial.feed(piece[:half]))
-    except TensorError:
-        return _completed_before_failure(validator, piece[:half])
-    return done + _completed_before_failure(trial, piece[half:])

@@ -7,19 +7,18 @@ refuse bad input with the same words.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from launcher import rules
 from launcher.errors import invalid
+from launcher.rules import NameRule
 from launcher.store.model_toml import TENSOR_TYPES
 
-MAX_NAME_CHARS = 256
-MAX_DESCRIPTION_CHARS = 10_000
-MAX_KEYS = 100
-MAX_RANK = 255
-
-_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+MAX_NAME_CHARS = rules.MAX_NAME_CHARS
+MAX_DESCRIPTION_CHARS = rules.MAX_DESCRIPTION_CHARS
+MAX_KEYS = rules.MAX_DATASET_KEYS
+MAX_RANK = rules.MAX_RANK
 
 
 @dataclass(frozen=True)
@@ -37,20 +36,8 @@ class KeyDef:
     rules: KeyRules = KeyRules()
 
 
-def check_id(value: str, path: str) -> None:
-    """Dataset ids are lowercase UUIDs; anything else cannot name a dataset."""
-    if not _ID_RE.match(value):
-        shown = value if len(value) <= 80 else value[:80] + "..."
-        raise invalid(path, f"{shown!r} is not a dataset id (a lowercase UUID)")
-
-
 def check_name(value: str, path: str, what: str) -> None:
-    if not value or not value.strip():
-        raise invalid(path, f"{what} must not be empty")
-    if len(value) > MAX_NAME_CHARS:
-        raise invalid(path, f"{what} has {len(value)} characters; at most {MAX_NAME_CHARS}")
-    if not value.isprintable():
-        raise invalid(path, f"{what} must not contain control characters")
+    NameRule(what, MAX_NAME_CHARS).check(path, value)
 
 
 def check_definition(name: str, description: str, keys: Sequence[KeyDef]) -> None:
@@ -74,17 +61,17 @@ def check_definition(name: str, description: str, keys: Sequence[KeyDef]) -> Non
         _check_rules(key.rules, f"keys[{i}].rules")
 
 
-def _check_rules(rules: KeyRules, path: str) -> None:
-    if rules.shape is not None:
-        if len(rules.shape) > MAX_RANK:
-            raise invalid(f"{path}.shape", f"rank {len(rules.shape)}; at most {MAX_RANK}")
-        for d, size in enumerate(rules.shape):
+def _check_rules(key_rules: KeyRules, path: str) -> None:
+    if key_rules.shape is not None:
+        if len(key_rules.shape) > MAX_RANK:
+            raise invalid(f"{path}.shape", f"rank {len(key_rules.shape)}; at most {MAX_RANK}")
+        for d, size in enumerate(key_rules.shape):
             if size < -1:
                 raise invalid(
                     f"{path}.shape[{d}]",
                     f"{size} is not a length; use a length >= 0, or -1 for any length",
                 )
-    for t, type_name in enumerate(rules.allowed_types):
+    for t, type_name in enumerate(key_rules.allowed_types):
         if type_name not in TENSOR_TYPES:
             raise invalid(
                 f"{path}.allowedTypes[{t}]",
@@ -92,20 +79,6 @@ def _check_rules(rules: KeyRules, path: str) -> None:
             )
 
 
-def check_tensor(rules: KeyRules, type_name: str, shape: tuple[int, ...], path: str) -> None:
-    """Refuse a tensor that breaks its key's rules, naming the rule."""
-    if rules.allowed_types and type_name not in rules.allowed_types:
-        raise invalid(
-            path,
-            f"type {type_name} is not allowed (allowedTypes: {', '.join(rules.allowed_types)})",
-        )
-    if rules.shape is None:
-        return
-    if len(shape) != len(rules.shape) or any(
-        want != -1 and want != got for want, got in zip(rules.shape, shape, strict=False)
-    ):
-        raise invalid(
-            path,
-            f"shape {list(shape)} does not match the key's shape rule {list(rules.shape)}"
-            " (-1: any length)",
-        )
+def check_tensor(key_rules: KeyRules, type_name: str, shape: tuple[int, ...], path: str) -> None:
+    """Refuse a tensor that breaks its key's rules (``launcher.rules.check_tensor``)."""
+    rules.check_tensor(path, type_name, shape, key_rules.allowed_types or None, key_rules.shape)
