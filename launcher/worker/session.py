@@ -212,6 +212,11 @@ class WorkerSession:
             self._end(e)
         except (ConnectionError, OSError) as e:
             self._end(ConnectionEnded(str(e)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a param file failure ends the session, it never hangs it
+            log.exception("answering the worker failed")
+            self._end(e)
 
     async def _on_data_event(self, event: messages.DataEvent) -> None:
         call = self._call
