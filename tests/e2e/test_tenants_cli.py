@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,3 +108,22 @@ def test_bad_tenant_options_are_refused(root: Path) -> None:
     assert code == 2
     _, listed, _ = keys(root, "list")
     assert listed == []  # nothing was made
+
+
+def test_ownership_survives_a_killed_launcher(root: Path) -> None:
+    _, alice, _ = keys(root, "create", "alice")
+    _, bob, _ = keys(root, "create", "bob")
+    with running_launcher(root) as proc:
+        with LauncherClient(proc.address, api_key=alice["key"]) as c:
+            made = c.persistent_launcher.create_persistent_launcher(name="kept", spec=SPEC)
+            launcher_id = made["result"]["persistentLauncherId"]
+        proc.stop(signal.SIGKILL)
+    with running_launcher(root) as proc:
+        with LauncherClient(proc.address, api_key=bob["key"]) as c:
+            assert launcher_id not in launcher_ids(c)
+            denied = c.persistent_launcher.delete_persistent_launcher(
+                persistent_launcher_id=launcher_id
+            )
+            assert denied == {"error": {"code": "access_denied"}}
+        with LauncherClient(proc.address, api_key=alice["key"]) as c:
+            assert launcher_id in launcher_ids(c)
