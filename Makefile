@@ -11,7 +11,7 @@ LISTEN ?= 127.0.0.1:50051
 HTTP ?= 127.0.0.1:8080
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench check fuzz soak clean
+.PHONY: setup run test bench check fuzz soak gpu-check clean
 
 setup: $(GENERATED)
 
@@ -49,6 +49,11 @@ SOAK_SECONDS ?= 300
 soak: setup
 	LAUNCHER_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -s --timeout=0 \
 		tests/crash/test_crash_loop.py tests/load/test_load.py $(PYTEST_ARGS)
+
+# A model calling the CUDA driver (ctypes) in the sandbox, temporary and persistent launcher;
+# exits 0 with a message where there is no NVIDIA GPU.
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py
 
 clean:
 	rm -rf $(VENV) launcher/v1 .pytest_cache .mypy_cache .ruff_cache

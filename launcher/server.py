@@ -292,7 +292,12 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     if options.http is not None:
         # The platform's HTTP API: the same servicers, behind the same interceptor.
         launcher.http = http_api(
-            servicers, interceptor, models, root / "tmp", lambda: not jobs._draining
+            servicers,
+            interceptor,
+            models,
+            root / "tmp",
+            lambda: not jobs._draining,
+            options.intake_idle_seconds,
         )
         launcher.http.add_route("GET", "/metrics", telemetry.route())
         launcher.http_address = await launcher.http.start(*split_address(options.http))

@@ -9,6 +9,7 @@ Response: ``varint J, JSON, then per blob varint L and L bytes``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -49,40 +50,46 @@ def encode_varint(value: int) -> bytes:
 _WIDTH = {0xFD: 2, 0xFE: 4, 0xFF: 8}
 
 
-async def _read(source: ByteSource, n: int, what: str) -> bytes:
+async def _read(source: ByteSource, n: int, what: str, idle: float | None) -> bytes:
     try:
-        return await source.readexactly(n)
+        return await asyncio.wait_for(source.readexactly(n), idle)
+    except TimeoutError:
+        raise FrameError(f"the body sent nothing for {idle:g} s (inside the {what})") from None
     except Exception:  # IncompleteReadError, or the connection ended
         raise FrameError(f"the body ends inside the {what}") from None
 
 
-async def read_varint(source: ByteSource, what: str) -> tuple[int, int]:
+async def read_varint(source: ByteSource, what: str, idle: float | None = None) -> tuple[int, int]:
     """A varint (non-minimal forms accepted) and how many bytes it took."""
-    first = (await _read(source, 1, what))[0]
+    first = (await _read(source, 1, what, idle))[0]
     width = _WIDTH.get(first)
     if width is None:
         return first, 1
-    return int.from_bytes(await _read(source, width, what), "big"), 1 + width
+    return int.from_bytes(await _read(source, width, what, idle), "big"), 1 + width
 
 
 class RequestFrame:
     """A request frame being read: ``params`` (the JSON object) once ``open`` returns, then
     the blobs in order through ``pieces(i)`` / ``read_blob(i)``; ``drain`` reads what is left."""
 
-    def __init__(self, source: ByteSource, content_length: int | None) -> None:
+    def __init__(
+        self, source: ByteSource, content_length: int | None, idle: float | None = None
+    ) -> None:
         self._source = source
         self._content_length = content_length
+        #: A body that sends nothing for this many seconds is ended (None: never).
+        self._idle = idle
         self.params: dict[str, Any] = {}
         self.blob_lengths: list[int] = []
         self._next_blob = 0
         self._left_in_body: int | None = None
 
     async def open(self, max_json: int) -> None:
-        count = (await _read(self._source, 1, "blob count"))[0]
-        json_length, used = await read_varint(self._source, "JSON length")
+        count = (await _read(self._source, 1, "blob count", self._idle))[0]
+        json_length, used = await read_varint(self._source, "JSON length", self._idle)
         header = 1 + used
         for i in range(count):
-            length, used = await read_varint(self._source, f"length of blob {i}")
+            length, used = await read_varint(self._source, f"length of blob {i}", self._idle)
             self.blob_lengths.append(length)
             header += used
         if json_length > max_json:
@@ -94,7 +101,7 @@ class RequestFrame:
                 f"the body {what}: Content-Length {self._content_length}, the frame's header "
                 f"gives {expected} bytes"
             )
-        raw = await _read(self._source, json_length, "JSON")
+        raw = await _read(self._source, json_length, "JSON", self._idle)
         try:
             params = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
@@ -110,7 +117,7 @@ class RequestFrame:
         left = self.blob_lengths[index]
         self._next_blob += 1
         while left:
-            piece = await _read(self._source, min(left, PIECE), f"blob {index}")
+            piece = await _read(self._source, min(left, PIECE), f"blob {index}", self._idle)
             left -= len(piece)
             yield piece
 
@@ -119,8 +126,11 @@ class RequestFrame:
 
     async def drain(self) -> None:
         """Read the rest of the body, so that a refusal reaches a client still sending."""
-        while await self._source.read(PIECE):
-            pass
+        try:
+            while await asyncio.wait_for(self._source.read(PIECE), self._idle):
+                pass
+        except TimeoutError:
+            raise FrameError(f"the body sent nothing for {self._idle:g} s") from None
 
     async def check_end(self) -> None:
         """Without a Content-Length (chunked), trailing bytes show only at the end."""

@@ -36,9 +36,13 @@ RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpApi:
     """The platform API's methods and the listener's extra routes, then the running server."""
 
-    def __init__(self, services: Services, serving: Callable[[], bool]) -> None:
+    def __init__(
+        self, services: Services, serving: Callable[[], bool], idle_seconds: float | None = None
+    ) -> None:
         self.services = services
         self._serving = serving
+        #: A request body that sends nothing for this long is ended with a 400.
+        self._idle = idle_seconds
         self._methods: dict[tuple[str, str], Handler] = {}
         for api, table in (
             ("Model", model_api.METHODS),
@@ -90,7 +94,7 @@ class HttpApi:
         return web.Response(status=503, text="not serving\n")
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        frame = RequestFrame(request.content, request.content_length)
+        frame = RequestFrame(request.content, request.content_length, self._idle)
         handler = self._methods.get((request.match_info["api"], request.match_info["method"]))
         if request.method != "POST":
             await frame.drain()

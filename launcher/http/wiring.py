@@ -27,8 +27,9 @@ def http_api(
     models: ModelRegistry,
     spool_dir: Path,
     serving: Callable[[], bool],
+    idle_seconds: float | None = None,
 ) -> HttpApi:
     """The platform HTTP API over ``servicers`` (``{"Model": ..., "Dataset": ...,
     "PersistentLauncher": ...}``), every call passing through ``interceptor`` as on gRPC."""
     services = Services(Bridge(servicers, interceptor), models, spool_dir)
-    return HttpApi(services, serving)
+    return HttpApi(services, serving, idle_seconds)
