@@ -10,7 +10,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import create_state, dataset, http, ingest, sandbox_cost, throughput, worker_start
+from bench import (
+    create_state,
+    dataset,
+    http,
+    ingest,
+    ray_cluster,
+    sandbox_cost,
+    throughput,
+    worker_start,
+)
 from bench.common import Settings
 from bench.report import Figure, render_table, write_json
 
@@ -23,6 +32,7 @@ MEASUREMENTS: dict[str, Callable[[Settings], list[Figure]]] = {
     "ingest": ingest.measure,
     "dataset": dataset.measure,
     "http": http.measure,
+    "ray": ray_cluster.measure,
 }
 
 
