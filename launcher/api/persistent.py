@@ -14,7 +14,7 @@ from launcher.api.validation import check_id, check_name
 from launcher.auth import access
 from launcher.auth.access import AccessCheck
 from launcher.auth.owners import LAUNCHER
-from launcher.errors import RequestError, invalid
+from launcher.errors import NotFound, RequestError, invalid
 from launcher.executors.base import Executor
 from launcher.jobs.manager import JobManager
 from launcher.launchers.sessions import SessionPool
@@ -146,7 +146,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             return pl_pb2.GetSysinfoResponse(error=convert.error_to_proto(e))
         if not await asyncio.to_thread(self.launchers.exists, request.persistent_launcher_id):
             return pl_pb2.GetSysinfoResponse(
-                error=convert.error_to_proto(RequestError("persistent_launcher_not_found"))
+                error=convert.error_to_proto(NotFound("persistent_launcher_not_found"))
             )
         since = (
             convert.seconds(request.from_timestamp) if request.HasField("from_timestamp") else None
@@ -176,7 +176,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         except RequestError as e:
             return convert.empty_error(e)
         if not await asyncio.to_thread(self.launchers.delete, request.persistent_launcher_id):
-            return convert.empty_error(RequestError("persistent_launcher_not_found"))
+            return convert.empty_error(NotFound("persistent_launcher_not_found"))
         for job in list(self.jobs.jobs.values()):
             if job.request.persistent_launcher_id == request.persistent_launcher_id:
                 job.cancel(oc.LauncherTerminated())

@@ -19,7 +19,7 @@ from launcher.api.validation import check_id, check_name
 from launcher.auth import access
 from launcher.auth.owners import SNAPSHOT
 from launcher.auth.quotas import QuotaLedger
-from launcher.errors import RequestError
+from launcher.errors import ModelNotFound, RequestError
 from launcher.store.errors import StoreError
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotRecord, SnapshotStore
@@ -58,7 +58,7 @@ class SnapshotApi:
             check_id("modelId", request.model_id, "a model id")
             check_name("name", request.name)
             if not self.models.exists(request.model_id):
-                raise RequestError("model_not_found")
+                raise ModelNotFound(request.model_id)
             # The folder as it is, even with a broken model.toml: the snapshot keeps what is there.
             code_dir = Path(self.models.models_dir, request.model_id).resolve(strict=True)
             caller = access.current()
@@ -118,7 +118,7 @@ class SnapshotApi:
             if not self.models.exists(request.model_id) and not await asyncio.to_thread(
                 store.exists, request.model_id, request.snapshot_id
             ):
-                raise RequestError("model_not_found")
+                raise ModelNotFound(request.model_id)
             await asyncio.to_thread(store.delete, request.model_id, request.snapshot_id)
         except RequestError as e:
             return convert.empty_error(e)

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from launcher import rules
 from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.snapshots import snapshot_infos
@@ -16,7 +17,7 @@ from launcher.api.tenancy import ModelTenancy
 from launcher.api.validation import MAX_MOUNTS, check_id, check_name
 from launcher.auth import access
 from launcher.auth.quotas import QuotaLedger
-from launcher.errors import Conflict, ModelNotFound, RequestError, invalid
+from launcher.errors import Conflict, ModelNotFound, NotFound, RequestError, invalid
 from launcher.jobs.caps import PhaseCaps
 from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
@@ -126,7 +127,7 @@ class StateApi:
     def _check_model(self, model_id: str) -> None:
         check_id("modelId", model_id, "a model id")
         if not self.models.exists(model_id):
-            raise RequestError("model_not_found")
+            raise ModelNotFound(model_id)
 
     async def GetModelState(  # noqa: N802
         self, request: model_pb2.GetModelStateRequest, context: grpc.aio.ServicerContext
@@ -143,7 +144,7 @@ class StateApi:
                 if key in keys[:i]:  # the stream names each key once, in its first chunk
                     raise invalid(f"keys[{i}]", f"the key {key!r} is given twice")
                 if key not in names:
-                    raise RequestError("state_key_not_found")
+                    raise NotFound("state_key_not_found")
             readers = [
                 await asyncio.to_thread(self.states.open_key, request.model_id, record.id, key)
                 for key in keys
@@ -210,14 +211,14 @@ class StateApi:
         check_name("name", header.name)
         seen: set[str] = set()
         for i, key in enumerate(header.keys):
-            check_name(f"data[{i}].key", key.key)
+            rules.STATE_KEY_NAME.check(f"data[{i}].key", key.key)
             if key.key in seen:
                 raise invalid(f"data[{i}].key", f"the key {key.key!r} is given twice")
             seen.add(key.key)
-            if key.byte_size > 1 << 30:
+            if key.byte_size > rules.MAX_STATE_KEY_BYTES:
                 raise invalid(f"data[{i}].data", "a state key holds at most 1 GiB")
-        if len(header.keys) > 100:
-            raise invalid("data", "a state has at most 100 keys")
+        if len(header.keys) > rules.MAX_STATE_KEYS:
+            raise invalid("data", f"a state has at most {rules.MAX_STATE_KEYS} keys")
         mounted = await asyncio.to_thread(self._mounted_models, header.mount_models)
         caller = access.current()
         active = await asyncio.to_thread(self.states.active_state_id, header.model_id)
@@ -309,16 +310,16 @@ class StateApi:
                     mount.model_id, mount.snapshot_id
                 ):
                     if not self.models.exists(mount.model_id):
-                        raise RequestError("model_to_mount_not_found")
-                    raise RequestError("snapshot_for_model_to_mount_not_found")
+                        raise NotFound("model_to_mount_not_found")
+                    raise NotFound("snapshot_for_model_to_mount_not_found")
                 entry["snapshotId"] = mount.snapshot_id
             elif not self.models.exists(mount.model_id):
-                raise RequestError("model_to_mount_not_found")
+                raise NotFound("model_to_mount_not_found")
             elif mount.HasField("state_id"):
                 try:
                     self.states.get(mount.model_id, mount.state_id)
                 except StoreError:
-                    raise RequestError("state_for_model_to_mount_not_found") from None
+                    raise NotFound("state_for_model_to_mount_not_found") from None
             out.append(entry)
         return out
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from launcher import outcomes as oc
 from launcher import rules
-from launcher.errors import ModelNotFound, RequestError, invalid
+from launcher.errors import ModelNotFound, NotFound, invalid
 from launcher.jobs.request import JobRequest, ResolvedMount
 from launcher.params import ParamSource
 from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry, ParamRule
@@ -95,7 +95,7 @@ class Resolver:
         if request.persistent_launcher_id is not None:
             launcher = self.launchers.get(request.persistent_launcher_id)
             if launcher is None:
-                raise RequestError("persistent_launcher_not_found")
+                raise NotFound("persistent_launcher_not_found")
             request.spec = launcher.spec
         for mount in mounts:
             request.mounts.append(self._resolve_mount(mount, request))
@@ -114,7 +114,7 @@ class Resolver:
             # Only its files are mounted: a broken model.toml does not hide the model.
             folder = self.models.folder(mount.model_id)
         except (KeyError, ModelConfigError, ModelReadError):
-            raise RequestError("model_to_mount_not_found") from None
+            raise NotFound("model_to_mount_not_found") from None
         try:
             record = self.states.get(mount.model_id, mount.state_id)
             self._check_made_from(record.mounted_models)
@@ -123,21 +123,21 @@ class Resolver:
                 [k.key for k in record.keys],
             )
         except StateNotFound:  # also when deleted between the lookup and the opening
-            raise RequestError("state_for_model_to_mount_not_found") from None
+            raise NotFound("state_for_model_to_mount_not_found") from None
         return ResolvedMount(mount.model_id, str(folder), record.id, None, keys)
 
     def _resolve_snapshot(self, mount: MountRef, request: JobRequest) -> ResolvedMount:
         """The snapshot's frozen folder and state. A lease on the request keeps its folder
         while the job lives, even if the snapshot is deleted meanwhile."""
         if self.snapshots is None:
-            raise RequestError("snapshot_for_model_to_mount_not_found")
+            raise NotFound("snapshot_for_model_to_mount_not_found")
         try:
             snapshot = self.snapshots.acquire(mount.model_id, mount.snapshot_id, request)
         except SnapshotNotFound:
             # A snapshot outlives its model's folder; without either, the model is unknown.
             if not self.models.exists(mount.model_id):
-                raise RequestError("model_to_mount_not_found") from None
-            raise RequestError("snapshot_for_model_to_mount_not_found") from None
+                raise NotFound("model_to_mount_not_found") from None
+            raise NotFound("snapshot_for_model_to_mount_not_found") from None
         self._check_made_from(snapshot.mounted_models)
         by_key = {k.key.key: k for k in snapshot.keys}
         keys = open_keys(lambda key: snapshot.open_key(by_key[key]), list(by_key))
@@ -155,7 +155,7 @@ class Resolver:
             if self.snapshots is None or not self.snapshots.exists(
                 made_from["modelId"], snapshot_id
             ):
-                raise RequestError("snapshot_no_longer_exists")
+                raise NotFound("snapshot_no_longer_exists")
 
 
 def check_source(path: str, source: ParamSource, rule: ParamRule) -> None:
