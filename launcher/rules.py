@@ -125,7 +125,12 @@ _GENERIC_DESCRIPTION = (
 )
 
 MODEL_ID = IdRule("a model id", _GENERIC_ID, _GENERIC_DESCRIPTION)
-STATE_ID = IdRule("a state id", _GENERIC_ID, _GENERIC_DESCRIPTION)
+#: State ids never hold '.': the state store marks folders being removed with a '.' suffix.
+STATE_ID = IdRule(
+    "a state id",
+    r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}",
+    "1-64 characters of letters, digits, '_' or '-', starting with a letter or digit",
+)
 SNAPSHOT_ID = IdRule("a snapshot id", _GENERIC_ID, _GENERIC_DESCRIPTION)
 LAUNCHER_ID = IdRule("a persistent launcher id", _GENERIC_ID, _GENERIC_DESCRIPTION)
 #: Datasets are named by UUIDs, but any well-formed id is looked up (and then not found), so
@@ -138,7 +143,7 @@ PARAM_NAME = NameRule("a param name", MAX_NAME_CHARS)
 DATASET_NAME = NameRule("the dataset name", MAX_NAME_CHARS)
 DATASET_KEY_NAME = NameRule("a key name", MAX_NAME_CHARS)
 #: One limit for a state key's name, whether a worker provides it or upload_state sends it.
-STATE_KEY_NAME = NameRule("a state key name", MAX_NAME_CHARS)
+STATE_KEY_NAME = NameRule("a state key name", protocol.MAX_STATE_KEY_NAME_CHARS)
 GPU_MODEL = NameRule("a GPU model", MAX_NAME_CHARS)
 MAX_DESCRIPTION_CHARS = 10_000
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from launcher import rules
 from launcher.store.errors import CorruptBlob
 
-MAX_KEY_BYTES = 1 << 30
+MAX_KEY_BYTES = rules.MAX_STATE_KEY_BYTES
 #: Keys up to this size are stored in the state's database row instead of a file.
 INLINE_MAX_BYTES = 64 << 10
 

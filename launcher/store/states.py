@@ -11,12 +11,12 @@ import builtins
 import json
 import logging
 import os
-import re
 import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any
 
+from launcher import rules
 from launcher.store.blobs import KeyReader, KeyWriter, StateKey, fsync_dir, remove_tree
 from launcher.store.db import Database
 from launcher.store.errors import (
@@ -44,7 +44,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_STATE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Folders being removed get this suffix; '.' never occurs in a state id, so no clash.
 _TRASH_SUFFIX = ".deleted"
 
@@ -72,7 +71,7 @@ class StateStore:
     ) -> PendingState:
         if state_id is None:
             state_id = self.new_state_id()
-        elif not isinstance(state_id, str) or not _STATE_ID.fullmatch(state_id):
+        elif not isinstance(state_id, str) or not rules.STATE_ID.ok(state_id):
             raise ValueError(f"invalid state id {state_id!r}")
         if self._row(self._db.connect(), state_id) is not None:
             raise ValueError(f"state id {state_id!r} already exists")
