@@ -21,7 +21,7 @@ from launcher.auth import access
 from launcher.auth.access import AccessCheck
 from launcher.auth.owners import DATASET
 from launcher.auth.quotas import QuotaLedger
-from launcher.errors import RequestError, invalid
+from launcher.errors import InternalError, RequestError, invalid
 from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
 from launcher.store.datasets.read import PART_BYTES
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
@@ -225,11 +225,9 @@ def _request_error(exc: Exception, rpc: str) -> RequestError:
     """The refusal itself, or ``unknown`` (logged with an id) for an internal fault."""
     if isinstance(exc, RequestError):
         return exc
-    # Same form as launcher.api.model.unknown_error, which cannot be imported here without
-    # pulling in the whole job stack; it belongs in launcher.api.convert.
     log_id = uuid.uuid4().hex[:12]
     log.error("Dataset.%s failed with an internal error [log id %s]", rpc, log_id, exc_info=exc)
-    return RequestError("unknown", reason=f"internal error, see the launcher log id {log_id}")
+    return InternalError(log_id)
 
 
 def _keys_from_proto(keys: Sequence[dataset_pb2.DatasetKey]) -> list[KeyDef]:
