@@ -5,19 +5,36 @@ it connects to a listening Unix socket, the socket is closed, and it exits. Time
 start call to the exit, for three sandboxes in the same run: every layer (zygote fork), every
 layer but the zygote (exec'd entry helper), and every configurable layer off (plain spawn, the
 reference). The first worker of each sandbox (which starts its zygote) is not counted.
+
+Beside them, what the child-side layers cost each worker, timed inside a forked child: the
+file system view (mount namespace, the one disk-budget tmpfs, the made /etc, binds by fd) and
+installing the seccomp allowlist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.common import BENCH_MODELS, TRIVIAL_MODEL, Settings, median, temp_dir
 from bench.report import Figure
-from launcher.sandbox import LAYER_NAMES, Sandbox, SandboxConfig, WorkerPlan, create_sandbox
+from launcher.sandbox import (
+    LAYER_NAMES,
+    Sandbox,
+    SandboxConfig,
+    WorkerPlan,
+    create_sandbox,
+    libc,
+    seccomp,
+)
+from launcher.sandbox.layered import LayeredSandbox
+from launcher.sandbox.mounts import build_root
 from launcher.spec import LauncherSpec
 from launcher.worker.listener import WorkerListener
 
@@ -78,8 +95,73 @@ def _run(disable: frozenset[str], n: int) -> SpawnSeries:
         return asyncio.run(_series(disable, n, folder))
 
 
+def _in_child(step: Callable[[], float]) -> float:
+    """Milliseconds ``step`` reports, run in a forked child (its changes die with it)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            os.write(write_fd, struct.pack("d", step()))
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    data = os.read(read_fd, 8)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    return struct.unpack("d", data)[0] * 1000 if len(data) == 8 else float("nan")
+
+
+async def _layer_costs(n: int, folder: Path) -> dict[str, list[float]]:
+    job = folder / "job"
+    job.mkdir(mode=0o700)
+    (job / "ipc.sock").touch()
+    sandbox = await create_sandbox(
+        SandboxConfig(state_dir=folder / "sandbox", models_dir=BENCH_MODELS.parent)
+    )
+    try:
+        assert isinstance(sandbox, LayeredSandbox)
+        plan = WorkerPlan(
+            argv=[sys.executable, "-m", "runtime"],
+            env={"PATH": "/usr/bin:/bin"},
+            model_dir=BENCH_MODELS / TRIVIAL_MODEL,
+            job_dir=job,
+            spec=LauncherSpec(cpus=1, memory_mebibytes=512, disk_mebibytes=64),
+        )
+        recipe = sandbox.recipe(plan, None, True)
+        on = sandbox.layers()
+    finally:
+        await sandbox.close()
+
+    def view() -> float:
+        assert recipe.layout is not None
+        libc.unshare(libc.CLONE_NEWNS)
+        start = time.perf_counter()
+        build_root(recipe.layout)
+        return time.perf_counter() - start
+
+    def allowlist() -> float:
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+        start = time.perf_counter()
+        seccomp.install()
+        return time.perf_counter() - start
+
+    out: dict[str, list[float]] = {}
+    if on.get("mountns") == "on" and recipe.layout is not None:
+        out["file system view"] = [_in_child(view) for _ in range(n)]
+    if on.get("seccomp") == "on":
+        out["seccomp allowlist"] = [_in_child(allowlist) for _ in range(n)]
+    return out
+
+
+def _layers(n: int) -> dict[str, list[float]]:
+    with temp_dir("sandbox-layers") as folder:
+        return asyncio.run(_layer_costs(n, folder))
+
+
 def measure(settings: Settings) -> list[Figure]:
     n = settings.count(10, 1)
+    layer_ms = _layers(settings.count(25, 3))
     full = _run(frozenset(), n)
     no_zygote = _run(frozenset({"zygote"}), n)
     none = _run(LAYER_NAMES, n)
@@ -100,5 +182,16 @@ def measure(settings: Settings) -> list[Figure]:
             "no layers",
             reference,
             detail={"all_but_zygote": asdict(no_zygote)},
+        ),
+        *(
+            Figure(
+                f"2. per-worker cost of the {layer} (in the worker's setup)",
+                median(samples),
+                "ms",
+                "no layers",
+                reference,
+                detail={"samples_ms": samples},
+            )
+            for layer, samples in layer_ms.items()
         ),
     ]
