@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import grpc
+import pytest
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from tests.support.launcher_proc import LauncherProcess
+from launcher.auth.keys import KeyStore
+from launcher.store.db import Database
+from launcher.v1 import model_pb2, model_pb2_grpc
+from tests.support.launcher_proc import LauncherProcess, running_launcher
 
 V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
 V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -84,3 +91,19 @@ def test_an_unknown_symbol_is_an_error_answer_and_the_stream_goes_on(
     )
     assert answers[0].error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
     assert {s.name for s in answers[1].list_services_response.service} == SERVICES
+
+
+def test_reflection_v1_stays_open_when_keys_are_required() -> None:
+    with tempfile.TemporaryDirectory(prefix="lr-") as folder:
+        root = Path(folder)
+        db = Database(root / "launcher.db")
+        KeyStore(db).create("someone")
+        db.close()
+        with running_launcher(root) as proc:
+            assert _services(proc.address, V1) == SERVICES
+            # ... while the launcher's own services need the key.
+            with grpc.insecure_channel(proc.address) as channel:
+                stub = model_pb2_grpc.ModelStub(channel)
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.GetModels(model_pb2.GetModelsRequest(), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
