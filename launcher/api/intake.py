@@ -23,7 +23,7 @@ from pathlib import Path
 
 from launcher import rules
 from launcher.api.placement import placeable_spec
-from launcher.api.validation import check_id, check_name
+from launcher.api.validation import check_id, check_mounts, check_name
 from launcher.errors import RequestError, invalid
 from launcher.executors.base import Executor
 from launcher.jobs.request import JobRequest
@@ -171,7 +171,7 @@ class Intake:
                         ),
                     )
                 )
-        mounts = self._check_mounts(header, model_id)
+        mounts = check_mounts(header.mount_models, model_id)
         location = header.execution_location.WhichOneof("location")
         request = JobRequest(model_id=model_id, name=name, model=None, startup_failure=None)
         if location == "temporary_launcher_spec":
@@ -193,32 +193,6 @@ class Intake:
                 "{type: 'temporaryLauncher', spec}",
             )
         return request, mounts, dataset_params
-
-    @staticmethod
-    def _check_mounts(header: model_pb2.CreateStateHeader, model_id: str) -> list[MountRef]:
-        if len(header.mount_models) > rules.MAX_MOUNTS:
-            raise invalid("mountModels", f"at most {rules.MAX_MOUNTS} models may be mounted")
-        mounts: list[MountRef] = []
-        for i, mount in enumerate(header.mount_models):
-            rules.MODEL_ID.check(f"mountModels[{i}].modelId", mount.model_id)
-            if mount.model_id == model_id:
-                raise invalid(f"mountModels[{i}].modelId", "a model cannot mount itself")
-            if any(m.model_id == mount.model_id for m in mounts):
-                raise invalid(
-                    f"mountModels[{i}].modelId",
-                    f"the model {mount.model_id!r} is mounted twice; mount each model once",
-                )
-            if mount.HasField("state_id") and mount.HasField("snapshot_id"):
-                raise invalid(f"mountModels[{i}]", "give stateId or snapshotId, not both")
-            state_id = snapshot_id = None
-            if mount.HasField("state_id"):
-                state_id = rules.STATE_ID.check(f"mountModels[{i}].stateId", mount.state_id)
-            if mount.HasField("snapshot_id"):
-                snapshot_id = rules.SNAPSHOT_ID.check(
-                    f"mountModels[{i}].snapshotId", mount.snapshot_id
-                )
-            mounts.append(MountRef(mount.model_id, state_id, snapshot_id))
-        return mounts
 
     # ---- inline data ----
 

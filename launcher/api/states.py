@@ -14,7 +14,7 @@ from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.snapshots import snapshot_infos
 from launcher.api.tenancy import ModelTenancy
-from launcher.api.validation import MAX_MOUNTS, check_id, check_name
+from launcher.api.validation import check_id, check_mounts, check_name
 from launcher.auth import access
 from launcher.auth.quotas import QuotaLedger
 from launcher.errors import Conflict, ModelNotFound, NotFound, RequestError, invalid
@@ -296,16 +296,10 @@ class StateApi:
 
     def _mounted_models(self, mounts: Any) -> list[dict[str, str]]:
         """An uploaded state's ``mountedModels``: each entry must name what exists."""
-        if len(mounts) > MAX_MOUNTS:
-            raise invalid("mountModels", f"at most {MAX_MOUNTS} models may be mounted")
         out = []
-        for i, mount in enumerate(mounts):
-            check_id(f"mountModels[{i}].modelId", mount.model_id, "a model id")
-            if mount.HasField("state_id") and mount.HasField("snapshot_id"):
-                raise invalid(f"mountModels[{i}]", "give stateId or snapshotId, not both")
+        for mount in check_mounts(mounts):
             entry = {"modelId": mount.model_id}
-            if mount.HasField("snapshot_id"):
-                check_id(f"mountModels[{i}].snapshotId", mount.snapshot_id, "a snapshot id")
+            if mount.snapshot_id is not None:
                 if self.snapshots is None or not self.snapshots.exists(
                     mount.model_id, mount.snapshot_id
                 ):
@@ -315,7 +309,7 @@ class StateApi:
                 entry["snapshotId"] = mount.snapshot_id
             elif not self.models.exists(mount.model_id):
                 raise NotFound("model_to_mount_not_found")
-            elif mount.HasField("state_id"):
+            elif mount.state_id is not None:
                 try:
                     self.states.get(mount.model_id, mount.state_id)
                 except StoreError:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
 from launcher import rules
 from launcher.errors import invalid
+from launcher.jobs.resolve import MountRef
 from launcher.sandbox.gpus import GpuInventory, GpuRequestError
 from launcher.spec import GpuRequest, LauncherSpec
 from launcher.v1 import common_pb2
@@ -100,3 +103,30 @@ def spec_from_proto(
         swap_mebibytes=swap,
         gpus=request,
     )
+
+
+def check_mounts(mounts: Sequence[Any], model_id: str | None = None) -> list[MountRef]:
+    """``mountModels`` entries checked field by field (createState and uploadState alike):
+    at most ``MAX_MOUNTS``, each model once, ``stateId`` or ``snapshotId`` but not both;
+    with ``model_id``, a model may not mount itself."""
+    if len(mounts) > rules.MAX_MOUNTS:
+        raise invalid("mountModels", f"at most {rules.MAX_MOUNTS} models may be mounted")
+    out: list[MountRef] = []
+    for i, mount in enumerate(mounts):
+        rules.MODEL_ID.check(f"mountModels[{i}].modelId", mount.model_id)
+        if mount.model_id == model_id:
+            raise invalid(f"mountModels[{i}].modelId", "a model cannot mount itself")
+        if any(m.model_id == mount.model_id for m in out):
+            raise invalid(
+                f"mountModels[{i}].modelId",
+                f"the model {mount.model_id!r} is mounted twice; mount each model once",
+            )
+        if mount.HasField("state_id") and mount.HasField("snapshot_id"):
+            raise invalid(f"mountModels[{i}]", "give stateId or snapshotId, not both")
+        state_id = snapshot_id = None
+        if mount.HasField("state_id"):
+            state_id = rules.STATE_ID.check(f"mountModels[{i}].stateId", mount.state_id)
+        if mount.HasField("snapshot_id"):
+            snapshot_id = rules.SNAPSHOT_ID.check(f"mountModels[{i}].snapshotId", mount.snapshot_id)
+        out.append(MountRef(mount.model_id, state_id, snapshot_id))
+    return out
