@@ -3,8 +3,8 @@
 Every byte from a worker is untrusted: lengths are checked against limits before
 anything is allocated, and blobs are handed on in bounded chunks as they arrive. A data
 event's JSON is at most a few KiB; a message's JSON over ``OFF_LOOP_JSON`` bytes is parsed in a
-thread, after a cheap check that it cannot be made of millions of tiny values, and the session
-is charged for it: it waits as long as the parse took before reading on.
+thread, after a check that it is not made of millions of tiny values (one long string is
+fine), and the session is charged for it: it waits as long as the parse took before reading on.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from runtime import messages, protocol
 CHUNK = 1 << 20
 #: A message's JSON at least this long is parsed off the event loop.
 OFF_LOOP_JSON = 64 << 10
-#: The most separators (``,`` and ``:``) a JSON document of over ``OFF_LOOP_JSON`` may hold:
-#: what a worker legitimately sends at length is one long string (exception details) or a
-#: hundred key names; millions of tiny values would hold the interpreter for seconds.
-MAX_LARGE_JSON_SEPARATORS = 200_000
+#: The most separators (``,`` and ``:``) outside strings that a JSON document of over
+#: ``OFF_LOOP_JSON`` may hold: what a worker legitimately sends at length is one long string
+#: (exception details) or a hundred key names; millions of tiny values would hold the
+#: interpreter for seconds while they are parsed.
+MAX_LARGE_JSON_SEPARATORS = 10_000
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 
@@ -65,17 +66,47 @@ def _loads(raw: bytes) -> Any:
         raise ProtocolViolation(f"malformed JSON in a frame: {str(e)[:200]}") from None
 
 
-async def _loads_off_loop(raw: bytes) -> Any:
-    separators = raw.count(b",") + raw.count(b":")
+def separators_outside_strings(raw: bytes, limit: int) -> int:
+    """How many ``,`` and ``:`` of ``raw`` lie outside JSON strings (counting stops past
+    ``limit``). Python code, so a thread running it lets the event loop have the interpreter;
+    every byte is looked at once at most."""
+    count, pos, end = 0, 0, len(raw)
+    while count <= limit:
+        quote = raw.find(b'"', pos)
+        stop = end if quote < 0 else quote
+        count += raw.count(b",", pos, stop) + raw.count(b":", pos, stop)
+        if quote < 0:
+            break
+        pos = quote + 1
+        while True:  # to the string's closing quote: one not escaped by a backslash
+            quote = raw.find(b'"', pos)
+            if quote < 0:
+                return count  # an unterminated string: the parser says so
+            first = quote
+            while first > pos and raw[first - 1] == 0x5C:
+                first -= 1
+            pos = quote + 1
+            if (quote - first) % 2 == 0:
+                break
+    return count
+
+
+def _loads_large(raw: bytes) -> Any:
+    separators = separators_outside_strings(raw, MAX_LARGE_JSON_SEPARATORS)
     if separators > MAX_LARGE_JSON_SEPARATORS:
         raise ProtocolViolation(
-            f"a JSON document of {len(raw)} bytes with {separators} separators; one over "
-            f"{OFF_LOOP_JSON} bytes may hold at most {MAX_LARGE_JSON_SEPARATORS}"
+            f"a JSON document of {len(raw)} bytes with over {MAX_LARGE_JSON_SEPARATORS} values; "
+            f"one over {OFF_LOOP_JSON} bytes may hold at most that many"
         )
+    return _loads(raw)
+
+
+async def _loads_off_loop(raw: bytes) -> Any:
     start = time.monotonic()
-    doc = await asyncio.to_thread(_loads, raw)
-    await asyncio.sleep(time.monotonic() - start)  # the session pays for the time it took
-    return doc
+    try:
+        return await asyncio.to_thread(_loads_large, raw)
+    finally:
+        await asyncio.sleep(time.monotonic() - start)  # the session pays for the time it took
 
 
 class FrameReader:

@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from launcher.worker.frames import DataEvent, FrameReader, Message, ProtocolViolation
+from launcher.worker.frames import (
+    DataEvent,
+    FrameReader,
+    Message,
+    ProtocolViolation,
+    separators_outside_strings,
+)
 from runtime import messages as m
 from runtime._frames import PendingRequest, ProvideData, Refused, read_frame
 from runtime._transport import Connection
@@ -275,10 +281,34 @@ def test_an_error_without_details_becomes_a_short_text() -> None:
     assert len(msg.error.details) < 1200
 
 
-def test_large_json_of_tiny_values_is_refused_before_parsing() -> None:
-    doc = {"id": "c", "result": {"v": [0] * 300_000}}
-    with pytest.raises(ProtocolViolation, match="separators"):
-        to_host(message(doc))
+@pytest.mark.parametrize(
+    "values",
+    [[0] * 300_000, ["a"] * 100_000, [{}] * 100_000],
+    ids=["numbers", "strings", "objects"],
+)
+def test_large_json_of_tiny_values_is_refused_before_parsing(values: list[Any]) -> None:
+    with pytest.raises(ProtocolViolation, match="over 10000 values"):
+        to_host(message({"id": "c", "result": {"v": values}}))
+
+
+def test_large_json_of_one_long_string_with_commas_and_quotes_is_parsed_and_cut() -> None:
+    text = 'File "m.py", line 3, in f: a, b = {"k": [1, 2]}\\n\n' * 200_000
+    msg, _ = to_host(b"".join(m.CallResult("c", m.ExceptionError(text)).encode()))
+    assert len(msg.error.details) == 10_000 and msg.error.details.startswith(text[:9000])
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"a":"x,y:z"}', 1),
+        (b'{"a":"q\\"u,o:t\\"e"}', 1),
+        (b'{"a":"back\\\\","b":[1,2,3]}', 5),
+        (b'["a\\\\\\"b",1,{"c":":"}]', 3),
+        (b'{"a":"unterminated,', 1),
+    ],
+)
+def test_separators_are_counted_outside_strings_only(raw: bytes, expected: int) -> None:
+    assert separators_outside_strings(raw, 100) == expected
 
 
 def test_cut_never_exceeds_its_limit() -> None:

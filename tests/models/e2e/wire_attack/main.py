@@ -5,7 +5,7 @@ read_only       read the param 'x' without shuffling (the reference for shuffle_
 json_flood      write 10 provideStateData events of 15 MB of JSON each (valid, padded), then
                 one of 15 MB of escaped text in a field the protocol does not have
 tiny_flood      write 200,000 empty (valid) provideStateData events, then return
-huge_details    answer the call with 8 MiB of exception details, then hang
+huge_details    answer the call with 8 MiB of exception details (commas, quotes), then hang
 
 The frames are written straight to the runtime's own socket, as any code in the worker could.
 """
@@ -50,7 +50,8 @@ async def create(options):
         for _ in range(200):
             _conn().send([frame * 1000])
     elif what == "huge_details":
-        error = messages.ExceptionError("Traceback: " + "x" * (8 << 20) + " the end")
+        lines = 'File "model.py", line 3, in create: a, b = {"k": 1}\n' * ((8 << 20) // 52)
+        error = messages.ExceptionError("Traceback: " + lines + " the end")
         _conn().send(messages.CallResult(command_id, error).encode())
         await asyncio.sleep(3600)
 
