@@ -148,10 +148,14 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             return pl_pb2.GetSysinfoResponse(
                 error=convert.error_to_proto(NotFound("persistent_launcher_not_found"))
             )
-        since = (
-            convert.seconds(request.from_timestamp) if request.HasField("from_timestamp") else None
+        since = request.from_timestamp if request.HasField("from_timestamp") else None
+        # Compared in the milliseconds the samples are reported in: a sample whose timestamp
+        # is reported as T is in the answer to fromTimestamp=T.
+        samples = await asyncio.to_thread(
+            self.sampler.since, None if since is None else convert.seconds(since - 1)
         )
-        samples = await asyncio.to_thread(self.sampler.since, since)
+        if since is not None:
+            samples = [s for s in samples if convert.unix_ms(s.timestamp) >= since]
         return pl_pb2.GetSysinfoResponse(
             result=pl_pb2.GetSysinfoResponse.Result(
                 sysinfo=[
