@@ -8,6 +8,7 @@ that node's sandbox, its worker protocol relayed to the hub over TCP on loopback
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ import pytest
 
 from launcher.client import LauncherClient
 from tests.support.launcher_proc import LauncherProcess, running_launcher
+from tests.support.memwatch import peak_rss
 from tests.support.ray_cluster import in_loopback_netns, is_loopback, local_cluster
 
 SPEC = {"cpus": 1, "memoryMebibytes": 512}
@@ -135,6 +137,58 @@ def test_a_spec_no_node_can_hold_is_refused_not_left_pending(client, spec, path)
     assert res["error"]["parameterName"] == path, res
     assert "no node of the cluster" in res["error"]["reason"]
     assert "success" in create(client, "hello")["result"]  # others keep being served
+
+
+BIG = {"type": "temporaryLauncher", "spec": {"cpus": 1, "memoryMebibytes": 1536}}
+
+
+class NodePeak:
+    """The highest RSS any ``launcher run-job`` process reaches while the block runs."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for proc in _run_job_processes():
+                with contextlib.suppress(psutil.Error):
+                    self.peak = max(self.peak, proc.memory_info().rss)
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> NodePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_256_mib_param_and_256_mib_state_through_the_relay_with_bounded_memory(client, hub) -> None:
+    x = np.ones((1 << 26,), dtype=np.float32)  # 256 MiB in one tensor
+    with peak_rss(hub.pid) as rss, NodePeak() as node:
+        res = create(client, "sum_param", [{"name": "x", "data": [x]}], BIG)
+    keys = _keys(client, "sum_param", res)
+    assert np.frombuffer(keys["count"], np.int64)[0] == x.size
+    assert np.frombuffer(keys["sum"], np.float64)[0] == float(x.size)
+    assert rss.growth_mib < 64, f"the hub grew {rss.growth_mib:.0f} MiB"
+    assert 0 < node.peak < 160 << 20, f"run-job peaked at {node.peak >> 20} MiB"
+    mib = np.array(86, dtype=np.int64)  # three keys of 86 MiB: 258 MiB of state
+    with peak_rss(hub.pid) as rss, NodePeak() as node:
+        res = create(client, "big_state", [{"name": "mib", "data": [mib]}], BIG)
+    state_id = res["result"]["success"]["stateId"]
+    files = sorted((hub.root / "states" / state_id).iterdir())
+    assert [f.stat().st_size for f in files] == [86 << 20] * 3
+    assert rss.growth_mib < 64, f"the hub grew {rss.growth_mib:.0f} MiB"
+    assert 0 < node.peak < 160 << 20, f"run-job peaked at {node.peak >> 20} MiB"
+
+
+def _keys(client: LauncherClient, model_id: str, res: dict) -> dict[str, bytes]:
+    state_id = res["result"]["success"]["stateId"]
+    state = client.model.get_model_state(model_id=model_id, state_id=state_id)
+    return {item["key"]: item["data"] for item in state["result"]["data"]}
 
 
 def test_exception_at_code_startup(client) -> None:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.ray_cluster import netns_pytest
 
 CASES = Path(__file__).with_name("cluster_cases.py")
 
 
+@pytest.mark.timeout(900)
 def test_ray_executor_on_a_local_multi_node_cluster() -> None:
     done = netns_pytest(CASES, timeout=600, extra=["-s", "-rA"])
     report = done.stdout[-20000:] + done.stderr[-5000:]
