@@ -119,7 +119,7 @@ class _Worker:
             self._conn.send(messages.ModelSessionInitialized(error).encode())
         elif command.id is not None:
             reason = (
-                command.reason
+                f"{command.method}: {command.reason}"
                 if isinstance(command, Refused)
                 else f"unknown method {messages.shown(command.method)}"
             )

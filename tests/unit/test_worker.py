@@ -80,6 +80,25 @@ def test_unknown_method_with_id_gets_an_error_result(host: Host) -> None:
     assert "unknown method 'callTrainSomething'" in message["result"]["error"]["details"]
 
 
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"params": [{"name": "x", "dataset": "d", "amount": -1, "totalByteSize": 0}]}, "amount"),
+        ({"params": [{"name": "x"}]}, "params[0].dataset is missing or not a string"),
+        ({"params": [], "otherModels": [{"id": "o"}]}, "otherModels[0].mountPath is missing"),
+    ],
+)
+def test_malformed_call_gets_an_error_result_naming_the_field(
+    host: Host, params: dict, reason: str
+) -> None:
+    host.send_command("callCreateModelState", {"id": "bad", **params})
+    message = host.read_message()
+    assert message["id"] == "bad"
+    details = message["result"]["error"]["details"]
+    assert details.startswith("callCreateModelState: ") and reason in details, details
+    assert host.create_state({}).error is not None  # still serving (no model initialized)
+
+
 def test_reading_in_pages_returns_every_element_in_order(host: Host) -> None:
     values = np.arange(10_000, dtype=np.float32)
     outcome = run_model(host, "read_all", {"x": [tensor.serialize(v) for v in values]})
