@@ -79,6 +79,8 @@ class RequestFrame:
         self._content_length = content_length
         #: A body that sends nothing for this many seconds is ended (None: never).
         self._idle = idle
+        #: How reading the body failed, if it did (whoever caught the error).
+        self.failure: FrameError | None = None
         self.params: dict[str, Any] = {}
         self.blob_lengths: list[int] = []
         self._next_blob = 0
@@ -110,6 +112,13 @@ class RequestFrame:
             raise FrameError("the JSON part is not an object")
         self.params = params
 
+    async def _take(self, n: int, what: str) -> bytes:
+        try:
+            return await _read(self._source, n, what, self._idle)
+        except FrameError as e:
+            self.failure = e
+            raise
+
     async def pieces(self, index: int) -> AsyncIterator[bytes]:
         """Blob ``index`` in pieces of at most ``PIECE`` bytes (blobs must be read in order)."""
         if index != self._next_blob:
@@ -117,7 +126,7 @@ class RequestFrame:
         left = self.blob_lengths[index]
         self._next_blob += 1
         while left:
-            piece = await _read(self._source, min(left, PIECE), f"blob {index}", self._idle)
+            piece = await self._take(min(left, PIECE), f"blob {index}")
             left -= len(piece)
             yield piece
 

@@ -97,28 +97,29 @@ class HttpApi:
         frame = RequestFrame(request.content, request.content_length, self._idle)
         handler = self._methods.get((request.match_info["api"], request.match_info["method"]))
         if request.method != "POST":
-            await frame.drain()
-            return _status(405, "only POST is served here", {"Allow": "POST"})
+            return await _refuse(frame, 405, "only POST is served here", {"Allow": "POST"})
         if handler is None:
-            await frame.drain()
-            return _status(404, f"no method {request.path[len(PREFIX) :]}")
+            return await _refuse(frame, 404, f"no method {request.path[len(PREFIX) :]}")
         try:
             await frame.open(MAX_JSON)
         except FrameError as e:
-            await frame.drain()
-            return _status(e.status, str(e))
+            return await _refuse(frame, e.status, str(e))
         call = Call(frame, request.headers.get("Authorization"), self.services)
         try:
             reply = await _run(handler, call, request.path)
         except FrameError as e:
-            await frame.drain()
-            return _status(e.status, str(e))
+            return await _refuse(frame, e.status, str(e))
         try:
             await frame.drain()
             await frame.check_end()
         except FrameError as e:
             await _cleanup(reply)
             return _status(e.status, str(e))
+        if frame.failure is not None:
+            # The body broke off or stalled while a servicer read it (and answered that in
+            # its own words): it was not a frame.
+            await _cleanup(reply)
+            return _status(frame.failure.status, str(frame.failure))
         return await _write(request, reply)
 
 
@@ -133,6 +134,17 @@ async def _run(handler: Handler, call: Call, path: str) -> Reply:
         raise  # the body broke off or lied about its sizes: answered 400
     except Exception:
         return refused(unknown_error(f"HTTP {path}"))
+
+
+async def _refuse(
+    frame: RequestFrame, status: int, text: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A non-2xx answer, after the rest of the body (unless the body itself stalled)."""
+    try:
+        await frame.drain()
+    except FrameError:
+        pass  # stalled: answered now, and the connection is closed with the body unread
+    return _status(status, text, headers)
 
 
 def _status(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -209,7 +209,8 @@ def test_api_keys_apply_to_http_as_to_grpc(secured: tuple[str, str, str, str]) -
         "error": {"code": "bad_credentials"}
     }
     good = Raw(base, secret)
-    assert "success" in good.call("Model", "createState", create)[0]["result"]
+    answer, _ = good.call("Model", "createState", create)
+    assert "success" in answer.get("result", {}), answer
     denied = dict(create, modelId="linear")
     assert good.call("Model", "createState", denied)[0]["error"]["code"] == "access_denied"
     assert Raw(base).request("GET", "/healthz")[0] == 200
@@ -301,3 +302,21 @@ def test_stalled_and_half_sent_requests_do_not_block_other_clients(raw: Raw) -> 
     models, _ = raw.call("Model", "getModels", {"filter": {"ids": ["counter"]}})
     names = [s["name"] for s in models["result"]["models"][0]["states"]]
     assert "stall" not in names
+
+
+def test_a_body_that_stalls_is_ended_after_the_intake_idle_time() -> None:
+    with tempfile.TemporaryDirectory(prefix="li-") as root:
+        with http_launcher(Path(root), ["--intake-idle-seconds", "1"]) as (_proc, base):
+            raw = Raw(base)
+            body = frame({"modelId": "counter", "name": "s", "stateKeyNames": ["k"]}, [b"x" * 100])
+            with socket.create_connection((raw.host, raw.port), timeout=30) as sock:
+                head = (
+                    "POST /v0/Model/uploadState HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                )
+                sock.sendall(head.encode() + body[:-10])
+                answer = sock.recv(4096)  # the answer comes without the rest of the body
+            assert answer.startswith(b"HTTP/1.1 400")
+            assert raw.call("Model", "getCreatingStates", {"modelId": "hello"})[0] == {
+                "result": {"states": []}
+            }
