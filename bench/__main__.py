@@ -15,6 +15,7 @@ from bench import (
     dataset,
     http,
     ingest,
+    bounds,
     ray_cluster,
     sandbox_cost,
     throughput,
@@ -33,6 +34,7 @@ MEASUREMENTS: dict[str, Callable[[Settings], list[Figure]]] = {
     "dataset": dataset.measure,
     "http": http.measure,
     "ray": ray_cluster.measure,
+    "bounds": bounds.measure,
 }
 
 
