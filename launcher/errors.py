@@ -72,11 +72,8 @@ class NotFound(RequestError):
         super().__init__(code)
 
 
-class ModelNotFound(NotFound, KeyError):
-    """No model folder for ``model_id`` (``model_not_found``). Also a ``KeyError``, so that
-    code written when the model registry raised that keeps working."""
-
-    __str__ = RequestError.__str__
+class ModelNotFound(NotFound):
+    """No model folder for ``model_id`` (``model_not_found``); the model registry raises it."""
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id

@@ -113,7 +113,7 @@ class Resolver:
         try:
             # Only its files are mounted: a broken model.toml does not hide the model.
             folder = self.models.folder(mount.model_id)
-        except (KeyError, ModelConfigError, ModelReadError):
+        except (ModelNotFound, ModelConfigError, ModelReadError):
             raise NotFound("model_to_mount_not_found") from None
         try:
             record = self.states.get(mount.model_id, mount.state_id)

@@ -137,7 +137,7 @@ def test_model_not_found_is_typed() -> None:
     error = ModelNotFound("linear")
     assert isinstance(error, NotFound) and isinstance(error, RequestError)
     assert error.code == "model_not_found" and error.model_id == "linear"
-    assert str(error) == "model_not_found"
+    assert str(error) == "model_not_found" and not isinstance(error, KeyError)
 
 
 @pytest.mark.parametrize(

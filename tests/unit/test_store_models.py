@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher.errors import ModelNotFound
 from launcher.store.models import (
     ModelConfigError,
     ModelReadError,
@@ -166,7 +167,7 @@ def test_bad_model_ids_are_refused(models: Path, model_id: str) -> None:
     assert not valid_model_id(model_id)
     registry = ModelRegistry(models)
     assert not registry.exists(model_id)
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         registry.load(model_id)
 
 
@@ -178,12 +179,12 @@ def test_good_model_ids_are_accepted(model_id: str) -> None:
 def test_model_id_that_escapes_models_dir_is_not_found(tmp_path: Path, models: Path) -> None:
     _model(tmp_path, "outside")
     assert not ModelRegistry(models).exists("../outside")
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         ModelRegistry(models).load("../outside")
 
 
 def test_unknown_model_is_key_error(models: Path) -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelNotFound):
         ModelRegistry(models).load("nothing")
 
 
