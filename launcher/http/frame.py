@@ -106,7 +106,7 @@ class RequestFrame:
         raw = await _read(self._source, json_length, "JSON", self._idle)
         try:
             params = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise FrameError(f"the JSON part is not valid UTF-8 JSON: {e}") from None
         if not isinstance(params, dict):
             raise FrameError("the JSON part is not an object")

@@ -100,6 +100,7 @@ def test_answers_are_octet_stream_exactly_and_uncompressed(raw: Raw) -> None:
         (frame(None, raw_json=b"[1, 2]"), "JSON not an object"),
         (frame(None, raw_json=b"{nope"), "not JSON"),
         (frame(None, raw_json=b'{"a": "\xff"}'), "not UTF-8"),
+        (frame(None, raw_json=b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"), "too deep"),
     ],
 )
 def test_a_body_that_is_not_a_frame_is_400(raw: Raw, body: bytes, why: str) -> None:
