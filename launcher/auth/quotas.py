@@ -97,6 +97,9 @@ class Reservation:
         """Count ``n`` more bytes written; ``Denied(quota_exceeded)`` past the quota (and
         ``exceeded`` set). May read the database: call it off the event loop."""
         self.used += n
+        if self._released:
+            self.exceeded = Denied("quota_exceeded")
+            raise self.exceeded
         if self._ledger is not None and self.used > self.reserved:
             try:
                 self._ledger._grow(self, self.used)
@@ -105,9 +108,14 @@ class Reservation:
                 raise
 
     def release(self) -> None:
+        """Give the bytes back (idempotent). A reservation with a quota refuses every later
+        ``charge``: its write is over."""
         if self._ledger is not None:
             self._ledger._release(self)
             self._ledger = None
+            self._released = True
+
+    _released = False
 
 
 class QuotaLedger:

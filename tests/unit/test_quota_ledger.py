@@ -49,6 +49,8 @@ def test_a_growing_reservation_stops_at_the_quota_and_releases(tmp_path: Path) -
     held.release()
     held.release()  # idempotent
     assert ledger.in_use("t") == 0
+    with pytest.raises(Denied):  # a released reservation's write is over
+        held.charge(1)
     with pytest.raises(Denied):  # a job needs some room: none at a 0-byte quota
         ledger.reserve("t", 0, 0, growing=True)
     ledger.reserve("t", 0, 0).release()  # an empty upload fits
