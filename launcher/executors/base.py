@@ -81,10 +81,16 @@ class Worker:
     code_version: str
     mounts: tuple[str, ...]
     main_py: Path = Path()
+    #: Mounted models' folders as the worker sees them, by their path here (when they differ).
+    paths: dict[str, str] = field(default_factory=dict)
     gpu_ids: list[str] = field(default_factory=list)
     group: str | None = None
     idle_since: float = 0.0
     state: WorkerState = WorkerState.CONNECTED
+
+    def path_of(self, host_path: str) -> str:
+        """Where the worker sees the folder that is ``host_path`` here."""
+        return self.paths.get(host_path, host_path)
 
     @property
     def alive(self) -> bool:

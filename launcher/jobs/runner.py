@@ -120,7 +120,10 @@ class JobRunner:
                         )
                         worker.process.sink = job.output
                         await self._initialize(worker, model)
-            others = [OtherModelSources(m.model_id, m.path, m.keys) for m in request.mounts]
+            others = [
+                OtherModelSources(m.model_id, worker.path_of(m.path), m.keys)
+                for m in request.mounts
+            ]
             worker.busy()
             async with self._phase(job, oc.Phase.CREATE_STATE, durations):
                 faults.point("create_state")

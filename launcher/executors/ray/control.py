@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAGIC = "LRELAY1"
@@ -55,6 +55,7 @@ class Hello:
     layers: dict[str, str]
     model_dir: str
     pid: int
+    mounts: dict[str, str] = field(default_factory=dict)  # hub path -> node path
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,12 @@ def decode(line: bytes) -> Hello | Output | Terminated | str:
         pid = msg.get("pid")
         if not isinstance(pid, int):
             raise ControlError("hello.pid must be an integer")
-        return Hello(_str(msg, "nodeId"), layers, _str(msg, "modelDir"), pid)
+        mounts = msg.get("mounts", {})
+        if not isinstance(mounts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in mounts.items()
+        ):
+            raise ControlError("hello.mounts must map hub paths to node paths")
+        return Hello(_str(msg, "nodeId"), layers, _str(msg, "modelDir"), pid, mounts)
     if kind == "terminated":
         code, sig, oom = msg.get("exitCode"), msg.get("signal"), msg.get("oom")
         if (code is None) == (sig is None) or not isinstance(oom, bool):

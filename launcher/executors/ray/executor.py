@@ -56,7 +56,8 @@ class RayExecutor:
         self.node_dir = node_dir
         self.sandbox_disable = sandbox_disable
         self._nodes: list[dict[str, Any]] = []
-        self._bundles: dict[tuple[str, str], tuple[str, Any]] = {}
+        self._bundles: dict[tuple[str, str], tuple[str, Any]] = {}  # digest, object ref
+        self._versions: dict[str, str] = {}  # model id -> code version of its bundle
         self._running: dict[int, RelayedProcess] = {}
         self._layers: dict[str, str] = {}
         self._teardowns = Teardowns(log_dir, self._after_teardown)
@@ -121,11 +122,19 @@ class RayExecutor:
     # Workers -------------------------------------------------------------------------------
 
     async def _bundle(self, model: ModelConfig) -> tuple[str, Any]:
-        key = (model.model_id, model.code_version)
-        if key not in self._bundles:
+        key = ("model", model.model_id)
+        if self._versions.get(model.model_id) != model.code_version:  # only the latest is kept
             digest, raw = await asyncio.to_thread(bundle.make_bundle, model.path)
-            ref = await asyncio.to_thread(ray.put, raw)
-            self._bundles[key] = (digest, ref)
+            self._bundles[key] = (digest, await asyncio.to_thread(ray.put, raw))
+            self._versions[model.model_id] = model.code_version
+        return self._bundles[key]
+
+    async def _folder_bundle(self, folder: Path) -> tuple[str, Any]:
+        """A mounted model's folder (its files may change between jobs: hashed each time)."""
+        digest, raw = await asyncio.to_thread(bundle.make_bundle, folder)
+        key = ("folder", str(folder))
+        if self._bundles.get(key, ("", None))[0] != digest:  # only the latest is kept
+            self._bundles[key] = (digest, await asyncio.to_thread(ray.put, raw))
         return self._bundles[key]
 
     async def start(
@@ -136,14 +145,8 @@ class RayExecutor:
         connect_limit: float,
         group: str | None = None,
     ) -> Worker:
-        if mounts:
-            raise PhaseFailed(
-                oc.ModelException(
-                    oc.Phase.CODE_STARTUP,
-                    "mounted models are not supported on the Ray executor yet",
-                )
-            )
         digest, ref = await self._bundle(model)
+        mounted = [await self._folder_bundle(Path(m)) for m in mounts]
         ticket = self.relay.issue(PLACEMENT_LIMIT + connect_limit)
         job = NodeJob(
             relay=self.relay_address,
@@ -155,8 +158,10 @@ class RayExecutor:
             connect_limit=connect_limit,
             digest=digest,
             sandbox_disable=sorted(self.sandbox_disable),
+            mounts=[{"path": m, "digest": d} for m, (d, _) in zip(mounts, mounted, strict=True)],
         )
-        task_ref = node_task.options(**ray_options(spec)).remote(job.to_json(), [ref])
+        refs = [ref, *(r for _, r in mounted)]
+        task_ref = node_task.options(**ray_options(spec)).remote(job.to_json(), refs)
         ref_done = asyncio.wrap_future(task_ref.future())
 
         def cancel() -> None:
@@ -164,7 +169,7 @@ class RayExecutor:
                 ray.cancel(task_ref, force=True)
 
         try:
-            return await self._connect(model, ticket, ref_done, cancel, connect_limit)
+            return await self._connect(model, mounts, ticket, ref_done, cancel, connect_limit)
         except BaseException:
             self.relay.revoke(ticket)
             cancel()
@@ -186,6 +191,7 @@ class RayExecutor:
     async def _connect(
         self,
         model: ModelConfig,
+        mounts: list[str],
         ticket: Ticket,
         ref_done: asyncio.Future[Any],
         cancel: Any,
@@ -238,8 +244,9 @@ class RayExecutor:
             None,
             model.model_id,
             model.code_version,
-            (),
+            tuple(mounts),
             main_py=Path(hello.model_dir) / relative,
+            paths=dict(hello.mounts),
         )
 
     def release(self, worker: Worker, log_name: str) -> None:

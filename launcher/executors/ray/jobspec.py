@@ -34,6 +34,9 @@ class NodeJob:
     gpu_ids: list[str] = field(default_factory=list)
     sandbox_disable: list[str] = field(default_factory=list)
     relay_ca: str | None = None
+    #: Mounted models' bundles: [{"path": hub path, "digest": ...}]; their folders on the node.
+    mounts: list[dict[str, str]] = field(default_factory=list)
+    mount_dirs: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,8 @@ class NodeJob:
             "gpuIds": self.gpu_ids,
             "sandboxDisable": self.sandbox_disable,
             "relayCa": self.relay_ca,
+            "mounts": self.mounts,
+            "mountDirs": self.mount_dirs,
         }
 
     @classmethod
@@ -68,4 +73,8 @@ class NodeJob:
             gpu_ids=[str(g) for g in d.get("gpuIds", [])],
             sandbox_disable=[str(s) for s in d.get("sandboxDisable", [])],
             relay_ca=d.get("relayCa"),
+            mounts=[
+                {"path": str(m["path"]), "digest": str(m["digest"])} for m in d.get("mounts", [])
+            ],
+            mount_dirs={str(k): str(v) for k, v in d.get("mountDirs", {}).items()},
         )

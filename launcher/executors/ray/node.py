@@ -112,6 +112,7 @@ class NodeRun:
             layers=sandbox.layers(),
             modelDir=job.model_dir,
             pid=os.getpid(),
+            mounts=job.mount_dirs,
         )
         tasks = [
             asyncio.create_task(self._listen(ctl_r)),
@@ -132,8 +133,9 @@ class NodeRun:
         job = self.job
         wdir = work / "w"
         wdir.mkdir(mode=0o700)
+        mounts = [Path(folder) for folder in job.mount_dirs.values()]
         plan = worker_plan(
-            job.runtime, job.fresh_process, Path(job.model_dir), wdir, job.spec, [], job.gpu_ids
+            job.runtime, job.fresh_process, Path(job.model_dir), wdir, job.spec, mounts, job.gpu_ids
         )
         try:
             self.process, wr, ww = await start_connected(sandbox, plan, job.connect_limit)

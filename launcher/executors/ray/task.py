@@ -31,10 +31,17 @@ def run_on_node(job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
     model_dir = bundle.cached(cache, job["digest"])
     if model_dir is None:
         model_dir = bundle.unpack(cache, job["digest"], ray.get(bundle_refs[0]))
+    mount_dirs = {}
+    for mount, ref in zip(job.get("mounts", []), bundle_refs[1:], strict=True):
+        folder = bundle.cached(cache, mount["digest"])
+        if folder is None:
+            folder = bundle.unpack(cache, mount["digest"], ray.get(ref))
+        mount_dirs[mount["path"]] = str(folder)
     context = ray.get_runtime_context()
     job = {
         **job,
         "modelDir": str(model_dir),
+        "mountDirs": mount_dirs,
         "nodeId": context.get_node_id(),
         "gpuIds": [str(g) for g in ray.get_gpu_ids()],
     }

@@ -25,6 +25,7 @@ import pytest
 from launcher.client import LauncherClient
 from tests.support.launcher_proc import LauncherProcess, running_launcher
 from tests.support.memwatch import peak_rss
+from tests.support.mounting import new_model, upload
 from tests.support.ray_cluster import in_loopback_netns, is_loopback, local_cluster
 
 SPEC = {"cpus": 1, "memoryMebibytes": 512}
@@ -189,6 +190,20 @@ def _keys(client: LauncherClient, model_id: str, res: dict) -> dict[str, bytes]:
     state_id = res["result"]["success"]["stateId"]
     state = client.model.get_model_state(model_id=model_id, state_id=state_id)
     return {item["key"]: item["data"] for item in state["result"]["data"]}
+
+
+def test_a_mounted_model_travels_as_a_bundle_and_its_state_through_the_relay(client, hub) -> None:
+    other = new_model(hub)
+    upload(client, other, weights=b"\x01\x02\x03" * 1000)
+    location_res = client.model.create_state(
+        model_id="mounter",
+        name="m",
+        params=[],
+        execution_location=TEMPORARY,
+        mount_models=[{"modelId": other}],
+    )
+    keys = _keys(client, "mounter", location_res)
+    assert keys[f"{other}/weights"] == b"\x01\x02\x03" * 1000
 
 
 def test_exception_at_code_startup(client) -> None:
