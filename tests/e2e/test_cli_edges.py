@@ -309,3 +309,8 @@ def test_version() -> None:
             [sys.executable, "-m", *argv], capture_output=True, text=True, cwd=PROJECT, timeout=60
         )
         assert done.returncode == 0 and done.stdout.startswith("launcher 0."), done
+
+
+def test_a_missing_tls_file_is_a_usage_error(launcher: LauncherProcess) -> None:
+    code, _, err = cli(launcher.address, "--tls-ca", "/no/such/ca.pem", "get-models")
+    assert_usage_error(code, err, "/no/such/ca.pem")
