@@ -321,3 +321,30 @@ def test_a_body_that_stalls_is_ended_after_the_intake_idle_time() -> None:
             assert raw.call("Model", "getCreatingStates", {"modelId": "hello"})[0] == {
                 "result": {"states": []}
             }
+
+
+def test_a_client_that_does_not_read_its_download_does_not_block_others(raw: Raw) -> None:
+    big = b"\x5a" * (48 << 20)
+    params = {"modelId": "counter", "name": "unread", "stateKeyNames": ["k"]}
+    state_id = raw.call("Model", "uploadState", params, [big])[0]["result"]["stateId"]
+    request = frame({"modelId": "counter", "stateId": state_id})
+    sockets = []
+    try:
+        for _ in range(3):
+            sock = socket.create_connection((raw.host, raw.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            head = (
+                "POST /v0/Model/getModelState HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Length: {len(request)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + request)
+            sockets.append(sock)
+        time.sleep(0.5)
+        for _ in range(5):
+            answer, _ = raw.call("Model", "getCreatingStates", {"modelId": "hello"})
+            assert answer == {"result": {"states": []}}
+        status, _, body = raw.request("POST", "/v0/Model/getModelState", request)
+        assert status == 200 and parse_response(body)[1] == [big]
+    finally:
+        for sock in sockets:
+            sock.close()
