@@ -115,7 +115,13 @@ class Call:
         return out
 
     def shuffle(self, datasets: list[str]) -> None:
-        self._conn.send([messages.Shuffle(tuple(datasets)).encode()])
+        frame = messages.Shuffle(tuple(datasets)).encode()
+        if len(frame) - messages.DATA_EVENT_HEAD > messages.MAX_DATA_EVENT_JSON:
+            raise ValueError(
+                f"DataLoader shuffle_in_group: {len(datasets)} data loaders are too many to "
+                f"shuffle together (the event would be over {messages.MAX_DATA_EVENT_JSON} bytes)"
+            )
+        self._conn.send([frame])
 
     def provide(self, items: list[tuple[str, memoryview]]) -> None:
         """Send one ``provideStateData`` event; every limit is checked before anything is sent."""

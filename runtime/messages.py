@@ -27,6 +27,8 @@ from runtime.protocol import Buffer
 
 #: Longest JSON document of a data event (``requestData``, ``shuffle``) the host accepts.
 MAX_DATA_EVENT_JSON = 8 << 10
+#: Bytes of a data event frame before its JSON (kind, u64 length).
+DATA_EVENT_HEAD = 9
 #: Longest state key name a worker may provide.
 MAX_KEY_NAME_CHARS = protocol.MAX_STATE_KEY_NAME_CHARS
 #: Exception details are cut to this many characters (the note included), on both sides.

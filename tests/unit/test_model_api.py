@@ -129,3 +129,14 @@ def test_nothing_is_sent_when_one_key_of_a_call_is_refused(
     provider.provide("a", b"1")  # "a" was not used up by the refused call
     host.settimeout(2)
     assert host.recv(1) == bytes([protocol.MESSAGE])
+
+
+def test_a_group_too_large_for_one_shuffle_event_is_refused_before_sending(
+    wire: tuple[Call, socket.socket],
+) -> None:
+    call, host = wire
+    group = [loader(call, f"param-with-a-long-name-{i:04d}") for i in range(400)]
+    with pytest.raises(ValueError, match="400 data loaders are too many to shuffle together"):
+        group[0].shuffle_in_group(group[1:])
+    group[0].shuffle_in_group(group[1:100])  # a smaller group goes out as one event
+    assert len(read_data_event(host)["datasets"]) == 100  # type: ignore[arg-type]
