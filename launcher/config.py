@@ -40,6 +40,10 @@ class ServeOptions:
     relay_listen: str = "127.0.0.1:0"
     #: On each Ray node: the folder of model bundles and worker folders.
     ray_node_dir: Path = Path("/var/tmp/launcher-node")
+    #: TLS of the relay (nodes verify it against ``relay_tls_ca``, or the certificate itself).
+    relay_tls_cert: Path | None = None
+    relay_tls_key: Path | None = None
+    relay_tls_ca: Path | None = None
     #: The operator log: "text" or "json" (one object per line); libraries' lines below
     #: warning only with ``log_libraries``.
     log_format: str = "text"
@@ -51,6 +55,9 @@ class ServeOptions:
     metrics: str | None = None
     #: Label job counters with the model id too (``--metrics-per-model``).
     metrics_per_model: bool = False
+    #: Job logs, per-job operator lines and metrics at all (``--observability off``: none,
+    #: for measuring what they cost).
+    observability: bool = True
     #: ``HOST:PORT`` of the platform's HTTP API (``--http``); None: not served.
     http: str | None = None
     #: Caps on the phase limits model.toml asks for (``--max-phase-seconds``); None: none.

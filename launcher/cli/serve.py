@@ -91,6 +91,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="on each Ray node, the folder of model bundles and worker folders",
     )
+    p.add_argument("--relay-tls-cert", type=Path, metavar="PEM", help="TLS of the relay")
+    p.add_argument("--relay-tls-key", type=Path, metavar="PEM")
+    p.add_argument(
+        "--relay-tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="the CA nodes verify the relay with (default: the relay certificate itself)",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     p.add_argument(
         "--log-format",
@@ -114,6 +122,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at GET /metrics there (also on --http when given)",
+    )
+    p.add_argument(
+        "--observability",
+        choices=["on", "off"],
+        default="on",
+        help="off: no job logs, no per-job log lines, no metrics (to measure their cost)",
     )
     p.add_argument(
         "--metrics-per-model",
@@ -161,6 +175,8 @@ def _non_negative_float(text: str) -> float:
 def options(args: argparse.Namespace) -> ServeOptions:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise argparse.ArgumentTypeError("--tls-cert and --tls-key go together")
+    if (args.relay_tls_cert is None) != (args.relay_tls_key is None):
+        raise argparse.ArgumentTypeError("--relay-tls-cert and --relay-tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise argparse.ArgumentTypeError("--tls-client-ca needs --tls-cert and --tls-key")
     return ServeOptions(
@@ -179,6 +195,7 @@ def options(args: argparse.Namespace) -> ServeOptions:
         job_log_bytes=args.job_log_bytes,
         metrics=args.metrics,
         metrics_per_model=args.metrics_per_model,
+        observability=args.observability == "on",
         drain_seconds=args.drain_seconds,
         session_idle_seconds=args.session_idle_seconds,
         max_idle_sessions=args.max_idle_sessions,
@@ -188,6 +205,9 @@ def options(args: argparse.Namespace) -> ServeOptions:
         ray_address=args.ray_address,
         relay_listen=args.relay_listen,
         ray_node_dir=args.ray_node_dir,
+        relay_tls_cert=args.relay_tls_cert,
+        relay_tls_key=args.relay_tls_key,
+        relay_tls_ca=args.relay_tls_ca,
         **bounds.options(args),
         **tenants.options(args),
     )

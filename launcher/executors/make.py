@@ -19,18 +19,23 @@ async def make_executor(options: ServeOptions, root: Path, run_dir: Path) -> Exe
     if options.executor == "ray":
         try:
             from launcher.executors.ray import RayExecutor
+            from launcher.executors.ray.relay import RelayTls
         except ImportError as e:
             raise SystemExit(
                 f"--executor ray needs Ray: pip install 'launcher[ray]' ({e})"
             ) from None
         if not options.ray_address:
             raise SystemExit("--executor ray needs --ray-address HOST:PORT")
+        tls = None
+        if options.relay_tls_cert is not None and options.relay_tls_key is not None:
+            tls = RelayTls.load(options.relay_tls_cert, options.relay_tls_key, options.relay_tls_ca)
         return await RayExecutor.connect(
             options.ray_address,
             options.relay_listen,
             options.ray_node_dir,
             log_dir,
             frozenset(options.sandbox_disable),
+            tls,
         )
     sandbox = await create_sandbox(
         SandboxConfig(

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 
 import pytest
 
 from launcher.executors.ray import control
-from launcher.executors.ray.relay import RelayListener
+from launcher.executors.ray.jobspec import NodeJob
+from launcher.executors.ray.node import dial
+from launcher.executors.ray.relay import RelayListener, RelayTls
+from launcher.spec import LauncherSpec
+from tests.support.pki import self_signed
 
 
 async def _dial(port: int, line: bytes) -> bytes:
@@ -118,3 +123,33 @@ def test_control_messages_round_trip_and_bad_ones_are_refused() -> None:
     ]:
         with pytest.raises(control.ControlError):
             control.decode(bad if isinstance(bad, bytes) else bad.encode())
+
+
+def _job(port: int, token: str, ca: str | None) -> NodeJob:
+    spec = LauncherSpec(cpus=1, memory_mebibytes=64)
+    return NodeJob(f"127.0.0.1:{port}", token, "/nonexistent", "python", False, spec, 1.0, "d",
+                   relay_ca=ca)  # fmt: skip
+
+
+def test_a_tls_relay_admits_nodes_that_verify_it_and_nothing_in_clear(tmp_path) -> None:
+    cert, key = self_signed(tmp_path, "relay")
+    other, _ = self_signed(tmp_path, "other")
+    tls = RelayTls.load(cert, key)
+
+    async def go() -> None:
+        relay = RelayListener("127.0.0.1", 0, tls.context)
+        await relay.start()
+        ticket = relay.issue(60)
+        with pytest.raises(ssl.SSLError):  # a node trusting another certificate gives up
+            await dial(_job(relay.port, ticket.token, other.read_text()), "data")
+        # In clear text the handshake line never reaches the relay's token check.
+        assert not (await _dial(relay.port, control.handshake("data", ticket.token))).startswith(
+            b"OK"
+        )
+        assert not ticket.channels["data"].done()
+        _, writer = await dial(_job(relay.port, ticket.token, tls.trust_pem), "data")
+        assert ticket.channels["data"].done()
+        writer.close()
+        await relay.close()
+
+    run(go())

@@ -21,7 +21,7 @@ from launcher.executors.base import PhaseFailed, Worker, terminated
 from launcher.executors.ray import bundle, control
 from launcher.executors.ray.jobspec import NodeJob
 from launcher.executors.ray.process import RelayedProcess
-from launcher.executors.ray.relay import RelayListener, Ticket
+from launcher.executors.ray.relay import RelayListener, RelayTls, Ticket
 from launcher.executors.ray.resources import check_feasible, ray_options
 from launcher.executors.ray.task import node_task
 from launcher.executors.teardown import Teardowns
@@ -49,8 +49,10 @@ class RayExecutor:
         node_dir: Path,
         log_dir: Path,
         sandbox_disable: frozenset[str] = frozenset(),
+        relay_ca: str | None = None,
     ) -> None:
         self.address = address
+        self.relay_ca = relay_ca
         self.relay = relay
         self.relay_address = relay_address
         self.node_dir = node_dir
@@ -73,14 +75,23 @@ class RayExecutor:
         node_dir: Path,
         log_dir: Path,
         sandbox_disable: frozenset[str] = frozenset(),
+        tls: RelayTls | None = None,
     ) -> RayExecutor:
         host, _, port = relay_listen.rpartition(":")
-        relay = RelayListener(host.strip("[]"), int(port))
+        relay = RelayListener(host.strip("[]"), int(port), tls.context if tls else None)
         await relay.start()
         await asyncio.to_thread(
             ray.init, address=address, log_to_driver=False, logging_level=logging.WARNING
         )
-        executor = cls(address, relay, relay.address, node_dir, log_dir, sandbox_disable)
+        executor = cls(
+            address,
+            relay,
+            relay.address,
+            node_dir,
+            log_dir,
+            sandbox_disable,
+            tls.trust_pem if tls else None,
+        )
         await executor._refresh_nodes()
         executor._poller = asyncio.create_task(executor._poll_nodes())
         log.info(
@@ -158,6 +169,7 @@ class RayExecutor:
             connect_limit=connect_limit,
             digest=digest,
             sandbox_disable=sorted(self.sandbox_disable),
+            relay_ca=self.relay_ca,
             mounts=[{"path": m, "digest": d} for m, (d, _) in zip(mounts, mounted, strict=True)],
         )
         refs = [ref, *(r for _, r in mounted)]

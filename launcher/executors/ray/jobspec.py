@@ -33,7 +33,7 @@ class NodeJob:
     node_id: str = ""
     gpu_ids: list[str] = field(default_factory=list)
     sandbox_disable: list[str] = field(default_factory=list)
-    relay_ca: str | None = None
+    relay_ca: str | None = None  # PEM the relay's certificate is verified with (TLS), or None
     #: Mounted models' bundles: [{"path": hub path, "digest": ...}]; their folders on the node.
     mounts: list[dict[str, str]] = field(default_factory=list)
     mount_dirs: dict[str, str] = field(default_factory=dict)

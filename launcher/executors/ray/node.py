@@ -36,7 +36,7 @@ CHUNK = 1 << 20
 
 async def dial(job: NodeJob, channel: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, _, port = job.relay.rpartition(":")
-    tls = ssl.create_default_context(cafile=job.relay_ca) if job.relay_ca else None
+    tls = ssl.create_default_context(cadata=job.relay_ca) if job.relay_ca else None
     reader, writer = await asyncio.open_connection(
         host.strip("[]"), int(port), limit=4 << 20, ssl=tls
     )

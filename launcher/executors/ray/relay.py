@@ -13,6 +13,7 @@ import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from launcher.executors.ray import control
 
@@ -24,6 +25,21 @@ STREAM_LIMIT = 4 << 20
 HANDSHAKE_LIMIT = 5.0
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@dataclass(frozen=True)
+class RelayTls:
+    """The relay's TLS: the server context, and the PEM nodes verify it with."""
+
+    context: ssl.SSLContext
+    trust_pem: str
+
+    @classmethod
+    def load(cls, cert: Path, key: Path, ca: Path | None = None) -> RelayTls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(cert, key)
+        return cls(context, (ca or cert).read_text())
 
 
 @dataclass
