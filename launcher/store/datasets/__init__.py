@@ -128,9 +128,24 @@ class DatasetStore:
                 added[:, pos, 0] = np.frombuffer(upload.offsets, dtype=np.uint64) + key_file.end
                 added[:, pos, 1] = np.frombuffer(upload.lengths, dtype=np.uint64)
                 new_files[pos] = KeyFile(key_file.gen, key_file.end + upload.byte_size)
-            index = np.concatenate([self._index(now), added])
             byte_size = now.info.byte_size + sum(u.byte_size for u in appender.keys)
-            return self._commit_version(now, index, byte_size, new_files)
+            if now.info.entries == 0:
+                return self._commit_version(now, added, byte_size, new_files)
+            return self._commit_appended(now, added, byte_size, new_files)
+
+    def _commit_appended(
+        self, now: Current, added: np.ndarray, byte_size: int, new_files: list[KeyFile]
+    ) -> str:
+        """Commit a version whose index is the current one's plus ``added`` (appended to the
+        same file, never rewritten)."""
+        dataset_dir = self.dir / now.info.id
+        version_id = str(uuid.uuid4())
+        files.append_index(dataset_dir, now.info.version_id, now.info.entries, version_id, added)
+        entries = now.info.entries + added.shape[0]
+        with self._db.transaction() as conn:
+            meta.switch_version(conn, now.info.id, version_id, entries, byte_size, new_files)
+        files.unlink_quietly(files.index_path(dataset_dir, now.info.version_id))
+        return version_id
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -2,11 +2,15 @@
 
 ``<root>/datasets/<id>/`` holds, per key (by position, since key names are free text),
 ``key<pos>.<gen>.data``: serialized tensors appended one after another and never rewritten
-below the committed end; and per dataset version ``<version>.idx``: a ``.npy`` array of shape
-``(entries, keys, 2)`` (uint64 offset and length of each entry of each key, in entry order;
-length 0 marks an optional key absent from that entry). An index file is written once and only
-unlinked when a newer version is committed, so a reader holding a version's index and the data
-fds keeps reading exactly that version.
+below the committed end; and per dataset version ``<version>.idx``: a ``.npy`` file of
+``(entries, keys, 2)`` uint64 records (offset and length of each entry of each key, in entry
+order; length 0 marks an optional key absent from that entry). The records a version counts
+(its ``entries`` in ``launcher.db``) are never rewritten: adding entries appends records
+after them and links the same file under the new version's name (``append_index``), so an add
+costs what it adds, not the whole index, and a reader holding an older version's index keeps
+reading exactly that version. The ``.npy`` header's shape is that of the version that wrote the
+file; readers take the count from the database, and bytes past it belong to an add that never
+committed.
 """
 
 from __future__ import annotations
@@ -45,17 +49,60 @@ def write_index(dataset_dir: Path, version_id: str, index: np.ndarray) -> None:
     fsync_dir(dataset_dir)
 
 
+def _records_offset(path: Path, key_count: int) -> int:
+    """Where the records of an index file start (after its ``.npy`` header), checked."""
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(f)
+        if fortran or dtype != np.dtype(INDEX_DTYPE) or shape[1:] != (key_count, 2):
+            raise OSError(f"{path.name}: not an index of {key_count} keys")
+        return f.tell()
+
+
 def load_index(dataset_dir: Path, version_id: str, entries: int, key_count: int) -> np.ndarray:
     """A version's index, memory-mapped (read-only) so large indexes are paged, not loaded."""
     if entries == 0:
         return empty_index(key_count)
-    index = np.load(index_path(dataset_dir, version_id), mmap_mode="r", allow_pickle=False)
-    if index.shape != (entries, key_count, 2):
-        raise OSError(
-            f"index of version {version_id} has shape {index.shape}, "
-            f"expected {(entries, key_count, 2)}"
-        )
-    return index
+    path = index_path(dataset_dir, version_id)
+    offset = _records_offset(path, key_count)
+    needed = offset + entries * key_count * 2 * np.dtype(INDEX_DTYPE).itemsize
+    if os.stat(path).st_size < needed:
+        raise OSError(f"index of version {version_id} holds fewer than {entries} entries")
+    return np.memmap(path, INDEX_DTYPE, "r", offset, (entries, key_count, 2))
+
+
+def append_index(
+    dataset_dir: Path, version_id: str, entries: int, new_version_id: str, added: np.ndarray
+) -> None:
+    """The new version's index: ``added`` written after the ``entries`` records of
+    ``version_id``'s file (over whatever an uncommitted add left there), fsync'd, and the file
+    linked as ``new_version_id`` (the old name stays until the new version is committed)."""
+    path = index_path(dataset_dir, version_id)
+    key_count = added.shape[1]
+    offset = _records_offset(path, key_count)
+    record = key_count * 2 * np.dtype(INDEX_DTYPE).itemsize
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        at = offset + entries * record
+        os.ftruncate(fd, at)
+        data = np.ascontiguousarray(added, dtype=INDEX_DTYPE).tobytes()
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, at)
+            view = view[written:]
+            at += written
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    new = index_path(dataset_dir, new_version_id)
+    unlink_quietly(new)
+    os.link(path, new)
+    fsync_dir(dataset_dir)
 
 
 def sweep(dataset_dir: Path, version_id: str, gens: list[int]) -> None:
