@@ -225,8 +225,9 @@ class RayExecutor:
             data = asyncio.ensure_future(ticket.channels["data"])
             ended = asyncio.ensure_future(process.wait())
             # The node applies ``connect_limit`` itself (and says so); this is the backstop.
+            waiters: set[asyncio.Future[Any]] = {data, ended}
             done, _ = await asyncio.wait(
-                {data, ended},
+                waiters,
                 timeout=connect_limit + CONNECT_SLACK,
                 return_when=asyncio.FIRST_COMPLETED,
             )

@@ -53,10 +53,12 @@ def _fits(spec: LauncherSpec, resources: Mapping[str, float]) -> bool:
 
 def check_feasible(spec: LauncherSpec, nodes: Iterable[Mapping[str, Any]]) -> None:
     """``SpecRefused`` unless some alive node's total resources could hold ``spec``."""
-    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    alive: list[Mapping[str, float]] = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
     if any(_fits(spec, resources) for resources in alive):
         return
-    largest = max(alive, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    largest: Mapping[str, float] = max(
+        alive, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={}
+    )
     accels = sorted(
         {k[len(_ACCELERATOR) :] for r in alive for k in r if k.startswith(_ACCELERATOR)}
     )
