@@ -7,7 +7,7 @@ import asyncio
 import http.client
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ def varint(value: int) -> bytes:
     return b"\xff" + value.to_bytes(8, "big")
 
 
-def frame(params: Any, blobs: list[bytes] = (), raw_json: bytes | None = None) -> bytes:  # type: ignore[assignment]
+def frame(params: Any, blobs: Sequence[bytes] = (), raw_json: bytes | None = None) -> bytes:
     body = raw_json if raw_json is not None else json.dumps(params).encode()
     head = bytes([len(blobs)]) + varint(len(body)) + b"".join(varint(len(b)) for b in blobs)
     return head + body + b"".join(blobs)
@@ -103,7 +103,7 @@ class Raw:
         api: str,
         method: str,
         params: Any,
-        blobs: list[bytes] = (),  # type: ignore[assignment]
+        blobs: Sequence[bytes] = (),
     ) -> tuple[dict[str, Any], list[bytes]]:
         status, headers, data = self.request("POST", f"/v0/{api}/{method}", frame(params, blobs))
         assert status == 200, (status, data)
