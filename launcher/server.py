@@ -79,6 +79,7 @@ class Launcher:
     root_lock: int | None = None
 
     async def stop(self, drain: float) -> None:
+        self.jobs.stop_accepting()  # before health says so: no job slips in between
         for service in ("", *SERVICES):
             await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.jobs.drain(drain)
@@ -296,7 +297,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
             interceptor,
             models,
             root / "tmp",
-            lambda: not jobs._draining,
+            lambda: jobs.accepting,
             options.intake_idle_seconds,
         )
         launcher.http.add_route("GET", "/metrics", telemetry.route())

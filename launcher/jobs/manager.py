@@ -137,9 +137,17 @@ class JobManager:
     def creating(self, model_id: str) -> list[Job]:
         return [j for j in self.jobs.values() if j.model_id == model_id and not j.response.done()]
 
+    @property
+    def accepting(self) -> bool:
+        return not self._draining
+
+    def stop_accepting(self) -> None:
+        """From now on every job is refused at once (``JobRefused``: no state id)."""
+        self._draining = True
+
     async def drain(self, deadline: float) -> None:
         """Stop accepting; wait up to ``deadline`` seconds, then end the rest as terminated."""
-        self._draining = True
+        self.stop_accepting()
         jobs = {j.task: j for j in self.jobs.values() if j.task is not None}
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=deadline)
