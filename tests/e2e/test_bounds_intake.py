@@ -28,6 +28,7 @@ from tests.support.bounds import (
 )
 from tests.support.launcher_proc import LauncherProcess, running_launcher
 from tests.support.raw_requests import GOOD_SPEC, header, req_chunk, req_header
+from tests.support.tenants import launcher_with_keys
 
 #: One u8 scalar tensor: type code, zero dimensions, one byte.
 ONE_BYTE_TENSOR = serialize(np.array(7, dtype=np.uint8))
@@ -275,3 +276,49 @@ def test_header_without_data_is_still_refused_when_the_spec_is_bad(served: Launc
     err = _error(_stream(served.address, iter([req_header(header(execution_location=bad))])))
     assert err["code"] == "invalid_parameter"
     assert cheap_call_seconds(served.address) < CHEAP_CALL_BOUND
+
+
+def _keyed_stream(
+    address: str, key: str, messages: Iterator[model_pb2.CreateStateRequest]
+) -> model_pb2.CreateStateResponse:
+    with grpc.insecure_channel(address) as channel:
+        stub = model_pb2_grpc.ModelStub(channel)
+        call = stub.CreateState(
+            messages, timeout=120, metadata=[("authorization", f"Bearer {key}")]
+        )
+        events = list(call)
+    return events[-1].response
+
+
+def test_one_tenant_past_its_intake_cap_does_not_block_another() -> None:
+    specs = {"alice": {"tenant": "a"}, "bob": {"tenant": "b"}}
+    args = ["--max-tenant-intakes", "1", "--intake-idle-seconds", "30"]
+    with launcher_with_keys(specs, args) as (proc, keys):
+        hold = threading.Event()
+        held: list[model_pb2.CreateStateResponse] = []
+        holder = threading.Thread(
+            target=lambda: held.append(
+                _keyed_stream(proc.address, keys["alice"], _idle([_inline_header([10])], hold))
+            )
+        )
+        holder.start()
+        deadline = time.monotonic() + 60
+        refused = None
+        while time.monotonic() < deadline and refused is None:
+            with LauncherClient(proc.address, api_key=keys["alice"]) as alice:
+                res = create(alice, "hello")
+            if "error" in res:
+                refused = res
+            time.sleep(0.1)
+        assert refused is not None and error_of(refused)["code"] == "too_many_requests"
+        assert "tenant 'a'" in error_of(refused)["reason"]
+        with LauncherClient(proc.address, api_key=keys["bob"]) as bob:
+            start = time.monotonic()
+            res = create(bob, "hello")
+            assert "success" in res["result"], res
+            assert time.monotonic() - start < 30
+        hold.set()
+        holder.join(60)
+        assert _error(held[0])["code"] == "invalid_parameter"  # short of its declared bytes
+        with LauncherClient(proc.address, api_key=keys["alice"]) as alice:
+            assert "success" in create(alice, "hello")["result"]
