@@ -24,6 +24,8 @@ import pytest
 from decthings_api import DecthingsClient, DecthingsClientSync
 from decthings_api.tensor import DecthingsTensor
 
+from launcher.client import LauncherClient
+from tests.support.launcher_proc import LauncherProcess
 from tests.support.platform_http import TEMPORARY, http_launcher
 
 FIXED = {
@@ -42,10 +44,15 @@ FIXED = {
 
 
 @pytest.fixture(scope="module")
-def base() -> Iterator[str]:
+def served() -> Iterator[tuple[LauncherProcess, str]]:
     with tempfile.TemporaryDirectory(prefix="lh-") as root:
-        with http_launcher(Path(root)) as (_proc, url):
-            yield url
+        with http_launcher(Path(root)) as (proc, url):
+            yield proc, url
+
+
+@pytest.fixture(scope="module")
+def base(served: tuple[LauncherProcess, str]) -> str:
+    return served[1]
 
 
 @pytest.fixture
@@ -455,3 +462,23 @@ def test_a_running_job_shows_on_its_persistent_launcher(client: DecthingsClientS
         thread.join(120)
     result, error = answers[0]
     assert error is None and result["failed"]["error"]["code"] == "launcher_terminated"
+
+
+def test_one_domain_behind_both_front_doors(served: tuple[LauncherProcess, str]) -> None:
+    proc, base = served
+    http = DecthingsClientSync(http_server_address=base)
+    with LauncherClient(proc.address) as grpc_client:
+        result, error = create(http, "echo", [{"name": "x", "data": [tensor([3], "u8")]}])
+        assert error is None, error
+        state_id = result["success"]["stateId"]
+        over_grpc = grpc_client.model.wait_for_state_to_be_created(
+            model_id="echo", state_id=state_id
+        )
+        assert over_grpc["result"]["success"]["durations"] == result["success"]["durations"]
+        got = grpc_client.model.get_model_state(model_id="echo", state_id=state_id, keys=["x"])
+        assert got["result"]["data"][0]["data"] == tensor([3], "u8").serialize()
+        uploaded = grpc_client.model.upload_state(
+            model_id="echo", name="from-grpc", data=[{"key": "k", "data": b"grpc"}]
+        )
+        grpc_state = uploaded["result"]["stateId"]
+    assert state(http, "echo", grpc_state) == {"k": b"grpc"}
