@@ -348,3 +348,34 @@ def test_a_client_that_does_not_read_its_download_does_not_block_others(raw: Raw
     finally:
         for sock in sockets:
             sock.close()
+
+
+@pytest.fixture(scope="module")
+def tenants() -> Iterator[tuple[str, str, str]]:
+    with tempfile.TemporaryDirectory(prefix="lt-") as root:
+        store = KeyStore(Database(Path(root) / "launcher.db"))
+        _key, one = store.create("one", tenant="t1")
+        _key, two = store.create("two", tenant="t2")
+        with http_launcher(Path(root)) as (_proc, base):
+            yield base, one, two
+
+
+def test_tenants_see_only_their_own_over_http(tenants: tuple[str, str, str]) -> None:
+    base, one, two = tenants
+    first, second = Raw(base, one), Raw(base, two)
+    keys = [{"name": "x", "required": True, "rules": {}}]
+    created, _ = first.call(
+        "Dataset", "createDataset", {"name": "d", "description": "", "keys": keys}
+    )
+    dataset_id = created["result"]["datasetId"]
+    listed, _ = second.call("Dataset", "getDatasets", {})
+    assert dataset_id not in [d["id"] for d in listed["result"]["datasets"]]
+    answer, _ = second.call("Dataset", "getEntries", {"datasetId": dataset_id, "entries": [0]})
+    assert answer == {"error": {"code": "access_denied"}}
+    param = {"type": "dataset", "datasetId": dataset_id, "datasetKey": "x"}
+    request = {"modelId": "echo", "name": "n", "params": [{"name": "x", "data": param}]}
+    request["executionLocation"] = TEMPORARY
+    answer, _ = second.call("Model", "createState", request)
+    assert answer == {"error": {"code": "access_denied"}}
+    listed, _ = first.call("Dataset", "getDatasets", {})
+    assert dataset_id in [d["id"] for d in listed["result"]["datasets"]]
