@@ -211,14 +211,14 @@ class Intake:
         for i, param in enumerate(header.params):
             if param.WhichOneof("data") != "inline":
                 continue
-            rule = model_rules.get(param.name)
+            definition = model_rules.get(param.name)
             spool = Spool(
                 self.spool_dir,
                 f"params[{i}]",
                 param.inline.byte_size,
                 self.limits.max_tensors_per_param,
-                rule.allowed_types if rule else None,
-                rule.shape if rule else None,
+                definition.allowed_types if definition else None,
+                definition.shape if definition else None,
             )
             pending.append((i, param, spool))
         try:

@@ -129,7 +129,7 @@ class Resolver:
     def _resolve_snapshot(self, mount: MountRef, request: JobRequest) -> ResolvedMount:
         """The snapshot's frozen folder and state. A lease on the request keeps its folder
         while the job lives, even if the snapshot is deleted meanwhile."""
-        if self.snapshots is None:
+        if self.snapshots is None or mount.snapshot_id is None:
             raise NotFound("snapshot_for_model_to_mount_not_found")
         try:
             snapshot = self.snapshots.acquire(mount.model_id, mount.snapshot_id, request)
