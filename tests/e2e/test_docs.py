@@ -1,24 +1,56 @@
 """Every example in README.md and docs/ runs: Python snippets and shell lines against a real
-launcher, model files as model folders (see tests/support/doc_examples.py for the marks)."""
+launcher, model files as model folders (see tests/support/doc_examples.py for the marks).
+
+The examples' launcher is this module's own: gRPC on a Unix socket (``127.0.0.1:50051`` in an
+example stands for it), the platform HTTP API, ``/metrics`` and ``/healthz`` on a free loopback
+port (``127.0.0.1:8080`` stands for it), and two fake GPUs (``--fake-gpus``), so that the
+GPU examples of the CLI run on a machine without any."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.doc_examples import PROJECT, Example, documents, examples
 from tests.support.launcher_proc import LauncherProcess
+from tests.support.platform_http import http_launcher
 
 ALL = [example for doc in documents() for example in examples(doc)]
 RUNNABLE = [e for e in ALL if e.kind in ("python", "sh") and e.skip is None]
 BIN = Path(sys.executable).parent
+FAKE_GPUS = "0:NVIDIA H100,1:NVIDIA H100"
 
 
-def _install_doc_models(launcher: LauncherProcess) -> None:
+@dataclass
+class DocsLauncher:
+    proc: LauncherProcess
+    http: str  # HOST:PORT of the HTTP API
+
+    @property
+    def root(self) -> Path:
+        return self.proc.root
+
+    @property
+    def address(self) -> str:
+        return self.proc.address
+
+
+@pytest.fixture(scope="module")
+def docs_launcher() -> Iterator[DocsLauncher]:
+    args = ["--max-concurrent-jobs", "4", "--fake-gpus", FAKE_GPUS]
+    with tempfile.TemporaryDirectory(prefix="ld-") as root:
+        with http_launcher(Path(root), args) as (proc, base):
+            yield DocsLauncher(proc, base.removeprefix("http://").removesuffix("/v0"))
+
+
+def _install_doc_models(launcher: DocsLauncher) -> None:
     for example in ALL:
         if example.kind == "file" and example.model is not None:
             folder = launcher.root / "models" / example.model
@@ -26,12 +58,15 @@ def _install_doc_models(launcher: LauncherProcess) -> None:
             (folder / str(example.filename)).write_text(example.text)
 
 
-def _for_this_launcher(text: str, launcher: LauncherProcess) -> str:
-    return text.replace("127.0.0.1:50051", launcher.address).replace(".venv/bin/", f"{BIN}/")
+def _for_this_launcher(text: str, launcher: DocsLauncher) -> str:
+    text = text.replace("127.0.0.1:50051", launcher.address)
+    text = text.replace("127.0.0.1:8080", launcher.http)
+    return text.replace(".venv/bin/", f"{BIN}/")
 
 
 @pytest.mark.parametrize("example", RUNNABLE, ids=[e.name for e in RUNNABLE])
-def test_the_example_runs(example: Example, launcher: LauncherProcess, tmp_path: Path) -> None:
+def test_the_example_runs(example: Example, docs_launcher: DocsLauncher, tmp_path: Path) -> None:
+    launcher = docs_launcher
     _install_doc_models(launcher)
     text = _for_this_launcher(example.text, launcher)
     env = {
