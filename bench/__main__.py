@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import (
+    bounds,
     create_state,
     dataset,
     http,
     ingest,
-    bounds,
+    observability,
     ray_cluster,
     sandbox_cost,
     throughput,
@@ -28,6 +29,7 @@ MEASUREMENTS: dict[str, Callable[[Settings], list[Figure]]] = {
     "worker_start": worker_start.measure,
     "sandbox": sandbox_cost.measure,
     "warm": create_state.measure_warm,
+    "observability": observability.measure,
     "cold": create_state.measure_cold,
     "throughput": throughput.measure,
     "ingest": ingest.measure,

@@ -20,6 +20,9 @@ from launcher.store.joblogs import JobLog, JobLogs
 
 log = logging.getLogger("launcher.jobs")
 
+#: How long committed states wait to have their sizes counted together.
+PERSISTED_DELAY = 0.5
+
 
 def outcome_text(result: oc.JobResult) -> str:
     """The outcome as the job log says it: the code and what explains it."""
@@ -50,6 +53,8 @@ class JobObserver:
         self.metrics = metrics
         self._persisted_bytes = persisted_bytes
         self._closing: set[asyncio.Task[None]] = set()
+        self._sizes_wanted: list[str] = []
+        self._sizing: asyncio.Task[None] | None = None
 
     def accepted(self, job: Job) -> None:
         job_log = self.logs.open(job.state_id)
@@ -135,14 +140,30 @@ class JobObserver:
     ) -> None:
         await self.logs.close(job_log)
         if self.metrics is not None and result.success and self._persisted_bytes is not None:
+            self._sizes_wanted.append(job.state_id)
+            if self._sizing is None or self._sizing.done():
+                self._sizing = asyncio.get_running_loop().create_task(self._count_persisted())
+
+    def _sizes(self, state_ids: list[str]) -> list[int]:
+        assert self._persisted_bytes is not None
+        return [self._persisted_bytes(state_id) for state_id in state_ids]
+
+    async def _count_persisted(self) -> None:
+        """Committed states' sizes, read in batches (one thread hop for many jobs)."""
+        await asyncio.sleep(PERSISTED_DELAY)
+        while self._sizes_wanted:
+            ids, self._sizes_wanted = self._sizes_wanted, []
             try:
-                size = await asyncio.to_thread(self._persisted_bytes, job.state_id)
+                sizes = await asyncio.to_thread(self._sizes, ids)
             except Exception:
-                log.exception("job %s: its state's size could not be read", job.state_id)
+                log.exception("the sizes of %d committed states could not be read", len(ids))
                 return
-            self.metrics.persisted.inc(size)
+            if self.metrics is not None:
+                self.metrics.persisted.inc(sum(sizes))
 
     async def close(self) -> None:
         """Wait for the logs still being saved."""
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+        if self._sizing is not None and not self._sizing.done():
+            self._sizing.cancel()

@@ -248,15 +248,19 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         "PersistentLauncher": PersistentLauncherServicer(launchers, jobs, executor, sessions, root),
     }
     tenancy.install(db, servicers, jobs, states, options.max_phase_seconds)
-    telemetry = install_telemetry(
-        root,
-        db,
-        jobs,
-        sessions,
-        executor,
-        servicers["Model"],
-        options.job_log_bytes,
-        options.metrics_per_model,
+    telemetry = (
+        install_telemetry(
+            root,
+            db,
+            jobs,
+            sessions,
+            executor,
+            servicers["Model"],
+            options.job_log_bytes,
+            options.metrics_per_model,
+        )
+        if options.observability
+        else None
     )
     model_pb2_grpc.add_ModelServicer_to_server(servicers["Model"], server)
     dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
@@ -300,9 +304,10 @@ async def start_launcher(options: ServeOptions) -> Launcher:
             lambda: jobs.accepting,
             options.intake_idle_seconds,
         )
-        launcher.http.add_route("GET", "/metrics", telemetry.route())
+        if telemetry is not None:
+            launcher.http.add_route("GET", "/metrics", telemetry.route())
         launcher.http_address = await launcher.http.start(*split_address(options.http))
-    if options.metrics is not None and options.metrics != options.http:
+    if telemetry is not None and options.metrics is not None and options.metrics != options.http:
         await telemetry.start_metrics(*split_address(options.metrics))
     return launcher
 

@@ -62,6 +62,7 @@ class Telemetry:
 
     async def close(self) -> None:
         await self.observer.close()
+        await self.logs.aclose()
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
             self.metrics_runner = None
@@ -114,7 +115,7 @@ def install(
 ) -> Telemetry:
     """Job logs under ``<root>/logs/jobs``, metrics over the launcher's parts, the observer
     on ``jobs``, ``GetStateLogs`` on ``model_servicer``."""
-    logs = JobLogs(root / "logs" / "jobs", job_log_bytes)
+    logs = JobLogs(root / "logs" / "jobs", job_log_bytes, db)
     gpus = getattr(executor, "gpus", None)
     sources = Sources(
         load=lambda: jobs.load,

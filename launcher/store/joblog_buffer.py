@@ -79,6 +79,7 @@ class LogBuffer:
         #: Bytes of records dropped between head and tail (0: nothing cut yet).
         self.omitted = 0
         self.cut = False
+        self.cut_ms = 0  # when the first record was dropped: the cut line's timestamp
         self._partial: dict[bytes, bytes] = {b"o": b"", b"e": b""}
 
     # ---- adding ----
@@ -153,7 +154,8 @@ class LogBuffer:
                 n = first.count(b"\n")
                 self._add(first, n)
                 return first + self._add(data[split + 1 :], count - n)
-        self.cut = True
+        if not self.cut:
+            self.cut, self.cut_ms = True, now_ms()
         self.tail.append(_Block(self.seq, data, count))
         self.tail_bytes += len(data)
         self.seq += count
@@ -192,7 +194,7 @@ class LogBuffer:
         head = b"".join(b.data for b in self.head)
         if not self.cut:
             return head
-        return head + b"%d c %d\n" % (now_ms(), self.omitted) + self.tail_data()
+        return head + b"%d c %d\n" % (self.cut_ms, self.omitted) + self.tail_data()
 
     def since(self, seq: int) -> tuple[bytes, int]:
         """The records numbered ``seq`` and after (a cut record where some were dropped), and
@@ -203,7 +205,7 @@ class LogBuffer:
                 parts.append(_skip(block, seq))
         tail_first = self.tail[0].first if self.tail else self.seq
         if self.cut and max(seq, self.head_count) < tail_first:
-            parts.append(b"%d c %d\n" % (now_ms(), self.omitted))
+            parts.append(b"%d c %d\n" % (self.cut_ms, self.omitted))
         for block in self.tail:
             if block.first + block.count > seq:
                 parts.append(_skip(block, seq))

@@ -1,13 +1,13 @@
-"""Per-job logs on disk (``<root>/logs/jobs/<id>.joblog``), one per state id, bounded.
+"""Per-job logs, one per state id, bounded, followable, readable while running and after.
 
 While a job runs its log is a ``JobLog``: records (see ``joblog_buffer``) are kept in
-memory (bounded) and appended to ``<id>.joblog.head`` and, once the head is full,
-``<id>.joblog.tail`` as they arrive (the tail file is rewritten from memory when it reaches
-twice the tail limit, so disk stays bounded too). When the job ends the kept log is written
-once to ``<id>.joblog`` (fsync'd, atomic) and the two work files go. After a crash the work
-files are what is left, and are read as head, cut, tail. The files live as long as the job
-record and are counted in the storage of whoever made the job (``stored_bytes``). Followers
-get the lines as they come, until the job ends.
+memory (bounded) and reach ``<root>/logs/jobs/<id>.joblog.head`` and, once the head is full,
+``<id>.joblog.tail`` in batches as they arrive (the tail file is rewritten from memory when
+it reaches twice the tail limit, so disk stays bounded too). When the job ends its kept log
+is saved once: in ``launcher.db`` (``joblog_saver``, batched with the other jobs of that
+moment) or, without a database, as ``<id>.joblog``; the work files then go. After a crash the
+work files are what is left, and are read as head, cut, tail. The log lives as long as the
+job record and counts in the storage of whoever made the job (``stored_bytes``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from launcher.store.blobs import fsync_dir
+from launcher.store.db import Database
 from launcher.store.joblog_buffer import LogBuffer, now_ms, parse_records
+from launcher.store.joblog_saver import Ended, LogSaver
 
 log = logging.getLogger("launcher.store")
 
@@ -30,6 +31,9 @@ log = logging.getLogger("launcher.store")
 DEFAULT_LOG_BYTES = 1024 * 1024
 #: The smallest bound accepted (a launcher line must always fit).
 MIN_LOG_BYTES = 64 * 1024
+#: Records reach the work files once this many bytes wait, or this long after the first.
+FLUSH_BYTES = 64 * 1024
+FLUSH_SECONDS = 0.5
 
 _STATE_ID = re.compile(r"s-[a-z2-7]{20}")
 _SUFFIXES = (".joblog", ".joblog.head", ".joblog.tail", ".joblog.tmp", ".joblog.tail.tmp")
@@ -40,8 +44,9 @@ def valid_state_id(state_id: str) -> bool:
 
 
 class JobLog:
-    """The log of one running job; every method is called on the event loop and never blocks
-    on more than an append to a file in the page cache."""
+    """The log of one running job; every method is called on the event loop. Records reach
+    the work files in batches (``FLUSH_BYTES`` or ``FLUSH_SECONDS``, whichever first), so a
+    short job costs one small file write at its end and a flood costs a few appends a second."""
 
     def __init__(self, folder: Path, state_id: str, limit: int) -> None:
         self.state_id = state_id
@@ -50,6 +55,11 @@ class JobLog:
         self._head_fd: int | None = None
         self._tail_fd: int | None = None
         self._tail_file_bytes = 0
+        self._head_seen = 0
+        self._pending_head: list[bytes] = []
+        self._pending_tail: list[bytes] = []
+        self._pending_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._disk_ok = True
         self._changed = asyncio.Event()
         self.closed = False
@@ -68,36 +78,49 @@ class JobLog:
     def _store(self, data: bytes) -> None:
         if not data:
             return
-        if self._disk_ok:
-            try:
-                self._append(data)
-            except OSError as exc:
-                self._disk_ok = False
-                log.warning("job %s: its log is kept in memory only: %s", self.state_id, exc)
+        # The records that went to the head come first in ``data``; the rest, to the tail.
+        to_head = self.buffer.head_bytes - self._head_seen
+        self._head_seen = self.buffer.head_bytes
+        if to_head:
+            self._pending_head.append(data[:to_head])
+        if len(data) > to_head:
+            self._pending_tail.append(data[to_head:])
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= FLUSH_BYTES:
+            self._flush()
+        elif self._timer is None and not self.closed:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _append(self, data: bytes) -> None:
-        if not self.buffer.cut:
-            if self._head_fd is None:
-                self._head_fd = _open_append(self._folder / f"{self.state_id}.joblog.head")
-            os.write(self._head_fd, data)
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        head, tail = b"".join(self._pending_head), b"".join(self._pending_tail)
+        self._pending_head, self._pending_tail, self._pending_bytes = [], [], 0
+        if not self._disk_ok:
             return
-        head_part = b""
-        if self._tail_fd is None:
-            # The record that overflowed the head may have filled the head first.
-            if self._head_fd is None:
-                self._head_fd = _open_append(self._folder / f"{self.state_id}.joblog.head")
-            written = os.fstat(self._head_fd).st_size
-            head_part = b"".join(b.data for b in self.buffer.head)[written:]
-            os.write(self._head_fd, head_part)
-            self._tail_fd = _open_append(self._folder / f"{self.state_id}.joblog.tail")
-        self._tail_file_bytes += len(data) - len(head_part)
-        if self._tail_file_bytes <= 2 * self.buffer.tail_limit:
-            os.write(self._tail_fd, data[len(head_part) :])
-            return
-        tail = self.buffer.tail_data()
+        try:
+            if head:
+                if self._head_fd is None:
+                    self._head_fd = _open_append(self._folder / f"{self.state_id}.joblog.head")
+                os.write(self._head_fd, head)
+            if tail:
+                self._append_tail(tail)
+        except OSError as exc:
+            self._disk_ok = False
+            log.warning("job %s: its log is kept in memory only: %s", self.state_id, exc)
+
+    def _append_tail(self, data: bytes) -> None:
         path = self._folder / f"{self.state_id}.joblog.tail"
+        if self._tail_fd is None:
+            self._tail_fd = _open_append(path)
+        self._tail_file_bytes += len(data)
+        if self._tail_file_bytes <= 2 * self.buffer.tail_limit:
+            os.write(self._tail_fd, data)
+            return
+        tail = self.buffer.tail_data()  # what the tail keeps now: the file starts again
         tmp = path.with_name(f"{self.state_id}.joblog.tail.tmp")
         tmp.write_bytes(tail)
         os.replace(tmp, path)
@@ -105,22 +128,23 @@ class JobLog:
         self._tail_fd = _open_append(path)
         self._tail_file_bytes = len(tail)
 
-    async def close(self) -> None:
-        """The job ended: its whole kept log, once, durably; followers see the end."""
+    def finish(self) -> Ended | None:
+        """The job ended: its whole kept log (to save once); followers see the end."""
         if self.closed:
-            return
+            return None
         self._store(self.buffer.flush())
         self.closed = True
-        data = self.buffer.final_data()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pending_head, self._pending_tail, self._pending_bytes = [], [], 0
+        work_files = self._head_fd is not None or self._tail_fd is not None
         for fd in (self._head_fd, self._tail_fd):
             if fd is not None:
                 os.close(fd)
         self._head_fd = self._tail_fd = None
         self._changed.set()
-        try:
-            await asyncio.to_thread(_write_final, self._folder, self.state_id, data)
-        except OSError as exc:
-            log.warning("job %s: its log could not be saved: %s", self.state_id, exc)
+        return Ended(self.state_id, self.buffer.final_data(), self.buffer.cut, work_files)
 
     # ---- reading ----
 
@@ -144,13 +168,17 @@ class JobLog:
 class JobLogs:
     """All jobs' logs: the live ones in memory, the ended ones in their files."""
 
-    def __init__(self, folder: Path, limit: int = DEFAULT_LOG_BYTES) -> None:
+    def __init__(
+        self, folder: Path, limit: int = DEFAULT_LOG_BYTES, db: Database | None = None
+    ) -> None:
         if limit < MIN_LOG_BYTES:
             raise ValueError(f"a job log bound must be at least {MIN_LOG_BYTES} bytes")
         self.folder = folder
         self.limit = limit
         self.live: dict[str, JobLog] = {}
         folder.mkdir(parents=True, exist_ok=True)
+        #: Ended logs go to ``launcher.db`` in batches; without a database, one file each.
+        self._saver = LogSaver(db, folder, self._saved) if db is not None else None
 
     def open(self, state_id: str) -> JobLog:
         job_log = JobLog(self.folder, state_id, self.limit)
@@ -158,11 +186,32 @@ class JobLogs:
         return job_log
 
     async def close(self, job_log: JobLog) -> None:
+        """The job ended: save its log (read from memory until it is saved)."""
+        ended = job_log.finish()
+        if ended is None:
+            return
+        if self._saver is not None:
+            self._saver.add(ended)
+            return
         try:
-            await job_log.close()
+            await asyncio.to_thread(
+                _write_final, self.folder, ended.state_id, ended.data, ended.work_files
+            )
+        except OSError as exc:
+            log.warning("job %s: its log could not be saved: %s", ended.state_id, exc)
         finally:
-            if self.live.get(job_log.state_id) is job_log:
-                del self.live[job_log.state_id]
+            self._saved([ended])
+
+    def _saved(self, batch: list[Ended]) -> None:
+        for ended in batch:
+            job_log = self.live.get(ended.state_id)
+            if job_log is not None and job_log.closed:
+                del self.live[ended.state_id]
+
+    async def aclose(self) -> None:
+        """Save the ended logs still waiting (at shutdown)."""
+        if self._saver is not None:
+            await self._saver.flush()
 
     async def read(self, state_id: str) -> tuple[list[dict[str, Any]], bool] | None:
         """``(lines, truncated)`` of the job's log, ``None`` when it has none."""
@@ -185,6 +234,9 @@ class JobLogs:
             yield lines, job_log.buffer.cut
 
     def _read_file(self, state_id: str) -> tuple[list[dict[str, Any]], bool] | None:
+        saved = self._saver.load(state_id) if self._saver is not None else None
+        if saved is not None:
+            return parse_records(saved[0]), saved[1]
         final = self.folder / f"{state_id}.joblog"
         try:
             lines = parse_records(final.read_bytes())
@@ -207,19 +259,23 @@ class JobLogs:
         return parse_records(head + b"%d c ?\n" % now_ms() + tail), True
 
     def stored_bytes(self, state_id: str) -> int:
-        """The bytes the job's log takes on disk (for the tenant's storage)."""
+        """The bytes the job's log takes on disk (for the tenant's storage; blocking)."""
         total = 0
         if not valid_state_id(state_id):
             return 0
         for suffix in _SUFFIXES:
             with contextlib.suppress(OSError):
                 total += (self.folder / f"{state_id}{suffix}").stat().st_size
+        if self._saver is not None:
+            total += self._saver.size(state_id)
         return total
 
     def remove(self, state_id: str) -> None:
-        """Remove the job's log with its job record."""
+        """Remove the job's log with its job record (blocking: call from a thread)."""
         if not valid_state_id(state_id):
             return
+        if self._saver is not None:
+            self._saver.delete(state_id)
         for suffix in _SUFFIXES:
             with contextlib.suppress(FileNotFoundError):
                 (self.folder / f"{state_id}{suffix}").unlink()
@@ -233,7 +289,7 @@ def _open_append(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 
-def _write_final(folder: Path, state_id: str, data: bytes) -> None:
+def _write_final(folder: Path, state_id: str, data: bytes, work_files: bool = True) -> None:
     path = folder / f"{state_id}.joblog"
     tmp = folder / f"{state_id}.joblog.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -241,11 +297,10 @@ def _write_final(folder: Path, state_id: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    for suffix in (".joblog.head", ".joblog.tail"):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / f"{state_id}{suffix}").unlink()
-    fsync_dir(folder)
+    if work_files:
+        for suffix in (".joblog.head", ".joblog.tail"):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / f"{state_id}{suffix}").unlink()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from launcher.store.joblog_buffer import MAX_LINE_BYTES
-from launcher.store.joblogs import MIN_LOG_BYTES, JobLogs
+from launcher.store.joblogs import FLUSH_SECONDS, MIN_LOG_BYTES, JobLogs
 
 STATE = "s-" + "a" * 20
 OTHER = "s-" + "b" * 20
@@ -126,6 +126,7 @@ def test_a_crashed_jobs_work_files_read_as_head_cut_tail(tmp_path: Path) -> None
         log = logs.open(STATE)
         for i in range(20_000):
             log.output("stdout", b"row %d\n" % i)
+        await asyncio.sleep(FLUSH_SECONDS + 0.3)  # what waited reaches the work files
         # the launcher dies here: no close
 
     run(go())
@@ -161,3 +162,30 @@ def test_remove_and_size_and_bad_ids(tmp_path: Path) -> None:
 def test_a_bound_below_the_minimum_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least"):
         JobLogs(tmp_path, MIN_LOG_BYTES - 1)
+
+
+def test_with_a_database_ended_logs_are_saved_there_in_batches(tmp_path: Path) -> None:
+    from launcher.store.db import Database
+
+    db = Database(tmp_path / "launcher.db")
+
+    async def go() -> None:
+        logs = JobLogs(tmp_path / "logs", db=db)
+        for state_id in (STATE, OTHER):
+            log = logs.open(state_id)
+            log.output("stdout", f"{state_id}\n".encode())
+            await logs.close(log)
+        # readable at once (from memory), then saved together
+        assert texts((await logs.read(STATE))[0]) == [STATE]
+        await logs.aclose()
+        assert logs.live == {}
+
+    run(go())
+    again = JobLogs(tmp_path / "logs", db=db)  # as after a restart
+    assert texts(run(again.read(OTHER))[0]) == [OTHER]
+    assert again.stored_bytes(STATE) > 0
+    again.remove(STATE)
+    assert run(again.read(STATE)) is None and again.stored_bytes(STATE) == 0
+    assert texts(run(again.read(OTHER))[0]) == [OTHER]
+    assert list((tmp_path / "logs").iterdir()) == []
+    db.close()
