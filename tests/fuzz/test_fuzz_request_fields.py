@@ -135,8 +135,15 @@ CASES: list[tuple[str, dict[str, object], str, str | None]] = [
         f"{SPEC}.gpus.count",
     ),
     (
-        "gpu model empty",
+        # No model: any GPU model (issue 16); the test launcher has no GPUs at all.
+        "gpus of any model on a machine without GPUs",
         {"execution_location": _loc(gpus=common_pb2.GpuRequest(model="", count=1))},
+        "invalid_parameter",
+        f"{SPEC}.gpus",
+    ),
+    (
+        "gpu model too long",
+        {"execution_location": _loc(gpus=common_pb2.GpuRequest(model="x" * 10_000, count=1))},
         "invalid_parameter",
         f"{SPEC}.gpus.model",
     ),
