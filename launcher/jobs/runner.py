@@ -83,7 +83,16 @@ class JobRunner:
     async def _run(self, job: Job, durations: oc.Durations) -> oc.Outcome:
         request = job.request
         if request.startup_failure is not None:
-            return request.startup_failure
+            failure = request.startup_failure
+            # The reason is not in the response: the operator log carries it, by state id.
+            log.warning(
+                "state %s of model %s: %s: %s",
+                job.state_id,
+                request.model_id,
+                type(failure).__name__,
+                getattr(failure, "reason", ""),
+            )
+            return failure
         model = request.model
         assert model is not None and request.spec is not None
         mounts = tuple(m.path for m in request.mounts)

@@ -80,6 +80,9 @@ def test_model_toml_linked_to_dev_zero_is_refused(
     os.symlink("/dev/zero", folder / "model.toml")
     assert failed_code(create(client, "zero")) == "invalid_executable_file"
     assert "model.toml is a symbolic link" in served.log()
+    # ... logged with the state id of the job that failed.
+    state_ids = [line for line in served.log().splitlines() if "InvalidExecutableFile" in line]
+    assert any("state s-" in line and "zero" in line for line in state_ids), state_ids
     _others_are_served(served, client)
 
 
