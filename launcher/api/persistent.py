@@ -18,7 +18,7 @@ from launcher.errors import NotFound, RequestError, invalid
 from launcher.executors.base import Executor
 from launcher.jobs.manager import JobManager
 from launcher.launchers.sessions import SessionPool
-from launcher.launchers.sysinfo import SysinfoSampler
+from launcher.launchers.sysinfo import LauncherSamplers, SysinfoSampler
 from launcher.spec import LauncherSpec
 from launcher.store.launchers import PersistentLauncherRecord, PersistentLaunchers
 from launcher.v1 import common_pb2, persistent_launcher_pb2_grpc
@@ -56,6 +56,10 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         self.executor = executor
         self.sessions = sessions
         self.sampler = SysinfoSampler(root)
+        #: Each launcher's own usage (its workers' cgroup), where the executor can tell it.
+        self.launcher_samplers = (
+            LauncherSamplers(executor.group_usage) if hasattr(executor, "group_usage") else None
+        )
 
     async def _check(self, launcher_id: str) -> None:
         if self.access_check is not None:
@@ -85,6 +89,8 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
                     lambda made: made.id,
                 )
             self.executor.open_group(record.id, spec)
+            if self.launcher_samplers is not None:  # sampled from its creation
+                self.launcher_samplers.add(record.id)
         except RequestError as e:
             return pl_pb2.CreatePersistentLauncherResponse(error=convert.error_to_proto(e))
         return pl_pb2.CreatePersistentLauncherResponse(
@@ -151,9 +157,11 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         since = request.from_timestamp if request.HasField("from_timestamp") else None
         # Compared in the milliseconds the samples are reported in: a sample whose timestamp
         # is reported as T is in the answer to fromTimestamp=T.
-        samples = await asyncio.to_thread(
-            self.sampler.since, None if since is None else convert.seconds(since - 1)
-        )
+        from_seconds = None if since is None else convert.seconds(since - 1)
+        if self.launcher_samplers is not None:
+            samples = self.launcher_samplers.since(request.persistent_launcher_id, from_seconds)
+        else:  # the machine's (an executor that cannot tell a launcher's own)
+            samples = await asyncio.to_thread(self.sampler.since, from_seconds)
         if since is not None:
             samples = [s for s in samples if convert.unix_ms(s.timestamp) >= since]
         return pl_pb2.GetSysinfoResponse(
@@ -186,4 +194,6 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
                 job.cancel(oc.LauncherTerminated())
         self.sessions.drop_launcher(request.persistent_launcher_id)
         self.executor.close_group(request.persistent_launcher_id)
+        if self.launcher_samplers is not None:
+            self.launcher_samplers.remove(request.persistent_launcher_id)
         return convert.empty_ok()

@@ -7,6 +7,7 @@ import itertools
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 from launcher.executors.base import SpecRefused, Worker
 from launcher.executors.connect import start_connected
@@ -118,6 +119,11 @@ class LocalExecutor:
 
     def open_group(self, group: str, spec: LauncherSpec) -> None:
         """Nothing to prepare: the group's cgroup is made with its first worker."""
+
+    def group_usage(self, group: str) -> Any:
+        """What a persistent launcher's workers use now (its cgroup), or None."""
+        usage = getattr(self.sandbox, "group_usage", None)
+        return usage(group) if usage is not None else None
 
     def close_group(self, group: str) -> None:
         if group not in self._group_workers:

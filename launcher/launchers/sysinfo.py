@@ -1,12 +1,16 @@
-"""Machine samples (CPU, memory, disk) taken with psutil on an interval, for a bounded window."""
+"""Usage samples (CPU, memory, disk) on an interval, for a bounded window: of the machine
+(``SysinfoSampler``, psutil), and of each persistent launcher's own workers
+(``LauncherSamplers``, from the cgroup they share, sampled from the launcher's creation)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -54,3 +58,85 @@ class SysinfoSampler:
         if not self.samples:
             self.sample()
         return [s for s in self.samples if timestamp is None or s.timestamp >= timestamp]
+
+
+class LauncherSampler:
+    """One persistent launcher's own usage (the cgroup its workers share), sampled from its
+    creation, the last ``window`` samples kept. CPU is cores in use between two samples."""
+
+    def __init__(self, usage: Callable[[], Any], window: int = 720) -> None:
+        self._usage = usage
+        self.samples: collections.deque[Sample] = collections.deque(maxlen=window)
+        self._last: tuple[float, int] | None = None  # (monotonic seconds, cpu ns)
+
+    def sample(self) -> Sample:
+        now, wall = time.monotonic(), time.time()
+        usage = self._usage()
+        if usage is None:  # no worker alive: its cgroup is gone, nothing in use
+            sample = Sample(timestamp=wall, cpus=0.0, memory=0, disk=0)
+            self._last = None
+        else:
+            cpus = 0.0
+            if self._last is not None and now > self._last[0]:
+                # A counter that went down belongs to a cgroup made again: count from 0.
+                used = usage.cpu_ns - self._last[1]
+                used = usage.cpu_ns if used < 0 else used
+                cpus = used / 1e9 / (now - self._last[0])
+            self._last = (now, usage.cpu_ns)
+            sample = Sample(timestamp=wall, cpus=cpus, memory=usage.memory, disk=usage.disk)
+        self.samples.append(sample)
+        return sample
+
+
+class LauncherSamplers:
+    """A ``LauncherSampler`` per persistent launcher, all sampled every ``interval`` seconds
+    (a fresh sample too when asked and the last is older than ``FRESH``)."""
+
+    FRESH = 1.0
+
+    def __init__(
+        self,
+        usage: Callable[[str], Any],
+        interval: float = 5.0,
+        window: int = 720,
+        max_launchers: int = 10_000,
+    ) -> None:
+        self._usage = usage
+        self.interval = interval
+        self.window = window
+        self.max_launchers = max_launchers
+        self.launchers: dict[str, LauncherSampler] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, launcher_id: str) -> LauncherSampler:
+        sampler = self.launchers.get(launcher_id)
+        if sampler is None:
+            if len(self.launchers) >= self.max_launchers:
+                self.launchers.pop(next(iter(self.launchers)))
+            sampler = LauncherSampler(lambda: self._usage(launcher_id), self.window)
+            self.launchers[launcher_id] = sampler
+            sampler.sample()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+        return sampler
+
+    def remove(self, launcher_id: str) -> None:
+        self.launchers.pop(launcher_id, None)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            for sampler in list(self.launchers.values()):
+                await asyncio.to_thread(sampler.sample)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def since(self, launcher_id: str, timestamp: float | None) -> list[Sample]:
+        sampler = self.add(launcher_id)
+        last = sampler.samples[-1] if sampler.samples else None
+        if last is None or time.time() - last.timestamp > self.FRESH:
+            sampler.sample()
+        return [s for s in sampler.samples if timestamp is None or s.timestamp >= timestamp]

@@ -184,6 +184,58 @@ def ensure_group(
     return dirs
 
 
+@dataclass(frozen=True)
+class GroupUsage:
+    """What a group's workers use now: CPU time so far, memory, and of it tmpfs (their disk)."""
+
+    cpu_ns: int
+    memory: int
+    disk: int
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _stat_field(path: Path, names: tuple[str, ...]) -> int | None:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key in names and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def group_usage(host: CgroupHost, prefix: str, group: str) -> GroupUsage | None:
+    """The group's cgroup counters, or None when it has none now (no worker alive)."""
+    dirs = group_dirs(host, prefix, group)
+    if host.version == 2:
+        unified = dirs["unified"]
+        memory = _read_int(unified / "memory.current")
+        if memory is None:
+            return None
+        usec = _stat_field(unified / "cpu.stat", ("usage_usec",)) or 0
+        disk = _stat_field(unified / "memory.stat", ("shmem",)) or 0
+        return GroupUsage(usec * 1000, memory, disk)
+    memory_dir = dirs.get("memory")
+    memory = _read_int(memory_dir / "memory.usage_in_bytes") if memory_dir else None
+    if memory is None or memory_dir is None:
+        return None
+    cpu_ns = 0
+    for ctl in ("cpuacct", "cpu,cpuacct", "cpu"):
+        if ctl in dirs:
+            cpu_ns = _read_int(dirs[ctl] / "cpuacct.usage") or 0
+            break
+    disk = _stat_field(memory_dir / "memory.stat", ("total_shmem", "shmem")) or 0
+    return GroupUsage(cpu_ns, memory, disk)
+
+
 def remove_group(host: CgroupHost, prefix: str, group: str) -> None:
     """Remove a group's cgroup (a no-op while workers still live in it)."""
     for path in group_dirs(host, prefix, group).values():

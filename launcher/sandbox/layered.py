@@ -15,7 +15,13 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from launcher.sandbox import libc
-from launcher.sandbox.cgroups import WorkerCgroup, ensure_group, remove_group
+from launcher.sandbox.cgroups import (
+    GroupUsage,
+    WorkerCgroup,
+    ensure_group,
+    group_usage,
+    remove_group,
+)
 from launcher.sandbox.config import SandboxConfig
 from launcher.sandbox.detect import NAMESPACE_LAYERS, Layers, detect
 from launcher.sandbox.mounts import FsLayout, open_folder, real_path_of
@@ -187,6 +193,12 @@ class LayeredSandbox:
         """Remove a group's shared cgroup (a no-op while workers still live in it)."""
         if self._layers.cgroup is not None:
             remove_group(self._layers.cgroup, self._config.cgroup_prefix, group)
+
+    def group_usage(self, group: str) -> GroupUsage | None:
+        """What the group's workers use now (its cgroup), None without a cgroup for it."""
+        if self._layers.cgroup is None:
+            return None
+        return group_usage(self._layers.cgroup, self._config.cgroup_prefix, group)
 
     async def warm_up(self) -> None:
         """Start what can be started ahead of the first worker (the zygote)."""

@@ -54,7 +54,8 @@ def test_lifecycle_create_list_sysinfo_delete(client: LauncherClient) -> None:
     samples = client.persistent_launcher.get_sysinfo(persistent_launcher_id=launcher_id)
     sample = samples["result"]["sysinfo"][-1]
     assert set(sample) >= {"timestamp", "cpus", "memory", "disk"}
-    assert sample["memory"] > 0 and sample["disk"] > 0
+    # its own workers' usage (none running yet), not the machine's
+    assert sample["memory"] >= 0 and sample["disk"] >= 0
     assert client.persistent_launcher.delete_persistent_launcher(
         persistent_launcher_id=launcher_id
     ) == {"result": {}}
