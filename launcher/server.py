@@ -303,6 +303,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
             root / "tmp",
             lambda: jobs.accepting,
             options.intake_idle_seconds,
+            options.max_concurrent_rpcs,
         )
         if telemetry is not None:
             launcher.http.add_route("GET", "/metrics", telemetry.route())

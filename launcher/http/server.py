@@ -37,12 +37,19 @@ class HttpApi:
     """The platform API's methods and the listener's extra routes, then the running server."""
 
     def __init__(
-        self, services: Services, serving: Callable[[], bool], idle_seconds: float | None = None
+        self,
+        services: Services,
+        serving: Callable[[], bool],
+        idle_seconds: float | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.services = services
         self._serving = serving
         #: A request body that sends nothing for this long is ended with a 400.
         self._idle = idle_seconds
+        #: Calls served at once (as gRPC's maximum_concurrent_rpcs): past it, too_many_requests.
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
         self._methods: dict[tuple[str, str], Handler] = {}
         for api, table in (
             ("Model", model_api.METHODS),
@@ -105,10 +112,16 @@ class HttpApi:
         except FrameError as e:
             return await _refuse(frame, e.status, str(e))
         call = Call(frame, request.headers.get("Authorization"), self.services)
-        try:
-            reply = await _run(handler, call, request.path)
-        except FrameError as e:
-            return await _refuse(frame, e.status, str(e))
+        if self._max_in_flight is not None and self._in_flight >= self._max_in_flight:
+            reply = refused(RequestError("too_many_requests"))
+        else:
+            self._in_flight += 1
+            try:
+                reply = await _run(handler, call, request.path)
+            except FrameError as e:
+                return await _refuse(frame, e.status, str(e))
+            finally:
+                self._in_flight -= 1
         try:
             await frame.drain()
             await frame.check_end()

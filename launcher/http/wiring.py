@@ -28,8 +28,9 @@ def http_api(
     spool_dir: Path,
     serving: Callable[[], bool],
     idle_seconds: float | None = None,
+    max_in_flight: int | None = None,
 ) -> HttpApi:
     """The platform HTTP API over ``servicers`` (``{"Model": ..., "Dataset": ...,
     "PersistentLauncher": ...}``), every call passing through ``interceptor`` as on gRPC."""
     services = Services(Bridge(servicers, interceptor), models, spool_dir)
-    return HttpApi(services, serving, idle_seconds)
+    return HttpApi(services, serving, idle_seconds, max_in_flight)

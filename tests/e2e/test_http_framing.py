@@ -16,6 +16,7 @@ import pytest
 from decthings_api import DecthingsClientSync
 
 from launcher.auth.keys import KeyStore
+from launcher.client import LauncherClient
 from launcher.store.db import Database
 from tests.support.platform_http import (
     TEMPORARY,
@@ -379,3 +380,36 @@ def test_tenants_see_only_their_own_over_http(tenants: tuple[str, str, str]) -> 
     assert answer == {"error": {"code": "access_denied"}}
     listed, _ = first.call("Dataset", "getDatasets", {})
     assert dataset_id in [d["id"] for d in listed["result"]["datasets"]]
+
+
+def test_calls_past_the_concurrent_call_limit_are_too_many_requests() -> None:
+    with tempfile.TemporaryDirectory(prefix="lr-") as root:
+        with (
+            http_launcher(Path(root), ["--max-concurrent-rpcs", "1"]) as (proc, base),
+            LauncherClient(proc.address) as grpc_client,
+        ):
+            raw = Raw(base)
+            sleeper = {"modelId": "sleeper", "name": "hold", "params": []}
+            sleeper["executionLocation"] = TEMPORARY
+            held: list = []
+            holder = threading.Thread(
+                target=lambda: held.append(raw.call("Model", "createState", sleeper))
+            )
+            holder.start()
+            try:
+                states: list = []
+                for _ in range(600):  # watched over gRPC, so as not to race the held call
+                    states = grpc_client.model.get_creating_states(model_id="sleeper")["result"][
+                        "states"
+                    ]
+                    if states:
+                        break
+                    time.sleep(0.05)
+                answer, _ = raw.call("Model", "getCreatingStates", {"modelId": "sleeper"})
+                assert answer == {"error": {"code": "too_many_requests"}}
+                grpc_client.model.cancel_create_state(model_id="sleeper", state_id=states[0]["id"])
+            finally:
+                holder.join(120)
+            assert held[0][0]["result"]["failed"]["error"]["code"] == "cancelled"
+            answer, _ = raw.call("Model", "getCreatingStates", {"modelId": "sleeper"})
+            assert answer == {"result": {"states": []}}
