@@ -275,6 +275,26 @@ async def delete_snapshot(call: Call) -> Reply:
     return _empty(await call.bridge.unary(MODEL, "DeleteSnapshot", request, call.bearer))
 
 
+async def get_state_logs(call: Call) -> Reply:
+    """This project's ``Model/getStateLogs`` (not the platform's): a job's log at once
+    (following it is served on gRPC, ``GetStateLogs`` with ``follow``)."""
+    if call.params.get("follow") not in (None, False):
+        raise invalid("follow", "following a job's log is served on gRPC (GetStateLogs)")
+    request = model_pb2.GetStateLogsRequest(
+        model_id=_field(call, "modelId"), state_id=_field(call, "stateId")
+    )
+    lines: list[dict[str, object]] = []
+    truncated = False
+    async for chunk in call.bridge.stream_out(MODEL, "GetStateLogs", request, call.bearer):
+        if chunk.HasField("error"):
+            return Reply({"error": resp.error_dict(chunk.error)})
+        lines.extend(
+            {"stream": x.stream, "timestamp": x.timestamp, "text": x.text} for x in chunk.lines
+        )
+        truncated = truncated or chunk.truncated
+    return ok({"lines": lines, "truncated": truncated})
+
+
 METHODS: dict[str, Handler] = {
     "createState": create_state,
     "cancelCreateState": cancel_create_state,
@@ -289,4 +309,5 @@ METHODS: dict[str, Handler] = {
     "deleteModelState": delete_model_state,
     "snapshotModel": snapshot_model,
     "deleteSnapshot": delete_snapshot,
+    "getStateLogs": get_state_logs,
 }
