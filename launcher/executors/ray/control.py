@@ -26,6 +26,9 @@ MAX_LINE = 1 << 20
 #: How often a node sends a heartbeat, and how many may be missed before the job is lost.
 HEARTBEAT = 0.5
 MISSED_HEARTBEATS = 6
+#: How long a node waits for word from its hub before it kills its worker (the hub heartbeats
+#: too; generous, as a busy hub's event loop may lag).
+HUB_SILENCE = 10.0
 
 
 class ControlError(ValueError):

@@ -78,12 +78,14 @@ class NodeRun:
             self.send("output", stream=stream, data=chunk.decode("utf-8", "replace"))
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
-        """The hub's orders: ``kill``; EOF (the hub went away) means kill too."""
+        """The hub's orders: ``kill``; EOF or silence (the hub went away) means kill too."""
         try:
-            while line := await control.read_line(reader):
-                if control.decode(line) == "kill":
+            while True:
+                async with asyncio.timeout(control.HUB_SILENCE):
+                    line = await control.read_line(reader)
+                if not line or control.decode(line) == "kill":
                     break
-        except (control.ControlError, OSError):
+        except (control.ControlError, OSError, TimeoutError):
             pass
         self.killed.set()
         if self.process is not None:

@@ -48,6 +48,7 @@ class RelayedProcess:
         self._data_w: asyncio.StreamWriter | None = None
         self._killing: asyncio.Task[None] | None = None
         self._watch = asyncio.create_task(self._watch_control())
+        self._beat = asyncio.create_task(self._heartbeat())
         ref_done.add_done_callback(self._on_ref_done)
 
     def attach_data(self, writer: asyncio.StreamWriter) -> None:
@@ -107,6 +108,12 @@ class RelayedProcess:
         except (control.ControlError, OSError) as e:
             self.lost(f"bad control channel: {e}")
 
+    async def _heartbeat(self) -> None:
+        """The node kills its worker when the hub falls silent."""
+        while not self._ctl_w.is_closing():
+            self._ctl_w.write(control.encode("heartbeat"))
+            await asyncio.sleep(control.HEARTBEAT)
+
     def _on_ref_done(self, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             error = "cancelled" if fut.cancelled() else type(fut.exception()).__name__
@@ -148,4 +155,5 @@ class RelayedProcess:
             await asyncio.wait_for(asyncio.shield(self._ended), KILL_GRACE)
         self._end(None, "closed")
         self._watch.cancel()
+        self._beat.cancel()
         self._ctl_w.close()

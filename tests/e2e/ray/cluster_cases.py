@@ -22,7 +22,7 @@ import numpy as np
 import psutil
 import pytest
 
-from launcher.client import LauncherClient
+from launcher.client import LauncherClient, LauncherConnectionError
 from tests.support.launcher_proc import LauncherProcess, running_launcher
 from tests.support.memwatch import peak_rss
 from tests.support.mounting import new_model, upload
@@ -244,20 +244,23 @@ def _start_in_background(client: LauncherClient, model_id: str, location=TEMPORA
     started = threading.Event()
 
     def run() -> None:
-        for event in client.model.create_state_stream(
-            model_id=model_id, name="bg", params=[], execution_location=location
-        ):
-            if event.get("event") == "phaseStarted" and event["phase"] == "createState":
-                box["state_id"] = event["stateId"]
-                started.set()
-            if "result" in event or "error" in event:
-                box["final"] = event
-                box["at"] = time.monotonic()
+        try:
+            for event in client.model.create_state_stream(
+                model_id=model_id, name="bg", params=[], execution_location=location
+            ):
+                if event.get("event") == "phaseStarted" and event["phase"] == "createState":
+                    box["state_id"] = event["stateId"]
+                    started.set()
+                if "result" in event or "error" in event:
+                    box["final"] = event
+                    box["at"] = time.monotonic()
+        except LauncherConnectionError as e:  # the hub was killed on purpose
+            box["connection"] = str(e)
         started.set()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    assert started.wait(60), "the job never reached createState"
+    assert started.wait(60), f"the job never reached createState: {box}"
     return thread, box
 
 
@@ -299,6 +302,15 @@ def test_warm_sessions_on_a_persistent_launcher(client) -> None:
         persistent_launcher_id=location["persistentLauncherId"]
     )
     assert any(layer.startswith("cgroup") for layer in info["result"]["sandboxLayers"])
+    # Deleting the launcher stops its warm session: the node's resources are free again.
+    deleted = client.persistent_launcher.delete_persistent_launcher(
+        persistent_launcher_id=location["persistentLauncherId"]
+    )
+    assert deleted == {"result": {}}
+    deadline = time.monotonic() + 15
+    while _run_job_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _run_job_processes() == []
 
 
 def _relay_port(hub: LauncherProcess) -> int:
@@ -338,6 +350,28 @@ def test_hub_killed_takes_the_node_workers_with_it(cluster, tmp_path_factory) ->
             other.stop(signal.SIGKILL)
     gone, alive = psutil.wait_procs(tree, timeout=15)
     assert alive == [], alive
+
+
+def test_hub_frozen_its_node_workers_die_of_its_silence(cluster) -> None:
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="lrf-"))
+    node_dir = Path(tempfile.mkdtemp(prefix="lrn-"))
+    before = {p.pid for p in _run_job_processes()}
+    with running_launcher(root, _hub_args(cluster[0], node_dir)) as other:
+        with LauncherClient(other.address) as c:
+            _start_in_background(c, "sleeper")
+            (mine,) = [p for p in _run_job_processes() if p.pid not in before]
+            tree = [mine, *mine.children(recursive=True)]
+            frozen = time.monotonic()
+            os.kill(other.pid, signal.SIGSTOP)
+            try:
+                gone, alive = psutil.wait_procs(tree, timeout=30)
+                took = time.monotonic() - frozen
+            finally:
+                os.kill(other.pid, signal.SIGCONT)
+    assert alive == [], alive
+    print(f"frozen hub: node workers gone after {took:.2f} s")
 
 
 def _node(cluster, name: str):
