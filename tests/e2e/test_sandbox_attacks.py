@@ -230,3 +230,31 @@ def test_etc_is_minimal(full: LauncherProcess) -> None:
     assert "shadow" not in report["names"]
     assert report["passwd"].startswith("root:x:0:0:")
     assert "ssl" in report["names"]
+
+
+# -- folders that lead out of models/ ---------------------------------------------------------
+
+
+def test_model_and_mount_folders_symlinked_to_the_data_root_are_refused(
+    full: LauncherProcess,
+) -> None:
+    link = full.root / "models" / f"evil-{uuid.uuid4().hex[:8]}"
+    os.symlink(full.root, link)
+    try:
+        with _client(full) as client, Meanwhile(full.address) as meanwhile:
+            res = client.model.create_state(
+                model_id=link.name, name="evil", params=[], execution_location=TEMPORARY
+            )
+            assert res["result"]["failed"]["error"]["code"] == "invalid_executable_file", res
+            mounted = client.model.create_state(
+                model_id="hello",
+                name="evil-mount",
+                params=[],
+                execution_location=TEMPORARY,
+                mount_models=[{"modelId": link.name}],
+            )
+            assert mounted["error"]["code"] == "model_to_mount_not_found", mounted
+        assert meanwhile.worst < SERVED_BOUND
+    finally:
+        link.unlink()
+    _still_served(full)
