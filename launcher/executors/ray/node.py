@@ -188,8 +188,8 @@ def main() -> int:
     raw = sys.stdin.buffer.read(1 << 20)
     try:
         job = NodeJob.from_json(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as e:
-        print(f"run-job: bad job description: {e}", file=sys.stderr)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"run-job: bad job description: {e!r}", file=sys.stderr)
         return 2
     return asyncio.run(NodeRun(job).run())
 
