@@ -55,8 +55,7 @@ class Telemetry:
         site = web.TCPSite(runner, host, port)
         await site.start()
         self.metrics_runner = runner
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        bound = sockets[0].getsockname()[1] if sockets else port
+        bound = runner.addresses[0][1] if runner.addresses else port
         self.metrics_address = f"{host}:{bound}"
         return self.metrics_address
 

@@ -74,7 +74,7 @@ def run(client: LauncherClient, args: argparse.Namespace) -> int:
         return exit_code(response)
     display = PhaseDisplay(sys.stdout, live=sys.stdout.isatty())
     follower: LogFollower | None = None
-    response: dict[str, Any] = {}
+    response = {}
     try:
         for item in client.model.create_state_stream(**request, accepted=True):
             if item.get("event") == "accepted":

@@ -50,7 +50,6 @@ def run(client: LauncherClient, args: argparse.Namespace) -> int:
     show = _printer(sys.stdout, args.json)
     if not args.follow:
         response = client.model.get_state_logs(args.model_id, args.state_id)
-        assert isinstance(response, dict)
         if "error" in response:
             print(dumps(response))
             return exit_code(response)

@@ -6,7 +6,7 @@ import collections
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from launcher.client import responses as resp
 from launcher.client.call import (
@@ -234,6 +234,16 @@ class ModelApi:
         )
         response = self._call.unary(self._stub.SnapshotModel, request)
         return resp.outcome(response, lambda r: {"snapshotId": r.snapshot_id})
+
+    @overload
+    def get_state_logs(
+        self, model_id: str, state_id: str, follow: Literal[False] = False
+    ) -> dict[str, Any]: ...
+
+    @overload
+    def get_state_logs(
+        self, model_id: str, state_id: str, follow: Literal[True]
+    ) -> Iterator[dict[str, Any]]: ...
 
     def get_state_logs(
         self, model_id: str, state_id: str, follow: bool = False
