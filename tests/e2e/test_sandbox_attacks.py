@@ -158,8 +158,12 @@ def test_worker_has_no_capability_in_any_mode(served: LauncherProcess) -> None:
 
 def test_layers_are_reported_one_by_one(served: LauncherProcess) -> None:
     log = served.log()
-    for layer in ("seccomp", "capabilities", "cgroup_memory", "cgroup_cpu", "cgroup_pids"):
+    for layer in ("seccomp", "capabilities", "cgroup_memory"):
         assert f"sandbox layer {layer}: on" in log
+    for controller in ("cpu", "pids", "io"):  # each on its own line, on or off with a reason
+        line = next(x for x in log.splitlines() if f"sandbox layer cgroup_{controller}: " in x)
+        state = line.split(f"cgroup_{controller}: ", 1)[1]
+        assert state == "on" or (state.startswith("off: ") and len(state) > 6), line
     assert "sandbox layer cgroup_io: off: " in log
     if "--sandbox-disable" in " ".join(served.args):
         assert "sandbox layer disk_budget: off: needs the mount namespace" in log
