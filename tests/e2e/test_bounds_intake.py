@@ -134,6 +134,51 @@ def _idle(
     hold.wait(60)  # sends nothing more until released
 
 
+class _Holders:
+    """``n`` request streams that send their first messages and then nothing until released.
+    A stream the launcher refused (it raced a probe for a slot) is started again by
+    ``ensure``, so a probe sees the cap only once all ``n`` are held."""
+
+    def __init__(self, address: str, n: int, metadata: list[tuple[str, str]] | None = None):
+        self.address = address
+        self.metadata = metadata or []
+        self.hold = threading.Event()
+        self.answers: list[model_pb2.CreateStateResponse | Exception] = []
+        self.threads = [self._start() for _ in range(n)]
+
+    def _run(self) -> None:
+        try:
+            with grpc.insecure_channel(self.address) as channel:
+                stub = model_pb2_grpc.ModelStub(channel)
+                messages = _idle([_inline_header([10])], self.hold)
+                events = list(stub.CreateState(messages, timeout=120, metadata=self.metadata))
+            self.answers.append(events[-1].response)
+        except grpc.RpcError as e:
+            self.answers.append(e)
+
+    def _start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        return thread
+
+    def ensure(self) -> None:
+        """Every stream alive (restarting refused ones), settled for a moment."""
+        for _ in range(20):
+            if all(t.is_alive() for t in self.threads):
+                time.sleep(0.5)
+                if all(t.is_alive() for t in self.threads):
+                    return
+            self.threads = [t if t.is_alive() else self._start() for t in self.threads]
+            time.sleep(0.3)
+        raise AssertionError(f"the streams could not all be held: {self.answers}")
+
+    def release(self) -> list[model_pb2.CreateStateResponse | Exception]:
+        self.hold.set()
+        for t in self.threads:
+            t.join(60)
+        return self.answers
+
+
 def test_idle_streams_are_ended_and_hold_no_descriptors() -> None:
     with tempfile.TemporaryDirectory(prefix="li-") as root:
         with running_launcher(Path(root), ["--intake-idle-seconds", "3"]) as proc:
@@ -170,31 +215,21 @@ def test_concurrent_intakes_past_the_cap_are_refused_then_served_again() -> None
     with tempfile.TemporaryDirectory(prefix="li-") as root:
         args = ["--max-concurrent-intakes", "2", "--intake-idle-seconds", "30"]
         with running_launcher(Path(root), args) as proc:
-            hold = threading.Event()
-            held: list[dict[str, str]] = []
-
-            def one() -> None:
-                held.append(_error(_stream(proc.address, _idle([_inline_header([10])], hold))))
-
-            threads = [threading.Thread(target=one) for _ in range(2)]
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + 60
+            holders = _Holders(proc.address, 2)
             refused = None
-            while time.monotonic() < deadline:
+            for _ in range(20):
+                holders.ensure()
                 with LauncherClient(proc.address) as client:
                     res = create(client, "hello")
                 if "error" in res:
                     refused = res
                     break
-                time.sleep(0.1)
             assert refused is not None and error_of(refused)["code"] == "too_many_requests"
             assert cheap_call_seconds(proc.address) < CHEAP_CALL_BOUND  # other calls still go
-            hold.set()
-            for t in threads:
-                t.join(60)
+            answers = holders.release()
             # The held streams end short of their declared bytes: refused, nothing kept.
-            assert [h["code"] for h in held] == ["invalid_parameter"] * 2
+            last = [a for a in answers if isinstance(a, model_pb2.CreateStateResponse)][-2:]
+            assert [_error(a)["code"] for a in last] == ["invalid_parameter"] * 2
             with LauncherClient(proc.address) as client:
                 assert "success" in create(client, "hello")["result"]
 
@@ -203,26 +238,16 @@ def test_calls_past_maximum_concurrent_rpcs_are_refused() -> None:
     with tempfile.TemporaryDirectory(prefix="li-") as root:
         args = ["--max-concurrent-rpcs", "3", "--intake-idle-seconds", "30"]
         with running_launcher(Path(root), args) as proc:
-            hold = threading.Event()
-            threads = [
-                threading.Thread(
-                    target=lambda: _stream(proc.address, _idle([_inline_header([10])], hold))
-                )
-                for _ in range(3)
-            ]
-            for t in threads:
-                t.start()
-            deadline = time.monotonic() + 20
+            holders = _Holders(proc.address, 3)
             code = None
-            while time.monotonic() < deadline and code is None:
+            for _ in range(20):
+                holders.ensure()
                 with LauncherClient(proc.address) as client:
                     res = client.model.get_models()
                 if "error" in res:
                     code = res["error"]["code"]
-                time.sleep(0.1)
-            hold.set()
-            for t in threads:
-                t.join(60)
+                    break
+            holders.release()
             assert code == "too_many_requests"
             assert cheap_call_seconds(proc.address) < CHEAP_CALL_BOUND
 
@@ -278,38 +303,19 @@ def test_header_without_data_is_still_refused_when_the_spec_is_bad(served: Launc
     assert cheap_call_seconds(served.address) < CHEAP_CALL_BOUND
 
 
-def _keyed_stream(
-    address: str, key: str, messages: Iterator[model_pb2.CreateStateRequest]
-) -> model_pb2.CreateStateResponse:
-    with grpc.insecure_channel(address) as channel:
-        stub = model_pb2_grpc.ModelStub(channel)
-        call = stub.CreateState(
-            messages, timeout=120, metadata=[("authorization", f"Bearer {key}")]
-        )
-        events = list(call)
-    return events[-1].response
-
-
 def test_one_tenant_past_its_intake_cap_does_not_block_another() -> None:
     specs = {"alice": {"tenant": "a"}, "bob": {"tenant": "b"}}
     args = ["--max-tenant-intakes", "1", "--intake-idle-seconds", "30"]
     with launcher_with_keys(specs, args) as (proc, keys):
-        hold = threading.Event()
-        held: list[model_pb2.CreateStateResponse] = []
-        holder = threading.Thread(
-            target=lambda: held.append(
-                _keyed_stream(proc.address, keys["alice"], _idle([_inline_header([10])], hold))
-            )
-        )
-        holder.start()
-        deadline = time.monotonic() + 60
+        holders = _Holders(proc.address, 1, [("authorization", f"Bearer {keys['alice']}")])
         refused = None
-        while time.monotonic() < deadline and refused is None:
+        for _ in range(20):
+            holders.ensure()
             with LauncherClient(proc.address, api_key=keys["alice"]) as alice:
                 res = create(alice, "hello")
             if "error" in res:
                 refused = res
-            time.sleep(0.1)
+                break
         assert refused is not None and error_of(refused)["code"] == "too_many_requests"
         assert "tenant 'a'" in error_of(refused)["reason"]
         with LauncherClient(proc.address, api_key=keys["bob"]) as bob:
@@ -317,8 +323,7 @@ def test_one_tenant_past_its_intake_cap_does_not_block_another() -> None:
             res = create(bob, "hello")
             assert "success" in res["result"], res
             assert time.monotonic() - start < 30
-        hold.set()
-        holder.join(60)
-        assert _error(held[0])["code"] == "invalid_parameter"  # short of its declared bytes
+        answers = holders.release()
+        assert _error(answers[-1])["code"] == "invalid_parameter"  # short of its declared bytes
         with LauncherClient(proc.address, api_key=keys["alice"]) as alice:
             assert "success" in create(alice, "hello")["result"]
