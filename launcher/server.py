@@ -248,6 +248,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         "PersistentLauncher": PersistentLauncherServicer(launchers, jobs, executor, sessions, root),
     }
     tenancy.install(db, servicers, jobs, states, options.max_phase_seconds)
+    await servicers["PersistentLauncher"].start_sampling()
     telemetry = (
         install_telemetry(
             root,

@@ -61,6 +61,13 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             LauncherSamplers(executor.group_usage) if hasattr(executor, "group_usage") else None
         )
 
+    async def start_sampling(self) -> None:
+        """Sample the launchers that exist already (made before this process started)."""
+        if self.launcher_samplers is None:
+            return
+        for record in await asyncio.to_thread(self.launchers.list):
+            self.launcher_samplers.add(record.id)
+
     async def _check(self, launcher_id: str) -> None:
         if self.access_check is not None:
             await self.access_check.acheck(access.current(), LAUNCHER, launcher_id)
