@@ -5,6 +5,7 @@ touches nothing; the first keeps serving, its jobs and run folder intact."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sqlite3
 import stat
@@ -187,3 +188,12 @@ def test_database_failing_its_integrity_check_is_refused(root: Path) -> None:
     assert result.returncode != 0, result
     assert "Traceback" not in result.stderr, result.stderr
     assert "launcher.db" in result.stderr
+
+
+def test_root_of_a_killed_launcher_is_taken_over_at_once(root: Path) -> None:
+    first = LauncherProcess(root)
+    first.start()
+    first.stop(signal.SIGKILL)  # the lock dies with its process: nothing stale to clear
+    with running_launcher(root) as second:
+        _still_serving(second)
+        assert "another launcher" not in second.log()
