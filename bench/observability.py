@@ -27,7 +27,7 @@ def _metrics_url(log: str) -> str | None:
 
 
 def measure(settings: Settings) -> list[Figure]:
-    rounds = settings.count(30, 2)
+    rounds = settings.count(30, 1)
     on_args = ["--metrics", "127.0.0.1:0"]
     off_args = ["--observability", "off", "--log-level", "warning"]
     with (
