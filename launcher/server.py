@@ -43,7 +43,7 @@ from launcher.store.launchers import PersistentLaunchers
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateStore
-from launcher.telemetry import Telemetry
+from launcher.telemetry import Telemetry, check_metrics_address
 from launcher.telemetry import install as install_telemetry
 from launcher.v1 import (
     dataset_pb2,
@@ -178,7 +178,8 @@ def _claim_root(options: ServeOptions) -> tuple[Path, int]:
     root.mkdir(parents=True, exist_ok=True)
     lock = startup.lock_root(root)
     try:
-        for address in [*options.listen, *([options.http] if options.http else [])]:
+        extra = [a for a in (options.http, options.metrics) if a]
+        for address in [*options.listen, *dict.fromkeys(extra)]:
             startup.check_address_free(address)
         startup.make_private(root)
         startup.raise_fd_limit()
@@ -202,6 +203,8 @@ async def start_launcher(options: ServeOptions) -> Launcher:
     keys_exist = await asyncio.to_thread(KeyStore(db).enabled)
     for address in [*options.listen, *([options.http] if options.http else [])]:
         _check_listen(address, options, keys_exist)
+    if options.metrics is not None:
+        check_metrics_address(options.metrics, options.allow_public)
     models = ModelRegistry(root / "models")
     states = StateStore(root, db)
     snapshots = SnapshotStore(root, db, states)

@@ -8,6 +8,7 @@ same address: then one listener serves both).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,20 @@ class Telemetry:
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
             self.metrics_runner = None
+
+
+def check_metrics_address(address: str, allow_public: bool) -> None:
+    """``--metrics``: plain HTTP without keys, so loopback only unless ``--allow-public``."""
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_public:
+        raise SystemExit(
+            f"refusing to serve metrics on {address}: not a loopback address, and /metrics has "
+            "no TLS or keys; use a loopback address (scrape through a proxy) or --allow-public"
+        )
 
 
 def _persisted(db: Database) -> Callable[[str], int]:

@@ -120,6 +120,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--metrics",
+        type=_host_port,
         metavar="HOST:PORT",
         help="serve Prometheus metrics at GET /metrics there (also on --http when given)",
     )
@@ -136,6 +137,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bounds.add_arguments(p)
     tenants.add_arguments(p)
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT, such as 127.0.0.1:9100, not {text!r}"
+        )
+    return text
 
 
 def _job_log_bytes(text: str) -> int:

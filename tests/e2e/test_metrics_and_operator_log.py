@@ -136,3 +136,21 @@ def test_one_text_info_line_per_job_and_no_library_noise_at_debug() -> None:
                 assert part in lines[0], lines[0]
             noisy = [x for x in proc.log().splitlines() if " DEBUG " in x or " INFO " in x]
             assert not [x for x in noisy if not re.search(r" (DEBUG|INFO) (launcher|runtime)", x)]
+
+
+def test_a_public_or_malformed_metrics_address_is_refused_clearly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "launcher.cli", "serve", "--root", str(tmp_path / "r")]
+    base += ["--listen", f"unix://{tmp_path}/s.sock"]
+    public = subprocess.run(
+        [*base, "--metrics", "0.0.0.0:9"], capture_output=True, text=True, timeout=60
+    )
+    assert public.returncode != 0
+    assert "refusing to serve metrics on 0.0.0.0:9: not a loopback address" in public.stderr
+    malformed = subprocess.run(
+        [*base, "--metrics", "nonsense"], capture_output=True, text=True, timeout=60
+    )
+    assert malformed.returncode == 2
+    assert "--metrics: expected HOST:PORT" in malformed.stderr
