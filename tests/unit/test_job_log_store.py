@@ -189,3 +189,23 @@ def test_with_a_database_ended_logs_are_saved_there_in_batches(tmp_path: Path) -
     assert texts(run(again.read(OTHER))[0]) == [OTHER]
     assert list((tmp_path / "logs").iterdir()) == []
     db.close()
+
+
+def test_bytes_that_are_not_utf8_and_control_characters_stay_one_readable_line(
+    tmp_path: Path,
+) -> None:
+    async def go() -> Any:
+        logs = JobLogs(tmp_path)
+        log = logs.open(STATE)
+        log.output("stdout", b"\xff\xfe bad \x00 nul\n")
+        log.output("stderr", b"no newline at the end")
+        log.launcher("a launcher line\nwith a newline")  # never splits into two records
+        await logs.close(log)
+        return await logs.read(STATE)
+
+    lines, _ = run(go())
+    assert [(x["stream"], x["text"]) for x in lines] == [
+        ("stdout", "\ufffd\ufffd bad \x00 nul"),
+        ("launcher", "a launcher line with a newline"),
+        ("stderr", "no newline at the end"),
+    ]
