@@ -20,13 +20,15 @@ import enum
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from launcher import outcomes as oc
 from launcher.sandbox.types import Termination, WorkerProcess
 from launcher.spec import LauncherSpec
-from launcher.store.models import ModelConfig
 from launcher.worker.session import WorkerSession
+
+if TYPE_CHECKING:
+    from launcher.store.models import ModelConfig
 
 
 class PhaseFailed(Exception):

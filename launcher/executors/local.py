@@ -7,7 +7,7 @@ import itertools
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.executors.base import SpecRefused, Worker
 from launcher.executors.connect import start_connected
@@ -16,8 +16,10 @@ from launcher.executors.teardown import Teardowns
 from launcher.sandbox.gpus import GpuInventory, GpuRequestError, GpusBusy
 from launcher.sandbox.types import Sandbox
 from launcher.spec import LauncherSpec
-from launcher.store.models import ModelConfig
 from launcher.worker.session import WorkerSession
+
+if TYPE_CHECKING:
+    from launcher.store.models import ModelConfig
 
 log = logging.getLogger("launcher.executors")
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -26,8 +26,10 @@ from launcher.executors.ray.resources import check_feasible, ray_options
 from launcher.executors.ray.task import node_task
 from launcher.executors.teardown import Teardowns
 from launcher.spec import LauncherSpec
-from launcher.store.models import ModelConfig
 from launcher.worker.session import WorkerSession
+
+if TYPE_CHECKING:
+    from launcher.store.models import ModelConfig
 
 log = logging.getLogger("launcher.executors.ray")
 

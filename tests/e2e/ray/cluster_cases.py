@@ -268,7 +268,9 @@ def _run_job_processes() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "run-job" in cmdline and "launcher.cli" in cmdline:
+        if "launcher.executors.ray.node" in cmdline or (
+            "run-job" in cmdline and "launcher.cli" in cmdline
+        ):
             found.append(proc)
     return found
 
