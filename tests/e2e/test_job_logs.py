@@ -244,3 +244,42 @@ def test_create_state_cli_shows_the_id_at_once_and_follows_the_models_output(
     assert "stdout: out 21" in out and "stderr: err 21" in out
     assert out.index("stdout: out 21") < len(out) - 1
     assert out[-1].startswith(f"state {out[0].split()[1]} created in ")
+
+
+def test_many_followers_of_one_job_all_get_its_lines_and_others_are_served(
+    client: LauncherClient, launcher: LauncherProcess
+) -> None:
+    events = client.model.create_state_stream(
+        model_id="chatty",
+        name="followed",
+        params=[param("tag", 33), param("mode", 2)],
+        execution_location=TEMPORARY,
+        accepted=True,
+    )
+    state_id = next(events)["stateId"]
+    results: list[list[str]] = []
+
+    def follow() -> None:
+        with LauncherClient(launcher.address) as own:
+            lines = own.model.get_state_logs("chatty", state_id, follow=True)
+            results.append([line["text"] for line in lines])
+
+    followers = [threading.Thread(target=follow) for _ in range(40)]
+    for thread in followers:
+        thread.start()
+    latencies = []
+    with LauncherClient(launcher.address) as other:
+        for _ in range(20):  # bounded: about 2 s
+            start = time.monotonic()
+            assert "result" in other.model.get_models()
+            latencies.append(time.monotonic() - start)
+            time.sleep(0.1)
+    last = list(events)[-1]
+    assert "success" in last["result"], last
+    for thread in followers:
+        thread.join(30)
+    assert len(results) == 40
+    for texts_seen in results:
+        assert "out 33" in texts_seen and "late 33" in texts_seen
+        assert texts_seen[-1].startswith("outcome: success")
+    assert max(latencies) < 2.0, max(latencies)
