@@ -23,7 +23,10 @@ log = logging.getLogger("launcher")
 LOCK_NAME = "launcher.lock"
 #: Raised towards the hard limit, but not past this (an fd table of this size is cheap).
 MAX_NOFILE = 1 << 20
-_PRIVATE_DIRS = ("states", "datasets", "tmp", "logs", "snapshots")
+#: Folders whose every entry is tightened. Not ``snapshots/``: its frozen code is bound
+#: read-only into sandboxes whose workers run as another uid (the 0700 root keeps it private),
+#: nor ``models/`` (the operator's) or ``run/`` (the workers' sockets and folders).
+_PRIVATE_DIRS = ("states", "datasets", "tmp", "logs")
 
 
 class StartupError(SystemExit):
@@ -67,7 +70,7 @@ def make_private(root: Path) -> None:
     tightened = 0
     tightened += _tighten(root, 0o700)
     for entry in root.iterdir():
-        if entry.name == "models" or entry.name == "run":
+        if entry.name in ("models", "run", "snapshots"):
             continue
         if entry.is_symlink():
             continue

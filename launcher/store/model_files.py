@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 # Written by Python when main.py is imported outside a read-only sandbox; not the model's code.
 IGNORED_DIRS = frozenset({"__pycache__"})
+#: Directory listings kept by ``CodeVersions`` before the cache starts afresh.
+_MAX_LISTINGS = 100_000
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 
 
@@ -90,6 +92,8 @@ class FileCache:
         except ModelConfigError as e:
             value = e
         with self._lock:
+            if len(self._entries) >= _MAX_LISTINGS:
+                self._entries.clear()
             self._entries[str(path)] = (key, value)
         return _replay(value)
 
@@ -186,5 +190,7 @@ class CodeVersions:
                     files.append(entry.name)
         listing = (key, tuple(sorted(files)), tuple(sorted(dirs)))
         with self._lock:
+            if len(self._listings) >= _MAX_LISTINGS:  # folders come and go: never unbounded
+                self._listings.clear()
             self._listings[path] = listing
         return listing[1], listing[2]
