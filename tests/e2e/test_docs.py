@@ -9,6 +9,7 @@ GPU examples of the CLI run on a machine without any."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -97,3 +98,16 @@ def test_every_example_is_run_or_says_why_not() -> None:
 def test_the_docs_do_not_point_outside_the_repository() -> None:
     for doc in documents():
         assert "../shared" not in doc.read_text(), doc
+
+
+_IPV4 = re.compile(r"(?<![\d.])(\d{1,3})\.\d{1,3}\.\d{1,3}\.\d{1,3}(?![\d.])")
+
+
+def test_run_examples_stay_on_loopback() -> None:
+    """An example that is run talks to loopback only: no other IPv4 address, no Ray cluster
+    started on the machine's addresses (mark such a block ``not run`` with the reason)."""
+    for example in RUNNABLE:
+        text = example.text
+        assert "ray start" not in text, f"{example.name}: starts a Ray cluster"
+        for match in _IPV4.finditer(text):
+            assert match.group(1) == "127", f"{example.name}: {match.group(0)} is not loopback"
