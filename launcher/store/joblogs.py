@@ -1,13 +1,14 @@
 """Per-job logs, one per state id, bounded, followable, readable while running and after.
 
 While a job runs its log is a ``JobLog``: records (see ``joblog_buffer``) are kept in
-memory (bounded) and reach ``<root>/logs/jobs/<id>.joblog.head`` and, once the head is full,
-``<id>.joblog.tail`` in batches as they arrive (the tail file is rewritten from memory when
-it reaches twice the tail limit, so disk stays bounded too). When the job ends its kept log
-is saved once: in ``launcher.db`` (``joblog_saver``, batched with the other jobs of that
-moment) or, without a database, as ``<id>.joblog``; the work files then go. After a crash the
-work files are what is left, and are read as head, cut, tail. The log lives as long as the
-job record and counts in the storage of whoever made the job (``stored_bytes``).
+memory (bounded) and reach ``<root>/logs/jobs/<id>.joblog.head`` in batches as they arrive;
+once the head is full, ``<id>.joblog.tail`` is rewritten from memory twice a second while it
+changes (disk stays bounded too, and a flood costs a bounded write whatever its rate). When
+the job ends its kept log is saved once: in ``launcher.db`` (``joblog_saver``, batched with
+the other jobs of that moment) or, without a database, as ``<id>.joblog``; the work files
+then go. After a crash the work files are what is left, and are read as head, cut, tail.
+The log lives as long as the job record and counts in the storage of whoever made the job
+(``stored_bytes``).
 """
 
 from __future__ import annotations
@@ -45,19 +46,20 @@ def valid_state_id(state_id: str) -> bool:
 
 class JobLog:
     """The log of one running job; every method is called on the event loop. Records reach
-    the work files in batches (``FLUSH_BYTES`` or ``FLUSH_SECONDS``, whichever first), so a
-    short job costs one small file write at its end and a flood costs a few appends a second."""
+    the head file in batches (``FLUSH_BYTES`` or ``FLUSH_SECONDS``, whichever first), and
+    once cut, the tail file is rewritten from memory (at most ``tail_limit`` bytes) every
+    ``FLUSH_SECONDS`` while it changes: a short job costs nothing on disk before its end, and
+    a flood costs a bounded write twice a second, whatever its rate."""
 
     def __init__(self, folder: Path, state_id: str, limit: int) -> None:
         self.state_id = state_id
         self.buffer = LogBuffer(limit // 2, limit - limit // 2)
         self._folder = folder
         self._head_fd: int | None = None
-        self._tail_fd: int | None = None
-        self._tail_file_bytes = 0
+        self._tail_written = False
+        self._tail_dirty = False
         self._head_seen = 0
         self._pending_head: list[bytes] = []
-        self._pending_tail: list[bytes] = []
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._disk_ok = True
@@ -83,9 +85,9 @@ class JobLog:
         self._head_seen = self.buffer.head_bytes
         if to_head:
             self._pending_head.append(data[:to_head])
+            self._pending_bytes += to_head
         if len(data) > to_head:
-            self._pending_tail.append(data[to_head:])
-        self._pending_bytes += len(data)
+            self._tail_dirty = True
         if self._pending_bytes >= FLUSH_BYTES:
             self._flush()
         elif self._timer is None and not self.closed:
@@ -97,8 +99,8 @@ class JobLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        head, tail = b"".join(self._pending_head), b"".join(self._pending_tail)
-        self._pending_head, self._pending_tail, self._pending_bytes = [], [], 0
+        head = b"".join(self._pending_head)
+        self._pending_head, self._pending_bytes = [], 0
         if not self._disk_ok:
             return
         try:
@@ -106,27 +108,16 @@ class JobLog:
                 if self._head_fd is None:
                     self._head_fd = _open_append(self._folder / f"{self.state_id}.joblog.head")
                 os.write(self._head_fd, head)
-            if tail:
-                self._append_tail(tail)
+            if self._tail_dirty:
+                self._tail_dirty = False
+                path = self._folder / f"{self.state_id}.joblog.tail"
+                tmp = path.with_name(f"{self.state_id}.joblog.tail.tmp")
+                tmp.write_bytes(self.buffer.tail_data())
+                os.replace(tmp, path)
+                self._tail_written = True
         except OSError as exc:
             self._disk_ok = False
             log.warning("job %s: its log is kept in memory only: %s", self.state_id, exc)
-
-    def _append_tail(self, data: bytes) -> None:
-        path = self._folder / f"{self.state_id}.joblog.tail"
-        if self._tail_fd is None:
-            self._tail_fd = _open_append(path)
-        self._tail_file_bytes += len(data)
-        if self._tail_file_bytes <= 2 * self.buffer.tail_limit:
-            os.write(self._tail_fd, data)
-            return
-        tail = self.buffer.tail_data()  # what the tail keeps now: the file starts again
-        tmp = path.with_name(f"{self.state_id}.joblog.tail.tmp")
-        tmp.write_bytes(tail)
-        os.replace(tmp, path)
-        os.close(self._tail_fd)
-        self._tail_fd = _open_append(path)
-        self._tail_file_bytes = len(tail)
 
     def finish(self) -> Ended | None:
         """The job ended: its whole kept log (to save once); followers see the end."""
@@ -137,12 +128,11 @@ class JobLog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._pending_head, self._pending_tail, self._pending_bytes = [], [], 0
-        work_files = self._head_fd is not None or self._tail_fd is not None
-        for fd in (self._head_fd, self._tail_fd):
-            if fd is not None:
-                os.close(fd)
-        self._head_fd = self._tail_fd = None
+        self._pending_head, self._pending_bytes = [], 0
+        work_files = self._head_fd is not None or self._tail_written
+        if self._head_fd is not None:
+            os.close(self._head_fd)
+            self._head_fd = None
         self._changed.set()
         return Ended(self.state_id, self.buffer.final_data(), self.buffer.cut, work_files)
 
