@@ -42,7 +42,7 @@ async def make_executor(options: ServeOptions, root: Path, run_dir: Path) -> Exe
             state_dir=run_dir / "sandbox",
             disable=frozenset(options.sandbox_disable),
             hide=(root,),
-            models_dir=root / "models",
+            bindable_dirs=(root / "models", root / "snapshots"),
         )
     )
     gpus = GpuInventory(parse_fake_inventory(options.fake_gpus) if options.fake_gpus else None)

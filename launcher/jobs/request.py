@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,8 @@ class JobRequest:
     tenant: str | None = None
     #: The stored-bytes reservation of its spooled params (``launcher.auth.quotas``).
     quota: Any = None
+    #: Leases to give back when the job ends (snapshots it mounts), each callable once.
+    releases: list[Callable[[], object]] = field(default_factory=list)
 
     def close(self) -> None:
         """Release every open param and mount file, then the bytes they held in the quota."""
@@ -53,3 +56,5 @@ class JobRequest:
                 source.close()
         if self.quota is not None:
             self.quota.release()
+        for release in self.releases:
+            release()

@@ -132,7 +132,8 @@ class Resolver:
         if self.snapshots is None or mount.snapshot_id is None:
             raise NotFound("snapshot_for_model_to_mount_not_found")
         try:
-            snapshot = self.snapshots.acquire(mount.model_id, mount.snapshot_id, request)
+            snapshot, release = self.snapshots.acquire(mount.model_id, mount.snapshot_id, request)
+            request.releases.append(release)
         except SnapshotNotFound:
             # A snapshot outlives its model's folder; without either, the model is unknown.
             if not self.models.exists(mount.model_id):

@@ -30,9 +30,10 @@ class SandboxConfig:
     #: The disk budget of a worker whose spec has no diskMebibytes: job folder, $HOME, /tmp
     #: and /dev/shm together (one tmpfs, charged to the worker's memory cgroup).
     default_disk_mebibytes: int = 1024
-    #: Model and mount folders must resolve inside this folder to be bound (None: only
-    #: outside the hidden paths). The store checks first; this is the second line.
-    models_dir: Path | None = None
+    #: Model and mount folders must resolve inside one of these folders to be bound (the
+    #: models folder, and the snapshots' read-only code copies); empty: anywhere outside the
+    #: hidden paths. The store checks first; this is the second line.
+    bindable_dirs: tuple[Path, ...] = ()
     #: Where GPU device nodes are looked up (tests point it at fake nodes).
     dev_dir: Path = Path("/dev")
     cgroup_prefix: str = "launcher-worker"

@@ -64,10 +64,10 @@ def _validate(plan: WorkerPlan) -> None:
             raise ValueError(f"the mounted model directory {mount} does not exist")
 
 
-def verified_folder(path: Path, models_dir: Path | None, hidden: tuple[Path, ...]) -> str:
+def verified_folder(path: Path, bindable: tuple[Path, ...], hidden: tuple[Path, ...]) -> str:
     """The real path of a model or mount folder: a second line of defence behind the store's
-    own check. It must lie inside ``models_dir`` (when known), and never in a hidden path
-    outside it; a ``ValueError`` says why not. The folder is opened O_PATH|O_NOFOLLOW at its
+    own check. It must lie inside one of the ``bindable`` folders (when given), else never in a
+    hidden path; a ``ValueError`` says why not. The folder is opened O_PATH|O_NOFOLLOW at its
     real path and that fd's path must be the same (the child binds it the same way, so a
     folder swapped in between is refused there)."""
     real = os.path.realpath(path)
@@ -80,10 +80,11 @@ def verified_folder(path: Path, models_dir: Path | None, hidden: tuple[Path, ...
             raise ValueError(f"refusing to bind {path}: it changed while being checked")
     finally:
         os.close(fd)
-    if models_dir is not None:
-        models = os.path.realpath(models_dir).rstrip("/") + "/"
-        if not real.startswith(models):
-            raise ValueError(f"refusing to bind {path}: it is not inside the models folder")
+    if bindable:
+        if not any(real.startswith(os.path.realpath(d).rstrip("/") + "/") for d in bindable):
+            raise ValueError(
+                f"refusing to bind {path}: it is not inside the models or snapshots folder"
+            )
         return real
     for secret in hidden:
         if (real + "/").startswith(os.path.realpath(secret).rstrip("/") + "/"):
@@ -131,7 +132,7 @@ class LayeredSandbox:
                 support=[*self._support, *(str(p) for p in config.expose)],
                 read_only=[str(p) for p in folders],
                 read_only_real=[
-                    verified_folder(p, config.models_dir, config.hide) for p in folders
+                    verified_folder(p, config.bindable_dirs, config.hide) for p in folders
                 ],
                 writable=[str(plan.job_dir)],
                 hidden=[str(p) for p in (*config.hide, config.state_dir)],

@@ -33,6 +33,7 @@ import stat
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,13 +212,15 @@ class SnapshotStore:
         ).fetchall()
         return self._records(conn, rows)
 
-    def acquire(self, model_id: str, snapshot_id: str, owner: object) -> SnapshotRecord:
-        """The snapshot, its folder kept until ``owner`` (a job's request) is garbage."""
+    def acquire(
+        self, model_id: str, snapshot_id: str, owner: object
+    ) -> tuple[SnapshotRecord, Callable[[], object]]:
+        """The snapshot, its folder kept until the returned release is called (once; later
+        calls do nothing) or, failing that, until ``owner`` (a job's request) is garbage."""
         with self._lock:
             record = self.get(model_id, snapshot_id)
             self._leases[snapshot_id] = self._leases.get(snapshot_id, 0) + 1
-        weakref.finalize(owner, self._release, snapshot_id)
-        return record
+        return record, weakref.finalize(owner, self._release, snapshot_id)
 
     def _release(self, snapshot_id: str) -> None:
         with self._lock:

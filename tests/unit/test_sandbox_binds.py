@@ -60,7 +60,8 @@ def test_a_folder_outside_the_models_folder_is_not_bound(place: Place) -> None:
     os.symlink(place.model, models / "escape")  # resolves outside models/
     plan = replace(plan_for(place, "exit_with.py", "0"), model_dir=models / "escape")
     ok = replace(plan, model_dir=models / "good")
-    assert "not inside the models folder" in _refusal(place, plan, ok, models_dir=models)
+    refusal = _refusal(place, plan, ok, bindable_dirs=(models,))
+    assert "not inside the models or snapshots folder" in refusal
 
 
 def test_a_folder_swapped_after_the_check_is_refused_by_the_child(tmp_path: Path) -> None:

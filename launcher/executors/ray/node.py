@@ -104,7 +104,7 @@ class NodeRun:
             SandboxConfig(
                 state_dir=work / "sandbox",
                 disable=frozenset(job.sandbox_disable) | {"zygote"},
-                models_dir=Path(job.node_dir) / "bundles",
+                bindable_dirs=(Path(job.node_dir) / "bundles",),
             )
         )
         ctl_r, self.ctl_w = await dial(job, "control")
