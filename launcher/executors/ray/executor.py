@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from launcher import outcomes as oc
-from launcher.executors.base import PhaseFailed, Worker, terminated
+from launcher.executors.base import PhaseFailed, SpecRefused, Worker, terminated
 from launcher.executors.ray import bundle, control
 from launcher.executors.ray.jobspec import NodeJob
 from launcher.executors.ray.process import RelayedProcess
@@ -183,28 +183,47 @@ class RayExecutor:
                 ray.cancel(task_ref, force=True)
 
         try:
-            return await self._connect(model, mounts, ticket, ref_done, cancel, connect_limit)
+            return await self._connect(model, spec, mounts, ticket, ref_done, cancel, connect_limit)
         except BaseException:
             self.relay.revoke(ticket)
             cancel()
             raise
 
-    async def _first(self, fut: asyncio.Future[Any], ref_done: asyncio.Future[Any], limit: float):
-        """``fut``'s result, unless the Ray task ends first or ``limit`` passes."""
-        done, _ = await asyncio.wait(
-            {fut, ref_done}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-        )
-        if fut in done:
-            return fut.result()
-        if ref_done in done:
-            error = ref_done.exception() if not ref_done.cancelled() else "cancelled"
-            log.warning("the node task ended before its worker connected: %s", error)
-            raise PhaseFailed(oc.LauncherTerminated())
-        raise PhaseFailed(oc.MaxDurationExceeded(oc.Phase.CODE_STARTUP))
+    async def _first(
+        self,
+        fut: asyncio.Future[Any],
+        ref_done: asyncio.Future[Any],
+        limit: float,
+        spec: LauncherSpec,
+    ) -> Any:
+        """``fut``'s result, unless the Ray task ends first, the spec no longer fits any node
+        (a node went away while the task waited for it) or ``limit`` passes: then the
+        launcher could not be made, ``launcher_terminated``."""
+        deadline = time.monotonic() + limit
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("no node took the job within %.0f s", limit)
+                raise PhaseFailed(oc.LauncherTerminated())
+            done, _ = await asyncio.wait(
+                {fut, ref_done}, timeout=min(left, NODES_POLL), return_when=asyncio.FIRST_COMPLETED
+            )
+            if fut in done:
+                return fut.result()
+            if ref_done in done:
+                error = ref_done.exception() if not ref_done.cancelled() else "cancelled"
+                log.warning("the node task ended before its worker connected: %s", error)
+                raise PhaseFailed(oc.LauncherTerminated())
+            try:
+                check_feasible(spec, self._nodes)
+            except SpecRefused as e:
+                log.warning("a waiting job fits no node any more: %s", e.reason)
+                raise PhaseFailed(oc.LauncherTerminated()) from None
 
     async def _connect(
         self,
         model: ModelConfig,
+        spec: LauncherSpec,
         mounts: list[str],
         ticket: Ticket,
         ref_done: asyncio.Future[Any],
@@ -212,9 +231,11 @@ class RayExecutor:
         connect_limit: float,
     ) -> Worker:
         started = time.monotonic()
-        ctl_r, ctl_w = await self._first(ticket.channels["control"], ref_done, PLACEMENT_LIMIT)
+        ctl_r, ctl_w = await self._first(
+            ticket.channels["control"], ref_done, PLACEMENT_LIMIT, spec
+        )
         line = await self._first(
-            asyncio.ensure_future(control.read_line(ctl_r)), ref_done, PLACEMENT_LIMIT
+            asyncio.ensure_future(control.read_line(ctl_r)), ref_done, PLACEMENT_LIMIT, spec
         )
         hello = control.decode(line) if line else None
         if not isinstance(hello, control.Hello):

@@ -396,10 +396,20 @@ def test_node_frozen_mid_job_is_launcher_terminated(client, cluster, hub) -> Non
 
 def test_node_removed_mid_job_is_launcher_terminated(client, cluster, hub) -> None:
     thread, box = _start_in_background(client, "sleeper", gpus("H100", 1))
+    # A second job waits for both H100s (one is taken): it is pending in Ray, not running.
+    waiting: dict = {}
+    pending = threading.Thread(
+        target=lambda: waiting.update(res=create(client, "gpu_env", location=gpus("H100", 2)))
+    )
+    pending.start()
+    time.sleep(2)
+    assert "res" not in waiting
     removed = time.monotonic()
     cluster[0].remove_node(_node(cluster, "h100"))
     thread.join(60)
     assert failed(box["final"])["error"] == {"code": "launcher_terminated"}
+    pending.join(30)  # the waiting job fits no node any more: it ends too, not pending forever
+    assert failed(waiting["res"])["error"] == {"code": "launcher_terminated"}
     print(f"removed node detected in {box['at'] - removed:.2f} s")
     # The hub keeps serving: a job that fits no node any more is refused, not left pending
     # (once the hub has read the node table again: it does every second).
