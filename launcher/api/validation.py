@@ -62,7 +62,8 @@ def spec_rules() -> dict[str, NumberRule]:
 
 def check_id(path: str, value: str, what: str) -> str:
     """``value`` checked by the id rule of ``what`` (``launcher.rules``)."""
-    return _IDS[what].check(path, value)
+    rule = _IDS.get(what) or rules.IdRule(what, rules.MODEL_ID.pattern, rules.MODEL_ID.description)
+    return rule.check(path, value)
 
 
 def check_name(path: str, value: str) -> str:
