@@ -117,7 +117,7 @@ async def _layer_costs(n: int, folder: Path) -> dict[str, list[float]]:
     job.mkdir(mode=0o700)
     (job / "ipc.sock").touch()
     sandbox = await create_sandbox(
-        SandboxConfig(state_dir=folder / "sandbox", models_dir=BENCH_MODELS.parent)
+        SandboxConfig(state_dir=folder / "sandbox", bindable_dirs=(BENCH_MODELS.parent,))
     )
     try:
         assert isinstance(sandbox, LayeredSandbox)

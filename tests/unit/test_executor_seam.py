@@ -43,7 +43,7 @@ async def _parts(root: Path) -> tuple[JobRunner, LocalExecutor, ModelRegistry, S
     run_dir = root / "run"
     run_dir.mkdir(mode=0o711)
     sandbox = await create_sandbox(
-        SandboxConfig(state_dir=run_dir / "sandbox", hide=(root,), models_dir=root / "models")
+        SandboxConfig(state_dir=run_dir / "sandbox", hide=(root,), bindable_dirs=(root / "models",))
     )
     gpus = GpuInventory([Gpu("0", "H100", 0)])
     executor = LocalExecutor(sandbox, run_dir, root / "logs", gpus)
