@@ -92,6 +92,12 @@ def test_a_million_tensor_param_does_not_stall_other_clients(served: LauncherPro
     assert grown < 100 << 20, grown
 
 
+def _hello_states(address: str) -> list[str]:
+    with LauncherClient(address) as client:
+        (model,) = client.model.get_models(filter={"ids": ["hello"]})["result"]["models"]
+    return sorted(s["id"] for s in model["states"])
+
+
 def test_too_many_tensors_in_a_param_are_refused() -> None:
     with tempfile.TemporaryDirectory(prefix="li-") as root:
         with running_launcher(Path(root), ["--max-tensors-per-param", "1000"]) as proc:
@@ -101,7 +107,11 @@ def test_too_many_tensors_in_a_param_are_refused() -> None:
                 yield _inline_header([len(data)])
                 yield from _chunks(data)
 
+            before = _hello_states(proc.address)
             err = _error(_stream(proc.address, messages()))
+            assert _hello_states(proc.address) == before  # refused: nothing kept
+            spooled = [p for p in (Path(root) / "tmp").iterdir() if p.name.startswith("param-")]
+            assert spooled == []  # no spool file left
             assert (err["code"], err["parameterName"]) == (
                 "invalid_parameter",
                 "params[0].data[1000]",
