@@ -23,7 +23,7 @@ from launcher.executors.ray.jobspec import NodeJob
 from launcher.executors.ray.process import RelayedProcess
 from launcher.executors.ray.relay import RelayListener, RelayTls, Ticket
 from launcher.executors.ray.resources import check_feasible, ray_options
-from launcher.executors.ray.task import node_task
+from launcher.executors.ray.task import launcher_actor, node_task
 from launcher.executors.teardown import Teardowns
 from launcher.spec import LauncherSpec
 from launcher.worker.session import WorkerSession
@@ -66,6 +66,7 @@ class RayExecutor:
         self._layers: dict[str, str] = {}
         self._teardowns = Teardowns(log_dir, self._after_teardown)
         self._poller: asyncio.Task[None] | None = None
+        self._actors: dict[str, Any] = {}  # persistent launcher id -> its actor
         #: state of each start: model id, node id (for logs and tests).
         self.placements: list[tuple[str, str]] = []
 
@@ -172,15 +173,26 @@ class RayExecutor:
             digest=digest,
             sandbox_disable=sorted(self.sandbox_disable),
             relay_ca=self.relay_ca,
+            group=group,
             mounts=[{"path": m, "digest": d} for m, (d, _) in zip(mounts, mounted, strict=True)],
         )
         refs = [ref, *(r for _, r in mounted)]
-        task_ref = node_task.options(**ray_options(spec)).remote(job.to_json(), refs)
+        if group is None:
+            task_ref = node_task.options(**ray_options(spec)).remote(job.to_json(), refs)
+        else:
+            actor = self._actor(group, spec)
+            task_ref = actor.run.remote(job.to_json(), refs)
         ref_done = asyncio.wrap_future(task_ref.future())
+        if group is not None:  # a failed call means a dead actor (its node): the next job
+            # of the launcher makes a new one
+            ref_done.add_done_callback(lambda f: self._call_done(f, group, actor))
 
         def cancel() -> None:
             with contextlib.suppress(Exception):
-                ray.cancel(task_ref, force=True)
+                if group is None:
+                    ray.cancel(task_ref, force=True)
+                else:  # an actor's call cannot be cancelled by force: the actor goes
+                    self._drop_actor(group, actor)
 
         try:
             return await self._connect(model, spec, mounts, ticket, ref_done, cancel, connect_limit)
@@ -294,14 +306,38 @@ class RayExecutor:
     async def _after_teardown(self, worker: Worker) -> None:
         self._running.pop(id(worker.process), None)
 
+    def _actor(self, group: str, spec: LauncherSpec) -> Any:
+        """The persistent launcher's actor (made again if it went: its node died)."""
+        actor = self._actors.get(group)
+        if actor is None:
+            actor = launcher_actor.options(**ray_options(spec)).remote()
+            self._actors[group] = actor
+            log.info("persistent launcher %s: a Ray actor holds its spec", group)
+        return actor
+
+    def _call_done(self, fut: asyncio.Future[Any], group: str, actor: Any) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self._drop_actor(group, actor)
+
+    def _drop_actor(self, group: str, actor: Any) -> None:
+        if self._actors.get(group) is actor:
+            del self._actors[group]
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+
     def open_group(self, group: str, spec: LauncherSpec) -> None:
-        """Each worker of a persistent launcher holds the launcher's spec on its node."""
+        """A persistent launcher holds its spec on one node for its life, as a Ray actor."""
+        self._actor(group, spec)
 
     def close_group(self, group: str) -> None:
-        """Nothing is held between workers."""
+        actor = self._actors.get(group)
+        if actor is not None:
+            self._drop_actor(group, actor)
 
     async def close(self) -> None:
         await self._teardowns.wait()
+        for group, actor in list(self._actors.items()):
+            self._drop_actor(group, actor)
         if self._poller is not None:
             self._poller.cancel()
         await self.relay.close()

@@ -37,6 +37,8 @@ class NodeJob:
     #: Mounted models' bundles: [{"path": hub path, "digest": ...}]; their folders on the node.
     mounts: list[dict[str, str]] = field(default_factory=list)
     mount_dirs: dict[str, str] = field(default_factory=dict)
+    #: The persistent launcher whose budget the worker shares on its node, or None.
+    group: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class NodeJob:
             "relayCa": self.relay_ca,
             "mounts": self.mounts,
             "mountDirs": self.mount_dirs,
+            "group": self.group,
         }
 
     @classmethod
@@ -77,4 +80,5 @@ class NodeJob:
                 {"path": str(m["path"]), "digest": str(m["digest"])} for m in d.get("mounts", [])
             ],
             mount_dirs={str(k): str(v) for k, v in d.get("mountDirs", {}).items()},
+            group=str(d["group"]) if d.get("group") is not None else None,
         )

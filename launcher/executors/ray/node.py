@@ -128,6 +128,8 @@ class NodeRun:
             with contextlib.suppress(OSError):
                 await self.ctl_w.drain()
             self.ctl_w.close()
+            if job.group is not None:  # a no-op while other workers of the launcher live
+                sandbox.release_group(job.group)
             await sandbox.close()
             shutil.rmtree(work, ignore_errors=True)
 
@@ -137,7 +139,14 @@ class NodeRun:
         wdir.mkdir(mode=0o700)
         mounts = [Path(folder) for folder in job.mount_dirs.values()]
         plan = worker_plan(
-            job.runtime, job.fresh_process, Path(job.model_dir), wdir, job.spec, mounts, job.gpu_ids
+            job.runtime,
+            job.fresh_process,
+            Path(job.model_dir),
+            wdir,
+            job.spec,
+            mounts,
+            job.gpu_ids,
+            job.group,
         )
         try:
             self.process, wr, ww = await start_connected(sandbox, plan, job.connect_limit)

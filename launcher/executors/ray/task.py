@@ -1,4 +1,4 @@
-"""The Ray side of a node: a task (or actor method) that starts ``launcher run-job`` there.
+"""The Ray side of a node: a task (or an actor's method) that starts ``launcher run-job`` there.
 
 It runs in a Ray worker process on the chosen node, unpacks the model bundle into the
 node's cache (only when that digest is not there yet), and starts ``run-job`` with the
@@ -55,3 +55,15 @@ def run_on_node(job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
 
 
 node_task = ray.remote(max_retries=0)(run_on_node)
+
+
+class LauncherActor:
+    """A persistent launcher on a node: it holds the launcher's spec for its life, and its
+    workers run here, one ``run`` call each (they share the spec as one budget there)."""
+
+    def run(self, job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
+        return run_on_node(job, bundle_refs)
+
+
+_actor_options: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0, "max_concurrency": 64}
+launcher_actor = ray.remote(**_actor_options)(LauncherActor)

@@ -287,8 +287,9 @@ def test_cancel_kills_the_node_worker(client) -> None:
     assert _run_job_processes() == []
 
 
-def test_warm_sessions_on_a_persistent_launcher(client) -> None:
+def test_warm_sessions_on_a_persistent_launcher(client, hub) -> None:
     made = client.persistent_launcher.create_persistent_launcher(name="ray-box", spec=SPEC)
+    launcher_id = made["result"]["persistentLauncherId"]
     location = {
         "type": "persistentLauncher",
         "persistentLauncherId": made["result"]["persistentLauncherId"],
@@ -300,6 +301,11 @@ def test_warm_sessions_on_a_persistent_launcher(client) -> None:
     state = client.model.get_model_state(model_id="counter", state_id=second["stateId"])
     data = {item["key"]: item["data"] for item in state["result"]["data"]}
     assert data["calls"] == b"2"
+    # The launcher is one Ray actor holding its spec; one worker was placed, then reused.
+    assert f"persistent launcher {launcher_id}: a Ray actor holds its spec" in hub.log()
+    assert len(placed_on(hub, "counter")) == 1
+    third = create(client, "counter", location=location)["result"]["success"]  # still warm
+    assert "codeStartup" not in third["durations"]
     info = client.persistent_launcher.get_sysinfo(
         persistent_launcher_id=location["persistentLauncherId"]
     )
