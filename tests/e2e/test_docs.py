@@ -111,3 +111,12 @@ def test_run_examples_stay_on_loopback() -> None:
         assert "ray start" not in text, f"{example.name}: starts a Ray cluster"
         for match in _IPV4.finditer(text):
             assert match.group(1) == "127", f"{example.name}: {match.group(0)} is not loopback"
+
+
+_LINK = re.compile(r"\]\(((?:docs/)?[\w./-]+\.md)\)")
+
+
+def test_every_linked_document_exists() -> None:
+    for doc in documents():
+        for target in _LINK.findall(doc.read_text()):
+            assert (doc.parent / target).is_file(), f"{doc.name} links {target}, which is missing"
