@@ -8,6 +8,7 @@ GPU examples of the CLI run on a machine without any."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher.cli import build_parser
 from tests.support.doc_examples import PROJECT, Example, documents, examples
 from tests.support.launcher_proc import LauncherProcess
 from tests.support.platform_http import http_launcher
@@ -120,3 +122,25 @@ def test_every_linked_document_exists() -> None:
     for doc in documents():
         for target in _LINK.findall(doc.read_text()):
             assert (doc.parent / target).is_file(), f"{doc.name} links {target}, which is missing"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_every_serve_flag_and_subcommand_is_documented() -> None:
+    """docs/operating.md names every flag of ``launcher serve``; docs/cli.md every subcommand."""
+    commands = _subparsers(build_parser())
+    operating = (PROJECT / "docs" / "operating.md").read_text()
+    for action in commands["serve"]._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert f"`{flag}" in operating, f"docs/operating.md does not name serve {flag}"
+    cli = (PROJECT / "docs" / "cli.md").read_text()
+    for name, sub in commands.items():
+        assert f"`{name}" in cli or f"launcher {name}" in cli, f"docs/cli.md lacks {name}"
+        for nested in _subparsers(sub):
+            assert f"{name} {nested}" in cli, f"docs/cli.md lacks {name} {nested}"
