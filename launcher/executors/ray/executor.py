@@ -20,7 +20,7 @@ from launcher import outcomes as oc
 from launcher.executors.base import PhaseFailed, SpecRefused, Worker, terminated
 from launcher.executors.ray import bundle, control
 from launcher.executors.ray.jobspec import NodeJob
-from launcher.executors.ray.process import RelayedProcess
+from launcher.executors.ray.process import KILL_GRACE, RelayedProcess
 from launcher.executors.ray.relay import RelayListener, RelayTls, Ticket
 from launcher.executors.ray.resources import check_feasible, ray_options
 from launcher.executors.ray.task import launcher_actor, node_task
@@ -198,7 +198,15 @@ class RayExecutor:
             return await self._connect(model, spec, mounts, ticket, ref_done, cancel, connect_limit)
         except BaseException:
             self.relay.revoke(ticket)
-            cancel()
+            if group is None:
+                cancel()
+            else:  # the node side ends by itself (told to, or refused by the relay); an
+                # actor's other workers must not go with it unless it does not
+                def cancel_if_running() -> None:
+                    if not ref_done.done():
+                        cancel()
+
+                asyncio.get_running_loop().call_later(KILL_GRACE, cancel_if_running)
             raise
 
     async def _first(

@@ -306,6 +306,14 @@ def test_warm_sessions_on_a_persistent_launcher(client, hub) -> None:
     assert len(placed_on(hub, "counter")) == 1
     third = create(client, "counter", location=location)["result"]["success"]  # still warm
     assert "codeStartup" not in third["durations"]
+    # Other models failing on the same launcher take neither the actor nor the warm session.
+    assert failed(create(client, "exit_code", location=location))["error"]["exitCode"] == 3
+    assert failed(create(client, "raise_startup", location=location))["error"]["at"] == (
+        "codeStartup"
+    )
+    fourth = create(client, "counter", location=location)["result"]["success"]
+    assert "codeStartup" not in fourth["durations"]
+    assert _keys(client, "counter", {"result": {"success": fourth}})["calls"] == b"4"
     info = client.persistent_launcher.get_sysinfo(
         persistent_launcher_id=location["persistentLauncherId"]
     )
