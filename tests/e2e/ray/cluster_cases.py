@@ -287,6 +287,23 @@ def test_cancel_kills_the_node_worker(client) -> None:
     assert _run_job_processes() == []
 
 
+def test_the_ray_worker_killed_mid_job_is_launcher_terminated_and_takes_the_worker(
+    client,
+) -> None:
+    before = {p.pid for p in _run_job_processes()}
+    thread, box = _start_in_background(client, "sleeper")
+    (mine,) = [p for p in _run_job_processes() if p.pid not in before]
+    tree = [mine, *mine.children(recursive=True)]
+    ray_worker = mine.parent()
+    assert ray_worker is not None
+    ray_worker.kill()  # Ray sees WorkerCrashedError; run-job dies with its parent
+    thread.join(30)
+    assert failed(box["final"])["error"] == {"code": "launcher_terminated"}
+    gone, alive = psutil.wait_procs(tree, timeout=15)
+    assert alive == [], alive
+    assert "success" in create(client, "hello")["result"]
+
+
 def test_warm_sessions_on_a_persistent_launcher(client, hub) -> None:
     made = client.persistent_launcher.create_persistent_launcher(name="ray-box", spec=SPEC)
     launcher_id = made["result"]["persistentLauncherId"]
