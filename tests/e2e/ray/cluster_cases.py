@@ -346,6 +346,25 @@ def test_warm_sessions_on_a_persistent_launcher(client, hub) -> None:
     assert _run_job_processes() == []
 
 
+def test_a_persistent_launcher_holds_its_spec_until_it_is_deleted(client) -> None:
+    spec = {**SPEC, "gpus": {"model": "A100", "count": 1}}  # the only A100
+    made = client.persistent_launcher.create_persistent_launcher(name="a100-box", spec=spec)
+    launcher_id = made["result"]["persistentLauncherId"]
+    waiting: dict = {}
+    job = threading.Thread(
+        target=lambda: waiting.update(res=create(client, "gpu_env", location=gpus("A100", 1)))
+    )
+    job.start()
+    time.sleep(4)
+    assert "res" not in waiting  # the launcher's actor holds the A100: the job waits
+    deleted = client.persistent_launcher.delete_persistent_launcher(
+        persistent_launcher_id=launcher_id
+    )
+    assert deleted == {"result": {}}
+    job.join(60)
+    assert "success" in waiting["res"]["result"], waiting
+
+
 def _relay_port(hub: LauncherProcess) -> int:
     return int(re.findall(r"relay on 127\.0\.0\.1:(\d+)", hub.log())[0])
 
