@@ -17,25 +17,27 @@ from pathlib import Path
 
 import grpc
 import psutil
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from launcher import startup
-from launcher.api import reflection, tenancy
+from launcher.api import tenancy
 from launcher.api.dataset import DatasetServicer
+from launcher.api.grpc_server import Health, add_services
 from launcher.api.intake import Intake, remove_spool_leftovers
+from launcher.api.interceptor import auth_interceptor
 from launcher.api.model import ModelServicer
 from launcher.api.persistent import PersistentLauncherServicer
-from launcher.auth.interceptor import auth_interceptor
 from launcher.auth.keys import KeyStore
 from launcher.config import ServeOptions
 from launcher.executors import Executor
 from launcher.executors.make import make_executor
+from launcher.executors.sessions import SessionPool
 from launcher.http import HttpApi
 from launcher.http.wiring import http_api, split_address
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
-from launcher.launchers.sessions import SessionPool
-from launcher.logsetup import configure as configure_logging
+from launcher.observe.logsetup import configure as configure_logging
+from launcher.observe.telemetry import Telemetry, check_metrics_address
+from launcher.observe.telemetry import install as install_telemetry
 from launcher.store.datasets import DatasetStore
 from launcher.store.db import Database, SchemaError
 from launcher.store.jobs import JobRecords
@@ -43,20 +45,8 @@ from launcher.store.launchers import PersistentLaunchers
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateStore
-from launcher.telemetry import Telemetry, check_metrics_address
-from launcher.telemetry import install as install_telemetry
-from launcher.v1 import (
-    dataset_pb2,
-    dataset_pb2_grpc,
-    model_pb2,
-    model_pb2_grpc,
-    persistent_launcher_pb2,
-    persistent_launcher_pb2_grpc,
-)
 
 log = logging.getLogger("launcher")
-
-SERVICES = ("launcher.v1.Model", "launcher.v1.Dataset", "launcher.v1.PersistentLauncher")
 
 
 @dataclass
@@ -67,7 +57,7 @@ class Launcher:
     jobs: JobManager
     executor: Executor
     sessions: SessionPool
-    health: health.aio.HealthServicer
+    health: Health
     run_dir: Path
     addresses: list[str]
     #: The platform's HTTP API (``--http``), and the ``host:port`` it is bound to.
@@ -80,8 +70,7 @@ class Launcher:
 
     async def stop(self, drain: float) -> None:
         self.jobs.stop_accepting()  # before health says so: no job slips in between
-        for service in ("", *SERVICES):
-            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.health.set_serving(False)
         await self.jobs.drain(drain)
         await self.sessions.close()
         if self.http is not None:
@@ -266,20 +255,7 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         if options.observability
         else None
     )
-    model_pb2_grpc.add_ModelServicer_to_server(servicers["Model"], server)
-    dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
-    persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
-        servicers["PersistentLauncher"], server
-    )
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [
-        model_pb2.DESCRIPTOR.services_by_name["Model"].full_name,
-        dataset_pb2.DESCRIPTOR.services_by_name["Dataset"].full_name,
-        persistent_launcher_pb2.DESCRIPTOR.services_by_name["PersistentLauncher"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-    ]
-    reflection.enable(names, server)  # v1 and v1alpha
+    health_checks = add_services(server, servicers)
     credentials = _credentials(options)
     addresses = []
     for address in options.listen:
@@ -292,10 +268,9 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         else:
             addresses.append(f"{address.rsplit(':', 1)[0]}:{port}")
     await server.start()
-    for service in ("", *SERVICES):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    await health_checks.set_serving(True)
     launcher = Launcher(
-        server, jobs, executor, sessions, health_servicer, run_dir, addresses, root_lock=root_lock
+        server, jobs, executor, sessions, health_checks, run_dir, addresses, root_lock=root_lock
     )
     launcher.telemetry = telemetry
     if options.http is not None:

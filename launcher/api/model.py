@@ -9,7 +9,6 @@ from typing import Any
 
 import grpc
 
-from launcher import oplog
 from launcher.api import convert
 from launcher.api.convert import unknown_error
 from launcher.api.intake import Intake
@@ -21,6 +20,7 @@ from launcher.auth.quotas import Reservation
 from launcher.errors import Conflict, InvalidParameter, ModelNotFound, NotFound, RequestError
 from launcher.jobs.job import PhaseEvent
 from launcher.jobs.manager import JobManager, JobRefused
+from launcher.observe import oplog
 from launcher.store.jobs import JobRecords
 from launcher.store.models import ModelRegistry
 from launcher.v1 import common_pb2, model_pb2, model_pb2_grpc

@@ -16,9 +16,9 @@ from launcher.auth.access import AccessCheck
 from launcher.auth.owners import LAUNCHER
 from launcher.errors import NotFound, RequestError, invalid
 from launcher.executors.base import Executor
+from launcher.executors.sessions import SessionPool
 from launcher.jobs.manager import JobManager
-from launcher.launchers.sessions import SessionPool
-from launcher.launchers.sysinfo import LauncherSamplers, SysinfoSampler
+from launcher.observe.sysinfo import LauncherSamplers, SysinfoSampler
 from launcher.spec import LauncherSpec
 from launcher.store.launchers import PersistentLauncherRecord, PersistentLaunchers
 from launcher.v1 import common_pb2, persistent_launcher_pb2_grpc

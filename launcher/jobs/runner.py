@@ -23,8 +23,8 @@ from launcher import faults
 from launcher import outcomes as oc
 from launcher.auth.quotas import ChargedState
 from launcher.executors.base import Executor, PhaseFailed, Worker, terminated
+from launcher.executors.sessions import SessionPool
 from launcher.jobs.job import Job, PhaseEvent
-from launcher.launchers.sessions import SessionPool
 from launcher.store.models import ModelConfig
 from launcher.store.states import StateStore
 from launcher.worker.frames import ConnectionEnded, ProtocolViolation

@@ -16,10 +16,10 @@ import pytest
 
 from launcher import outcomes as oc
 from launcher.executors import LocalExecutor, SpecRefused, WorkerState
+from launcher.executors.sessions import SessionPool
 from launcher.jobs.job import Job
 from launcher.jobs.request import JobRequest
 from launcher.jobs.runner import JobRunner
-from launcher.launchers.sessions import SessionPool
 from launcher.sandbox import SandboxConfig, create_sandbox
 from launcher.sandbox.gpus import Gpu, GpuInventory
 from launcher.spec import GpuRequest, LauncherSpec

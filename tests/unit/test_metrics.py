@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from launcher.metrics import MAX_TENANTS, Metrics, Sources
+from launcher.observe.metrics import MAX_TENANTS, Metrics, Sources
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from launcher import outcomes as oc
 from launcher.auth import access
 from launcher.jobs.job import Job, PhaseEvent
-from launcher.metrics import Metrics
+from launcher.observe.metrics import Metrics
 from launcher.store.joblogs import JobLog, JobLogs
 
 log = logging.getLogger("launcher.jobs")

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import Message
 
-from launcher import oplog
 from launcher.api.convert import error_to_proto
 from launcher.auth import access
 from launcher.auth.cache import KeyCache
@@ -26,8 +26,14 @@ from launcher.auth.limits import RateLimiter
 from launcher.auth.quotas import JobQuota
 from launcher.errors import RequestError
 from launcher.jobs.manager import JobManager
+from launcher.observe import oplog
 from launcher.store.db import Database
 from launcher.v1 import common_pb2, model_pb2
+
+MODEL_SERVICE = "/launcher.v1.Model/"
+GET_MODELS = MODEL_SERVICE + "GetModels"
+CREATE_STATE = MODEL_SERVICE + "CreateState"
+UPLOAD_STATE = MODEL_SERVICE + "UploadState"
 
 GUARDED_PREFIX = "/launcher.v1."
 _BEARER = "bearer "
@@ -136,13 +142,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"rate limit of key {key.id} ({key.rate_per_second:g}/s) reached; retry later",
             )
-        if method == access.CREATE_STATE:
+        if method == CREATE_STATE:
             handler = _replace(handler, self._create_state(handler.stream_stream, key))
-        elif method == access.UPLOAD_STATE:
+        elif method == UPLOAD_STATE:
             handler = _replace(handler, _upload_state(handler.stream_unary, key))
-        elif method == access.GET_MODELS:
+        elif method == GET_MODELS:
             handler = _replace(handler, _get_models(handler.unary_unary, key))
-        elif method.startswith(access.MODEL_SERVICE):
+        elif method.startswith(MODEL_SERVICE):
             handler = _replace(handler, _model_scoped(handler, key))
         return _as_caller(handler, access.Caller.of_key(key))
 
@@ -184,7 +190,7 @@ def _upload_state(inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
 
 
 async def _check_models(key: ApiKey, request: Any, context: Context) -> None:
-    model = access.denied_model(key, request)
+    model = denied_model(key, request)
     if model is not None:
         await context.abort(
             grpc.StatusCode.PERMISSION_DENIED, f"key {key.id} may not use model {model!r}"
@@ -193,7 +199,7 @@ async def _check_models(key: ApiKey, request: Any, context: Context) -> None:
 
 def _get_models(inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
     async def get_models(request: model_pb2.GetModelsRequest, context: Context) -> Any:
-        empty = access.restrict_get_models(key, request)
+        empty = restrict_get_models(key, request)
         return empty if empty is not None else await inner(request, context)
 
     return get_models
@@ -226,3 +232,39 @@ def auth_interceptor(db: Database, jobs: JobManager) -> AuthInterceptor:
         return job is not None and not job.response.done()
 
     return AuthInterceptor(KeyCache(KeyStore(db)), RateLimiter(), JobQuota(is_running))
+
+
+def named_models(request: Message) -> list[str]:
+    """The model ids a Model-service request names (its header's, for streamed requests)."""
+    if isinstance(request, model_pb2.CreateStateRequest | model_pb2.UploadStateRequest):
+        if request.WhichOneof("part") != "header":
+            return []
+        header = request.header
+        return [header.model_id, *(m.model_id for m in header.mount_models)]
+    model_id = getattr(request, "model_id", None)
+    return [model_id] if isinstance(model_id, str) else []
+
+
+def denied_model(key: ApiKey, request: Message) -> str | None:
+    """The first named model the key may not use, or None when it may use them all."""
+    return next((m for m in named_models(request) if not key.may_use(m)), None)
+
+
+def restrict_get_models(
+    key: ApiKey, request: model_pb2.GetModelsRequest
+) -> model_pb2.GetModelsResponse | None:
+    """Narrow a getModels request to the key's models, in place. Returns the (empty) answer
+    when the key may see none of the asked models, since an empty ``ids`` means "all"."""
+    if key.models is None:
+        return None
+    wanted = set(request.ids) if request.ids else set(key.models)
+    visible = sorted(wanted & key.models)
+    if not visible:
+        return model_pb2.GetModelsResponse(
+            result=model_pb2.GetModelsResponse.Result(
+                total=0, offset=request.offset, limit=request.limit or 20
+            )
+        )
+    request.ClearField("ids")
+    request.ids.extend(visible)
+    return None

@@ -18,11 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from launcher import oplog
 from launcher.auth.owners import DEFAULT_TENANT
 from launcher.auth.quotas import StoredBytes
-from launcher.metrics import CONTENT_TYPE, MAX_TENANTS, Metrics, Sources
-from launcher.observe import JobObserver
+from launcher.observe import oplog
+from launcher.observe.jobs import JobObserver
+from launcher.observe.metrics import CONTENT_TYPE, MAX_TENANTS, Metrics, Sources
 from launcher.store.db import Database
 from launcher.store.joblogs import JobLogs
 

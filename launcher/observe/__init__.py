@@ -1,0 +1,1 @@
+"""What the launcher tells operators: its log, job log lines, metrics, usage samples."""
