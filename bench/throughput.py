@@ -38,7 +38,7 @@ def _rate(worker: Callable[[Callable[[], bool]], Series], seconds: float) -> tup
     def run(i: int) -> None:
         try:
             results[i] = worker(lambda: time.perf_counter() < deadline)
-        except BaseException as e:  # noqa: BLE001 - reported by the measuring thread
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(CLIENTS)]

@@ -75,7 +75,7 @@ def _wait_serving(address: str, proc: subprocess.Popen[bytes], seconds: float = 
             with LauncherClient(address) as client:
                 if "result" in client.model.get_models():
                     return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             time.sleep(0.2)
     raise SystemExit("gpu-check: the launcher did not start serving")
 
@@ -112,7 +112,7 @@ def main() -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "launcher", "serve", "--root", str(root), "--listen", address]
             + (["--fake-gpus", fake] if fake else []),
-            stdout=open(root / "launcher.log", "wb"),  # noqa: SIM115 - owned by the process
+            stdout=open(root / "launcher.log", "wb"),
             stderr=subprocess.STDOUT,
         )
         failed = False

@@ -12,7 +12,6 @@ from hypothesis import settings
 
 from launcher.client import LauncherClient
 from tests.support.launcher_proc import LauncherProcess, running_launcher
-from tests.support.specs import TEMPORARY  # noqa: F401 - re-exported for old imports
 
 settings.register_profile("long", max_examples=20_000, deadline=None)
 if os.environ.get("HYPOTHESIS_PROFILE"):

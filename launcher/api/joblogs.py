@@ -58,7 +58,7 @@ class JobLogApi:
         if found is None:
             raise NotFound("state_not_found")
 
-    async def GetStateLogs(  # noqa: N802 - gRPC method name
+    async def GetStateLogs(
         self, request: model_pb2.GetStateLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[model_pb2.StateLogChunk]:
         try:

@@ -47,7 +47,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
         self.jobs = jobs
         self.records = records
 
-    async def CreateState(  # noqa: N802 - gRPC method name
+    async def CreateState(
         self,
         request_iterator: AsyncIterator[model_pb2.CreateStateRequest],
         context: grpc.aio.ServicerContext,
@@ -127,7 +127,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
         if self.tenancy is not None:
             await asyncio.to_thread(self.tenancy.state, access.current(), state_id)
 
-    async def WaitForStateToBeCreated(  # noqa: N802
+    async def WaitForStateToBeCreated(
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> model_pb2.CreateStateResponse:
         try:
@@ -153,7 +153,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
             )
         return convert.create_state_response(await asyncio.shield(job.response))
 
-    async def CancelCreateState(  # noqa: N802
+    async def CancelCreateState(
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         if not self.models.exists(request.model_id):
@@ -173,7 +173,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
         job.cancel()
         return convert.empty_ok()
 
-    async def GetCreatingStates(  # noqa: N802
+    async def GetCreatingStates(
         self, request: model_pb2.ModelRef, context: grpc.aio.ServicerContext
     ) -> model_pb2.GetCreatingStatesResponse:
         caller = access.current()

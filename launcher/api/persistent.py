@@ -76,7 +76,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         if self.sampler._task is None:
             self.sampler.start()
 
-    async def CreatePersistentLauncher(  # noqa: N802
+    async def CreatePersistentLauncher(
         self, request: pl_pb2.CreatePersistentLauncherRequest, context: grpc.aio.ServicerContext
     ) -> pl_pb2.CreatePersistentLauncherResponse:
         self._ensure_sampling()
@@ -119,7 +119,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             running=running,
         )
 
-    async def GetPersistentLaunchers(  # noqa: N802
+    async def GetPersistentLaunchers(
         self, request: pl_pb2.GetPersistentLaunchersRequest, context: grpc.aio.ServicerContext
     ) -> pl_pb2.GetPersistentLaunchersResponse:
         limit = request.limit or 20
@@ -148,7 +148,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             )
         )
 
-    async def GetSysinfo(  # noqa: N802
+    async def GetSysinfo(
         self, request: pl_pb2.GetSysinfoRequest, context: grpc.aio.ServicerContext
     ) -> pl_pb2.GetSysinfoResponse:
         self._ensure_sampling()
@@ -186,7 +186,7 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             )
         )
 
-    async def DeletePersistentLauncher(  # noqa: N802
+    async def DeletePersistentLauncher(
         self, request: pl_pb2.PersistentLauncherRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         try:

@@ -51,7 +51,7 @@ class SnapshotApi:
             raise RuntimeError("the Model servicer was built without a snapshot store")
         return self.snapshots
 
-    async def SnapshotModel(  # noqa: N802 - gRPC method name
+    async def SnapshotModel(
         self, request: model_pb2.SnapshotModelRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.SnapshotModelResponse:
         try:
@@ -103,7 +103,7 @@ class SnapshotApi:
             if reservation is not None:
                 reservation.release()
 
-    async def DeleteSnapshot(  # noqa: N802
+    async def DeleteSnapshot(
         self, request: model_pb2.SnapshotRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         try:

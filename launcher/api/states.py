@@ -116,7 +116,7 @@ class StateApi:
             )
         )
 
-    async def GetModels(  # noqa: N802
+    async def GetModels(
         self, request: model_pb2.GetModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.GetModelsResponse:
         try:
@@ -129,7 +129,7 @@ class StateApi:
         if not self.models.exists(model_id):
             raise ModelNotFound(model_id)
 
-    async def GetModelState(  # noqa: N802
+    async def GetModelState(
         self, request: model_pb2.GetModelStateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[model_pb2.StateDataChunk]:
         try:
@@ -187,7 +187,7 @@ class StateApi:
             for reader in readers:
                 reader.close()
 
-    async def UploadState(  # noqa: N802
+    async def UploadState(
         self,
         request_iterator: AsyncIterator[model_pb2.UploadStateRequest],
         context: grpc.aio.ServicerContext,
@@ -331,7 +331,7 @@ class StateApi:
             return convert.empty_error(RequestError(e.code))
         return convert.empty_ok()
 
-    async def UpdateModelState(  # noqa: N802
+    async def UpdateModelState(
         self, request: model_pb2.UpdateModelStateRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         if not request.HasField("name"):
@@ -344,7 +344,7 @@ class StateApi:
             request.model_id, self.states.rename, request.state_id, request.name
         )
 
-    async def SetActiveModelState(  # noqa: N802
+    async def SetActiveModelState(
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         return await self._simple(request.model_id, self._set_active, request.state_id)
@@ -355,7 +355,7 @@ class StateApi:
             self.tenancy.active(access.current(), model_id)
         self.states.set_active(model_id, state_id)
 
-    async def DeleteModelState(  # noqa: N802
+    async def DeleteModelState(
         self, request: model_pb2.StateRef, context: grpc.aio.ServicerContext
     ) -> common_pb2.EmptyResponse:
         return await self._simple(request.model_id, self.states.delete, request.state_id)

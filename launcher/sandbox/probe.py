@@ -33,7 +33,7 @@ def _in_child(action: Callable[[], object]) -> str:
         try:
             action()
             message = "on"
-        except Exception as exc:  # noqa: BLE001 - any failure is the layer's reason
+        except Exception as exc:
             message = f"off: {exc}"
         os.write(write_fd, message.encode())
         os._exit(0)

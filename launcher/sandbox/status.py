@@ -20,10 +20,3 @@ def from_wait_status(status: int, oom: bool = False) -> Termination:
     if os.WIFSIGNALED(status):
         return Termination(signal=signal_name(os.WTERMSIG(status)), oom=oom)
     return Termination(exit_code=os.waitstatus_to_exitcode(status), oom=oom)
-
-
-def from_returncode(returncode: int, oom: bool = False) -> Termination:
-    """An asyncio/subprocess return code (negative: killed by that signal) as a Termination."""
-    if returncode < 0:
-        return Termination(signal=signal_name(-returncode), oom=oom)
-    return Termination(exit_code=returncode, oom=oom)

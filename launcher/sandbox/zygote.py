@@ -38,9 +38,9 @@ try:
     # API, the tensor codec): imported once here instead of in every worker.
     import asyncio  # noqa: F401
 
-    import runtime._call  # noqa: F401
-    import runtime.api  # noqa: F401
-    import runtime.tensor  # noqa: F401
+    import runtime._call
+    import runtime.api
+    import runtime.tensor
     import runtime.worker  # noqa: F401
 except ImportError:  # the worker runtime may be absent; workers then import it themselves
     pass

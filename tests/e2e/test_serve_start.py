@@ -24,7 +24,7 @@ from tests.support.specs import TEMPORARY
 
 
 def _serve(root: Path, *extra: str) -> subprocess.Popen[bytes]:
-    log = open(root / "serve.log", "wb")  # noqa: SIM115 - owned by the process
+    log = open(root / "serve.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "launcher.cli", "serve", "--root", str(root)]
         + ["--listen", f"unix://{root}/s.sock", *extra],

@@ -124,7 +124,7 @@ def _read_all(data: bytes) -> BaseException:
 
     try:
         asyncio.run(bounded())
-    except BaseException as e:  # noqa: BLE001 - the test inspects what came out
+    except BaseException as e:
         return e
     raise AssertionError("the reader returned without the stream ending")
 
@@ -219,7 +219,7 @@ async def _session_call(
         worker_w.close()
         async with asyncio.timeout(5):
             return await call
-    except BaseException as e:  # noqa: BLE001 - the test inspects what came out
+    except BaseException as e:
         return e
     finally:
         session.close()

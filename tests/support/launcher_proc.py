@@ -64,7 +64,7 @@ class LauncherProcess:
 
     def start(self) -> None:
         populate_models(self.root / "models")
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
                 sys.executable,

@@ -32,7 +32,7 @@ def big_param(tmp_path: Path) -> ParamSource:
 
 
 class _NoSink:
-    def key_writer(self, key: str):  # noqa: ANN201 - never called: the worker provides nothing
+    def key_writer(self, key: str):
         raise AssertionError(f"unexpected key {key}")
 
 
@@ -72,7 +72,7 @@ def test_flood_from_a_worker_that_never_reads_ends_at_the_write_deadline(tmp_pat
                 await asyncio.sleep(0.05)
         try:
             call.result()
-        except BaseException as e:  # noqa: BLE001 - inspected below
+        except BaseException as e:
             error = e
         ended = time.monotonic() - start
         closing = time.monotonic()

@@ -48,7 +48,7 @@ def run_on_node(job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "launcher.executors.ray.node"],  # = launcher run-job, imports less
         stdin=subprocess.PIPE,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
+        preexec_fn=_die_with_parent,
     )
     proc.communicate(json.dumps(job).encode())
     return {"returncode": proc.returncode, "nodeId": job["nodeId"]}
