@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
@@ -234,13 +235,14 @@ async def start_launcher(options: ServeOptions) -> Launcher:
         options=[("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
-    servicers = {
+    launcher_servicer = PersistentLauncherServicer(launchers, jobs, executor, sessions, root)
+    servicers: dict[str, Any] = {
         "Model": ModelServicer(intake, jobs, records, models, states=states, snapshots=snapshots),
         "Dataset": DatasetServicer(datasets),
-        "PersistentLauncher": PersistentLauncherServicer(launchers, jobs, executor, sessions, root),
+        "PersistentLauncher": launcher_servicer,
     }
     tenancy.install(db, servicers, jobs, states, options.max_phase_seconds)
-    await servicers["PersistentLauncher"].start_sampling()
+    await launcher_servicer.start_sampling()
     telemetry = (
         install_telemetry(
             root,
