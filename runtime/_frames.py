@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from runtime import messages, protocol
+from runtime._serialized import SerializedTensor
 from runtime._transport import Connection
 
 
@@ -104,5 +105,5 @@ def _read_provide_data(conn: Connection, claim: ClaimRequest) -> ProvideData:
                 f"exceeds the dataset's remaining byte size ({budget} bytes)"
             )
         budget -= length
-        blobs.append(conn.read_blob(length))
+        blobs.append(conn.read_blob(length, SerializedTensor))
     return ProvideData(limit, blobs)

@@ -76,9 +76,10 @@ class Connection:
         self._start += 8
         return value
 
-    def read_blob(self, length: int) -> bytearray:
-        """The next ``length`` bytes in a buffer of their own (writable, so numpy views are)."""
-        out = bytearray(length)
+    def read_blob(self, length: int, kind: type[bytearray] = bytearray) -> bytearray:
+        """The next ``length`` bytes in a buffer of their own (writable, so numpy views are),
+        of type ``kind`` (``bytearray`` or a subclass)."""
+        out = kind(length)
         view = memoryview(out)
         have = min(length, self._end - self._start)
         view[:have] = self._view[self._start : self._start + have]

@@ -107,8 +107,8 @@ class DataLoader:
         return [self._decode(blob, start + i) for i, blob in enumerate(blobs)]
 
     def _decode(self, blob: bytearray, index: int) -> SerializedTensor:
-        """Check the element and hand it out as its bytes that also decode themselves (one copy:
-        models written for the official runtime expect ``bytes``)."""
+        """Check the element and hand it out as its bytes that also decode themselves (the
+        reader received it into a ``SerializedTensor``: no copy)."""
         from runtime import tensor
 
         try:
@@ -119,6 +119,8 @@ class DataLoader:
             raise ValueError(
                 f"param {self._name!r}, element {index}: {len(blob) - end} bytes follow the tensor"
             )
+        if isinstance(blob, tensor.SerializedTensor):
+            return blob
         return tensor.SerializedTensor(blob)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from runtime import _tensor_encode as encode
+from runtime._serialized import SerializedTensor
 from runtime._tensor_decode import byte_view, fixed_end, read_elements, read_header
 from runtime._tensor_format import (
     FIXED_DTYPES,
@@ -137,44 +138,6 @@ class Tensor:
 
     def __repr__(self) -> str:
         return f"Tensor(type={self._type!r}, shape={self._shape})"
-
-
-class SerializedTensor(bytearray):
-    """A decoded tensor that is also its serialized bytes: what a model's loaders hand out.
-
-    The official runtime hands models each element's serialized bytes, and models wrapped with
-    ``decthings_model.make_model`` rebuild ``DecthingsTensor`` objects from them; this object
-    works wherever those bytes do (``b"".join``, ``bytes()``, ``len``, slicing, ``memoryview``,
-    equality with bytes, ``DecthingsTensor.deserialize``) and decodes itself on use:
-    ``numpy()`` is a zero-copy view of these bytes for fixed-size types. Build one from bytes
-    that hold exactly one valid tensor (``tensor_extent`` checks that). Nothing decoded is kept
-    on the object, so it never holds a reference cycle to its own (possibly large) buffer.
-    """
-
-    def tensor(self) -> Tensor:
-        """The decoded tensor (fixed-size elements are a view of these bytes)."""
-        return deserialize(self)[0]
-
-    def type(self) -> str:
-        return read_header(memoryview(self), 0).type
-
-    def shape(self) -> tuple[int, ...]:
-        return read_header(memoryview(self), 0).shape
-
-    def numpy(self) -> np.ndarray:
-        return self.tensor().numpy()
-
-    def item(self) -> object:
-        return self.tensor().item()
-
-    def serialize(self) -> bytes:
-        return bytes(self)
-
-    def byte_size(self) -> int:
-        return len(self)
-
-    def __repr__(self) -> str:
-        return f"SerializedTensor(type={self.type()!r}, shape={self.shape()})"
 
 
 def _as_tensor(value: Any) -> Tensor:
