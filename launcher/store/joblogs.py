@@ -17,11 +17,11 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from launcher import rules
 from launcher.store.db import Database
 from launcher.store.joblog_buffer import LogBuffer, now_ms, parse_records
 from launcher.store.joblog_saver import Ended, LogSaver
@@ -36,12 +36,11 @@ MIN_LOG_BYTES = 64 * 1024
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 0.5
 
-_STATE_ID = re.compile(r"s-[a-z2-7]{20}")
 _SUFFIXES = (".joblog", ".joblog.head", ".joblog.tail", ".joblog.tmp", ".joblog.tail.tmp")
 
 
 def valid_state_id(state_id: str) -> bool:
-    return _STATE_ID.fullmatch(state_id) is not None
+    return rules.STATE_ID.ok(state_id)
 
 
 class JobLog:

@@ -7,7 +7,6 @@ import pytest
 from launcher import rules
 from launcher.api.validation import check_id, check_name
 from launcher.errors import RequestError
-from launcher.store.datasets.rules import check_name as check_dataset_name
 from launcher.store.models import valid_model_id
 
 
@@ -46,7 +45,7 @@ def test_state_ids_never_hold_a_dot() -> None:
 def test_names_get_one_reason_everywhere(value: str, words: str) -> None:
     for call in (
         lambda: check_name("name", value),
-        lambda: check_dataset_name(value, "name", "a name"),
+        lambda: rules.DATASET_NAME.check("name", value),
         lambda: rules.NAME.check("name", value),
     ):
         code, path, reason = _reason(call)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from launcher import rules
 from launcher.errors import invalid
-from launcher.rules import NameRule
 from launcher.store.model_toml import TENSOR_TYPES
 
 MAX_NAME_CHARS = rules.MAX_NAME_CHARS
@@ -36,13 +35,9 @@ class KeyDef:
     rules: KeyRules = KeyRules()
 
 
-def check_name(value: str, path: str, what: str) -> None:
-    NameRule(what, MAX_NAME_CHARS).check(path, value)
-
-
 def check_definition(name: str, description: str, keys: Sequence[KeyDef]) -> None:
     """Refuse a dataset definition that could never hold entries or names things ambiguously."""
-    check_name(name, "name", "the dataset name")
+    rules.DATASET_NAME.check("name", name)
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise invalid(
             "description",
@@ -54,7 +49,7 @@ def check_definition(name: str, description: str, keys: Sequence[KeyDef]) -> Non
         raise invalid("keys", f"{len(keys)} keys; at most {MAX_KEYS}")
     seen: set[str] = set()
     for i, key in enumerate(keys):
-        check_name(key.name, f"keys[{i}].name", "a key name")
+        rules.DATASET_KEY_NAME.check(f"keys[{i}].name", key.name)
         if key.name in seen:
             raise invalid(f"keys[{i}].name", f"key {key.name!r} is defined twice")
         seen.add(key.name)
