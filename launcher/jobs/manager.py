@@ -72,7 +72,8 @@ class JobManager:
             raise JobRefused(oc.JobResult(oc.ServerOverloaded(), oc.Durations()))
         state_id = self._new_state_id()
         job = Job(state_id, request)
-        await asyncio.to_thread(self._accept, job)
+        # Not fsync'd on its own: the state's commit (fsync'd) makes these rows durable too.
+        await asyncio.wrap_future(self.records.db.submit(self._accept, job, fsync=False))
         self.jobs[state_id] = job
         if self.observer is not None:
             self.observer(job)
@@ -129,7 +130,9 @@ class JobManager:
 
     async def _record(self, job: Job, response: oc.JobResult) -> None:
         try:
-            await asyncio.to_thread(self.records.finished, job.state_id, response)
+            await asyncio.wrap_future(
+                self.records.db.submit(self.records.finished, job.state_id, response, fsync=False)
+            )
         finally:
             self.jobs.pop(job.state_id, None)
             job.finish(response)

@@ -96,12 +96,9 @@ class JobRunner:
         model = request.model
         assert model is not None and request.spec is not None
         mounts = tuple(m.path for m in request.mounts)
-        pending = await asyncio.to_thread(
-            self.states.begin,
-            model.model_id,
-            request.name,
-            job.state_id,
-            [m.to_json() for m in request.mounts],
+        # On the loop (one indexed read and a mkdir): no thread hop on the hot path.
+        pending = self.states.begin(
+            model.model_id, request.name, job.state_id, [m.to_json() for m in request.mounts]
         )
         launcher_id = request.persistent_launcher_id
         worker: Worker | None = None
@@ -146,7 +143,7 @@ class JobRunner:
                 )
             if result.error_details is not None:
                 return oc.ModelException(oc.Phase.CREATE_STATE, result.error_details)
-            await asyncio.to_thread(pending.commit)
+            await self.states.commit(pending)
             committed = True
             faults.point("after_commit")
             keep_worker = launcher_id is not None

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+from launcher.store.group import GroupCommitter
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -71,6 +77,22 @@ class Database:
         self._connections: list[sqlite3.Connection] = []
         self._registered: dict[str, tuple[str, ...]] = {}
         self._migrate()
+        #: The hot path's writes (job records, owners, state rows) share transactions here.
+        self._group = GroupCommitter(self)
+
+    def submit(self, fn: Callable[..., T], *args: Any, fsync: bool = True) -> Future[T]:
+        """Run ``fn(*args)`` in the group commit: one writer thread runs every write queued
+        while its previous commit ran in one transaction (each in its own savepoint, so one
+        failing undoes only itself), fsync'd if any of them asks. The future resolves once
+        that transaction is committed (durably, for ``fsync=True``). ``fn`` may use
+        ``transaction()``: it becomes a savepoint of the group's transaction."""
+        return self._group.submit(fn, args, fsync)
+
+    def write(self, fn: Callable[..., T], *args: Any, fsync: bool = True) -> T:
+        """``submit`` and wait (blocking) for its result; inside the group, ``fn`` runs at once."""
+        if self._group.is_writer():
+            return fn(*args)
+        return self.submit(fn, *args, fsync=fsync).result()
 
     def connect(self) -> sqlite3.Connection:
         """This thread's connection (autocommit mode: transactions come from ``transaction``)."""
@@ -157,6 +179,7 @@ class Database:
 
     def close(self) -> None:
         """Close every thread's connection; later calls to ``connect`` open new ones."""
+        self._group.stop()
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:

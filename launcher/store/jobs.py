@@ -39,6 +39,11 @@ class JobRecords:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    @property
+    def db(self) -> Database:
+        """The database the records live in (its group commit takes the hot path's writes)."""
+        return self._db
+
     def started(self, state_id: str, model_id: str, name: str, started_at: float) -> None:
         """Record a job accepted at ``started_at`` (Unix seconds)."""
         with self._db.transaction(fsync=False) as conn:

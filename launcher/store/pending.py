@@ -114,24 +114,8 @@ class PendingState:
                 os.rmdir(self._work_dir)
             faults.point("before_sql_commit")
             created_at = time.time()
-            with self._db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO states (id, model_id, name, created_at, mounted_models)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (self.state_id, self.model_id, self.name, created_at, self._mounted_models),
-                )
-                conn.executemany(
-                    "INSERT INTO state_keys (state_id, position, key, file, byte_size, sha256,"
-                    " data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (self.state_id, i, k.key, w.path.name, k.byte_size, k.sha256, w.inline)
-                        for i, (k, w) in enumerate(zip(keys, self._writers, strict=True))
-                    ],
-                )
-                conn.execute(
-                    "INSERT OR IGNORE INTO active_states (model_id, state_id) VALUES (?, ?)",
-                    (self.model_id, self.state_id),
-                )
+            # In the group commit: concurrent jobs' rows share one fsync'd transaction.
+            self._db.write(self._insert_rows, keys, created_at)
         except BaseException:
             self.abort()
             raise
@@ -145,6 +129,31 @@ class PendingState:
             mounted_models=tuple(json.loads(self._mounted_models)),
             being_deleted=False,
         )
+
+    @property
+    def in_files(self) -> bool:
+        """Whether any key went to a file (committing then fsyncs folders, not only rows)."""
+        return any(w.in_file for w in self._writers)
+
+    def _insert_rows(self, keys: tuple[StateKey, ...], created_at: float) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO states (id, model_id, name, created_at, mounted_models)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (self.state_id, self.model_id, self.name, created_at, self._mounted_models),
+            )
+            conn.executemany(
+                "INSERT INTO state_keys (state_id, position, key, file, byte_size, sha256,"
+                " data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self.state_id, i, k.key, w.path.name, k.byte_size, k.sha256, w.inline)
+                    for i, (k, w) in enumerate(zip(keys, self._writers, strict=True))
+                ],
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO active_states (model_id, state_id) VALUES (?, ?)",
+                (self.model_id, self.state_id),
+            )
 
     def abort(self) -> None:
         """Remove every file of this state; idempotent, and a no-op after a commit."""

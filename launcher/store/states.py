@@ -6,6 +6,7 @@ protocol); this module reads, renames, activates, deletes and reconciles committ
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import builtins
 import json
@@ -87,6 +88,14 @@ class StateStore:
             name,
             mounted,
         )
+
+    async def commit(self, pending: PendingState) -> StateRecord:
+        """Commit ``pending`` from the event loop. A state of only inline keys goes straight
+        to the group commit's writer (one thread hop; its rows share an fsync with concurrent
+        jobs'); one with key files first fsyncs its folders in a worker thread."""
+        if pending.in_files:
+            return await asyncio.to_thread(pending.commit)
+        return await asyncio.wrap_future(self._db.submit(pending.commit))
 
     def get(self, model_id: str, state_id: str | None = None) -> StateRecord:
         """The state (``None``: the model's active state); ``StateNotFound``."""
