@@ -54,6 +54,7 @@ class StreamValidator:
     def __init__(self, max_tensors: int | None = None) -> None:
         self._max_tensors = max_tensors
         self._tensors = 0
+        self._completed = 0
         self._offset = 0
         self._base = 0  # stream offset of the chunk being fed
         self._failure: TensorError | None = None
@@ -78,6 +79,12 @@ class StreamValidator:
     def offset(self) -> int:
         """Bytes fed so far."""
         return self._offset
+
+    @property
+    def completed(self) -> int:
+        """Tensors completed so far; after a failed ``feed``, those completed before the byte
+        that failed (so the failing tensor's index, without re-feeding anything)."""
+        return self._completed
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[TensorInfo]:
         """Validate the next bytes; return the tensors that they complete."""
@@ -357,5 +364,6 @@ class StreamValidator:
     def _complete(self, pos: int, completed: list[TensorInfo]) -> None:
         end = self._base + pos
         completed.append(TensorInfo(self._start, end, self._type, tuple(self._dims)))
+        self._completed += 1
         self._phase = _Phase.TYPE
         self._type = ""

@@ -235,17 +235,36 @@ class Intake:
         pending: list[tuple[int, model_pb2.Param, Spool]],
         rest: AsyncIterator[model_pb2.CreateStateRequest],
     ) -> None:
+        """Each chunk is validated and written in a thread while the next one is received, so
+        receiving and spooling overlap; at most one chunk is in flight (memory stays bounded
+        and writes keep their order)."""
         cursor = 0
-        while (message := await self.next_message(rest)) is not None:
-            if message.WhichOneof("part") != "chunk":
-                raise invalid("header", "the header may be sent only once")
-            chunk = message.chunk
-            while cursor < len(pending) and pending[cursor][2].complete:
-                cursor += 1
-            if cursor >= len(pending) or chunk.param_index != pending[cursor][0]:
-                raise invalid(
-                    f"params[{chunk.param_index}].data",
-                    "data chunks must follow the header, param after param in order, and "
-                    "add up to each param's declared byte size",
-                )
-            await asyncio.to_thread(pending[cursor][2].feed, chunk.data)
+        inflight: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            while (message := await self.next_message(rest)) is not None:
+                if inflight is not None:
+                    inflight, done = None, inflight
+                    await done
+                if message.WhichOneof("part") != "chunk":
+                    raise invalid("header", "the header may be sent only once")
+                chunk = message.chunk
+                while cursor < len(pending) and pending[cursor][2].complete:
+                    cursor += 1
+                if cursor >= len(pending) or chunk.param_index != pending[cursor][0]:
+                    raise invalid(
+                        f"params[{chunk.param_index}].data",
+                        "data chunks must follow the header, param after param in order, and "
+                        "add up to each param's declared byte size",
+                    )
+                inflight = loop.run_in_executor(None, pending[cursor][2].feed, chunk.data)
+            if inflight is not None:
+                inflight, done = None, inflight
+                await done
+        finally:
+            if inflight is not None:
+                # An error while the last chunk is still being written: let the write end
+                # (its own error, if any, is superseded by the one being raised).
+                await asyncio.wait([inflight])
+                if not inflight.cancelled():
+                    inflight.exception()

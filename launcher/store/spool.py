@@ -9,9 +9,9 @@ records. ``Spool.feed`` blocks (validation and ``pwrite``): callers run it in a 
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
+import threading
 from array import array
 from pathlib import Path
 
@@ -68,6 +68,10 @@ class Spool:
         self.starts = array("Q")
         self.ends = array("Q")
         self.fd: int | None = None
+        # ``feed`` runs in a thread while the event loop may ``close`` (a cancelled call): the
+        # lock keeps a close from landing in the middle of a write to the descriptor.
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def complete(self) -> bool:
@@ -79,6 +83,12 @@ class Spool:
 
     def feed(self, data: bytes) -> None:
         """Validate and write the next bytes (blocking)."""
+        with self._lock:
+            if self._closed:
+                raise invalid(f"{self.path}.data", "the request ended while it was received")
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
         if self.received + len(data) > self.size:
             raise invalid(f"{self.path}.data", f"more bytes than the declared {self.size}")
         if not data:
@@ -86,11 +96,11 @@ class Spool:
         view = memoryview(data)
         for at in range(0, len(view), _FEED_SLICE):
             piece = view[at : at + _FEED_SLICE]
-            before = copy.deepcopy(self.validator)
+            done_before = self.validator.completed
             try:
                 infos = self.validator.feed(piece)
             except TensorError as e:
-                index = self.tensors + completed_before_failure(before, piece)
+                index = self.tensors + self.validator.completed - done_before
                 raise invalid(f"{self.path}.data[{index}]", str(e)) from None
             for info in infos:
                 if self.allowed_types is not None or self.shape is not None:
@@ -130,23 +140,8 @@ class Spool:
 
     def close(self) -> None:
         """Release the file of a param that was not finished."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-def completed_before_failure(validator: StreamValidator, piece: memoryview) -> int:
-    """How many tensors ``piece`` completes before the byte that fails validation.
-
-    ``feed`` reports nothing for a chunk that fails, so the chunk is fed again, halved, to
-    copies of the validator's state from before it: log2(len) copies, only on the error path.
-    """
-    if len(piece) <= 1:
-        return 0
-    half = len(piece) // 2
-    trial = copy.deepcopy(validator)
-    try:
-        done = len(trial.feed(piece[:half]))
-    except TensorError:
-        return completed_before_failure(validator, piece[:half])
-    return done + completed_before_failure(trial, piece[half:])
+        with self._lock:
+            self._closed = True
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None

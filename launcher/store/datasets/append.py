@@ -9,7 +9,6 @@ bytes to the dataset's data files only once the whole upload is valid.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from array import array
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from typing import BinaryIO
 
 from launcher.errors import RequestError, invalid
 from launcher.store.datasets.rules import KeyRules, check_tensor
-from launcher.store.spool import completed_before_failure
 from runtime.tensor import StreamValidator, TensorError
 
 
@@ -107,11 +105,11 @@ class EntryAppender:
         return None
 
     def _validate(self, key: KeyUpload, piece: memoryview) -> None:
-        before = copy.deepcopy(key.validator)
+        done_before = key.validator.completed
         try:
             infos = key.validator.feed(piece)
         except TensorError as err:
-            index = key.count + completed_before_failure(before, piece)
+            index = key.count + key.validator.completed - done_before
             raise self._tensor_error(key, err, index) from None
         for info in infos:
             check_tensor(key.rules, info.type, tuple(info.shape), key.path(key.count))
