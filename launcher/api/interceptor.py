@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.message import Message
 
 from launcher.api.convert import error_to_proto
+from launcher.api.model import on_accepted
 from launcher.auth import access
 from launcher.auth.cache import KeyCache
 from launcher.auth.keys import ApiKey, KeyStore
@@ -33,6 +34,7 @@ from launcher.v1 import common_pb2, model_pb2
 MODEL_SERVICE = "/launcher.v1.Model/"
 GET_MODELS = MODEL_SERVICE + "GetModels"
 CREATE_STATE = MODEL_SERVICE + "CreateState"
+CREATE_STATE_UNARY = MODEL_SERVICE + "CreateStateUnary"
 UPLOAD_STATE = MODEL_SERVICE + "UploadState"
 
 GUARDED_PREFIX = "/launcher.v1."
@@ -144,6 +146,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
         if method == CREATE_STATE:
             handler = _replace(handler, self._create_state(handler.stream_stream, key))
+        elif method == CREATE_STATE_UNARY:
+            handler = _replace(handler, self._create_state_unary(handler.unary_unary, key))
         elif method == UPLOAD_STATE:
             handler = _replace(handler, _upload_state(handler.stream_unary, key))
         elif method == GET_MODELS:
@@ -176,6 +180,32 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     self.jobs.left(key.id)
 
         return create_state
+
+    def _create_state_unary(self, inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:
+        """The checks of ``_create_state`` for the one-message form; the servicer tells the
+        accepted state id through ``on_accepted``."""
+
+        async def create_state_unary(request: Any, context: Context) -> Any:
+            await _check_models(key, model_pb2.CreateStateRequest(header=request.header), context)
+            if not self.jobs.try_enter(key):
+                return model_pb2.CreateStateResponse(error=_quota_error())
+            accepted = False
+
+            def tell(state_id: str) -> None:
+                nonlocal accepted
+                if not accepted:
+                    self.jobs.accepted(key.id, state_id)
+                    accepted = True
+
+            token = on_accepted.set(tell)
+            try:
+                return await inner(request, context)
+            finally:
+                on_accepted.reset(token)
+                if not accepted:
+                    self.jobs.left(key.id)
+
+        return create_state_unary
 
 
 def _upload_state(inner: Callable[..., Any], key: ApiKey) -> Callable[..., Any]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -26,6 +27,20 @@ from launcher.store.models import ModelRegistry
 from launcher.v1 import common_pb2, model_pb2, model_pb2_grpc
 
 log = logging.getLogger("launcher.api")
+
+#: Set by the API-key interceptor around a CreateStateUnary call: told the accepted state id
+#: (the streamed call shows it the ``accepted_state_id`` event instead).
+on_accepted: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
+    "on_accepted", default=None
+)
+
+
+async def _unary_requests(
+    request: model_pb2.CreateStateUnaryRequest,
+) -> AsyncIterator[model_pb2.CreateStateRequest]:
+    yield model_pb2.CreateStateRequest(header=request.header)
+    for chunk in request.chunks:
+        yield model_pb2.CreateStateRequest(chunk=chunk)
 
 
 def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
@@ -104,6 +119,25 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
             else:
                 yield model_pb2.CreateStateEvent(response=convert.create_state_response(item))
                 return
+
+    async def CreateStateUnary(
+        self, request: model_pb2.CreateStateUnaryRequest, context: grpc.aio.ServicerContext
+    ) -> model_pb2.CreateStateResponse:
+        """CreateState of a request carried in one message: the same path (intake, limits,
+        job) with its events kept here; only the response goes back."""
+        events = self.CreateState(_unary_requests(request), context)
+        try:
+            async for event in events:
+                kind = event.WhichOneof("event")
+                if kind == "accepted_state_id":
+                    tell = on_accepted.get()
+                    if tell is not None:
+                        tell(event.accepted_state_id)
+                elif kind == "response":
+                    return event.response
+        finally:
+            await events.aclose()
+        raise AssertionError("CreateState ended without a response")
 
     async def _admit(self, caller: access.Caller, first: Any) -> Reservation | None:
         """The tenant checks of a createState header, then its inline bytes reserved (they

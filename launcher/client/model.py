@@ -27,6 +27,7 @@ from launcher.client.requests import (
 )
 from launcher.client.state import FileSink, MemorySink, read_state
 from launcher.client.stream import (
+    Payload,
     build_params,
     bytes_payload,
     create_state_requests,
@@ -35,6 +36,9 @@ from launcher.client.stream import (
 )
 from launcher.errors import RequestError
 from launcher.v1 import model_pb2, model_pb2_grpc
+
+#: Requests of at most this many inline bytes go in one message (``CreateStateUnary``).
+UNARY_MAX_BYTES = 256 * 1024
 
 
 class ModelApi:
@@ -52,12 +56,29 @@ class ModelApi:
         execution_location: dict[str, Any],
         mount_models: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Run ``createModelState`` on the model and return the seed's response."""
-        events = self.create_state_stream(
-            model_id, name, params, execution_location, mount_models=mount_models
-        )
-        # The phase events are few; only the final response is kept.
-        return collections.deque(events, maxlen=1)[0]
+        """Run ``createModelState`` on the model and return the seed's response. A request
+        of at most ``UNARY_MAX_BYTES`` inline bytes goes in one message and the answer comes
+        in one (``CreateStateUnary``: no phase events to send or read); larger ones stream."""
+        try:
+            header, inline = _create_state_header(
+                model_id, name, params, execution_location, mount_models
+            )
+        except RequestError as err:
+            return refused(err)
+        if sum(payload.size for _, payload in inline) > UNARY_MAX_BYTES:
+            # The phase events are few; only the final response is kept.
+            return collections.deque(self._events(header, inline, False), maxlen=1)[0]
+        try:
+            messages = create_state_requests(header, inline)
+            next(messages)  # the header
+            chunks = [m.chunk for m in messages]
+        except RequestError as err:
+            return refused(err)
+        request = model_pb2.CreateStateUnaryRequest(header=header, chunks=chunks)
+        answer = self._call.unary(self._stub.CreateStateUnary, request)
+        if isinstance(answer, dict):
+            return answer
+        return resp.create_state_response(answer)
 
     def create_state_stream(
         self,
@@ -73,17 +94,20 @@ class ModelApi:
         ``{"event": "accepted", "stateId"}`` as soon as the launcher has accepted the job (so
         that a caller whose connection drops still has the id to wait for or read logs of)."""
         try:
-            proto_params, inline = build_params(params)
-            header = model_pb2.CreateStateHeader(
-                model_id=need_str(model_id, "modelId"),
-                name=need_str(name, "name"),
-                params=proto_params,
-                mount_models=mounts_to_proto(mount_models),
-                execution_location=location_to_proto(execution_location),
+            header, inline = _create_state_header(
+                model_id, name, params, execution_location, mount_models
             )
         except RequestError as err:
             yield refused(err)
             return
+        yield from self._events(header, inline, accepted)
+
+    def _events(
+        self,
+        header: model_pb2.CreateStateHeader,
+        inline: list[tuple[int, Payload]],
+        accepted: bool,
+    ) -> Iterator[dict[str, Any]]:
         requests = create_state_requests(header, inline)
         answered = False
         try:
@@ -298,6 +322,25 @@ class ModelApi:
             model_id=need_str(model_id, "modelId"), snapshot_id=need_str(snapshot_id, "snapshotId")
         )
         return resp.outcome(self._call.unary(self._stub.DeleteSnapshot, request), resp.empty)
+
+
+def _create_state_header(
+    model_id: object,
+    name: object,
+    params: object,
+    execution_location: object,
+    mount_models: object,
+) -> tuple[model_pb2.CreateStateHeader, list[tuple[int, Payload]]]:
+    """The request's header and its inline payloads; ``RequestError`` for a bad argument."""
+    proto_params, inline = build_params(params)
+    header = model_pb2.CreateStateHeader(
+        model_id=need_str(model_id, "modelId"),
+        name=need_str(name, "name"),
+        params=proto_params,
+        mount_models=mounts_to_proto(mount_models),
+        execution_location=location_to_proto(execution_location),
+    )
+    return header, inline
 
 
 def _log_lines(chunk: model_pb2.StateLogChunk) -> list[dict[str, Any]]:

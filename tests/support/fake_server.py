@@ -84,6 +84,20 @@ class FakeLauncher(
         self._record("CreateState", {"header": header, "chunks": chunks, "data": data}, context)
         yield from self.create_state_events
 
+    def CreateStateUnary(
+        self, request: model_pb2.CreateStateUnaryRequest, context: Any
+    ) -> model_pb2.CreateStateResponse:
+        """The one-message form: recorded as "CreateState" too (same header and chunks);
+        answers the response of ``create_state_events``."""
+        messages = [model_pb2.CreateStateRequest(header=request.header)]
+        messages += [model_pb2.CreateStateRequest(chunk=chunk) for chunk in request.chunks]
+        events = list(self.CreateState(messages, context))
+        responses = [e.response for e in events if e.WhichOneof("event") == "response"]
+        if not responses:
+            reason = "the fake's createState ended without a response"
+            context.abort(grpc.StatusCode.UNAVAILABLE, reason)
+        return responses[-1]
+
     def GetModels(self, request: Any, context: Any) -> model_pb2.GetModelsResponse:
         self._record("GetModels", request, context)
         return self.models
