@@ -7,8 +7,12 @@ series also keeps the launcher's reported phase durations, to show where the tim
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.common import (
     TRIVIAL_MODEL,
+    CpuMeter,
     Settings,
     median,
     numpy_import_times,
@@ -34,13 +39,23 @@ class JobFailed(Exception):
     """A createState answered other than success (the launcher's fault, counted not fatal)."""
 
 
-def trivial_job(client: LauncherClient, location: dict[str, Any]) -> tuple[float, dict[str, float]]:
+def trivial_job(
+    client: LauncherClient, location: dict[str, Any], streamed: bool = False
+) -> tuple[float, dict[str, float]]:
     """One trivial createState: (client-observed seconds, the launcher's durations).
-    Anything but success raises JobFailed."""
+    ``streamed``: through ``create_state_stream`` (the phase events too) instead of the
+    one-message form ``create_state`` uses. Anything but success raises JobFailed."""
     start = time.perf_counter()
-    response = client.model.create_state(
-        model_id=TRIVIAL_MODEL, name="bench", params=[], execution_location=location
-    )
+    if streamed:
+        response = list(
+            client.model.create_state_stream(
+                model_id=TRIVIAL_MODEL, name="bench", params=[], execution_location=location
+            )
+        )[-1]
+    else:
+        response = client.model.create_state(
+            model_id=TRIVIAL_MODEL, name="bench", params=[], execution_location=location
+        )
     elapsed = time.perf_counter() - start
     success = response.get("result", {}).get("success")
     if success is None:
@@ -62,18 +77,22 @@ class Series:
     durations: list[dict[str, int]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
-    def call(self, client: LauncherClient, location: dict[str, Any]) -> None:
+    def call(
+        self, client: LauncherClient, location: dict[str, Any], streamed: bool = False
+    ) -> None:
         try:
-            elapsed, durations = trivial_job(client, location)
+            elapsed, durations = trivial_job(client, location, streamed)
         except JobFailed as e:
             self.failures.append(str(e))
             return
         self.times.append(elapsed)
         self.durations.append(durations)
 
-    def run(self, client: LauncherClient, location: dict[str, Any], n: int) -> Series:
+    def run(
+        self, client: LauncherClient, location: dict[str, Any], n: int, streamed: bool = False
+    ) -> Series:
         for _ in range(n):
-            self.call(client, location)
+            self.call(client, location, streamed)
         if not self.times:
             raise RuntimeError(f"every job failed; the first: {self.failures[0]}")
         return self
@@ -119,14 +138,63 @@ def _warm_up(client: LauncherClient, location: dict[str, Any], n: int) -> None:
         warm_up.call(client, location)
 
 
+def fsync_floor(directory: Path, n: int) -> dict[str, float]:
+    """The disk's floor for one durable commit, in ms (p50): a small file written and
+    fsync'd, and a one-row SQLite commit in WAL mode with ``synchronous=FULL`` (what a
+    state commit costs at the least)."""
+    files: list[float] = []
+    commits: list[float] = []
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        path = Path(scratch) / "small"
+        for _ in range(n):
+            start = time.perf_counter()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"x" * 512)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            files.append(time.perf_counter() - start)
+        conn = sqlite3.connect(Path(scratch) / "floor.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+        for i in range(n):
+            start = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t VALUES (?, ?)", (i, b"x" * 64))
+            conn.execute("COMMIT")
+            commits.append(time.perf_counter() - start)
+        conn.close()
+    return {
+        "file_fsync_p50_ms": median(files) * 1000,
+        "sqlite_full_commit_p50_ms": median(commits) * 1000,
+    }
+
+
 def measure_warm(settings: Settings) -> list[Figure]:
     calls = settings.count(200, 10)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
         persistent = persistent_location(client)
         _warm_up(client, persistent, 3)
+        cpu = CpuMeter(launcher.pid)
         warm = Series().run(client, persistent, calls)
+        used = cpu.lap()
+        streamed = Series().run(client, persistent, settings.count(50, 3), streamed=True)
         health = health_times(launcher.address, calls)
+        floor = fsync_floor(launcher.root, settings.count(50, 5))
     health_p50 = median(health) * 1000
+    detail = {
+        **warm.detail(),
+        "health_p99_ms": percentile(health, 99) * 1000,
+        # The same job through create_state_stream (phase events streamed): the streaming
+        # call's own cost against the one-message form create_state uses.
+        "streamed_p50_ms": median(streamed.times) * 1000,
+        # CPU per job of the launcher, of the sandbox (zygote, keepers, workers) and of this
+        # client, so that the figure is about the launcher.
+        "cpu_ms_per_job": {k: v * 1000 / max(1, len(warm.times)) for k, v in used.items()},
+        "durable_floor": floor,
+    }
     return [
         Figure(
             "3. warm createState p50 (persistent)",
@@ -135,7 +203,7 @@ def measure_warm(settings: Settings) -> list[Figure]:
             "health check p50",
             health_p50,
             Target("ratio", "<=", 5),
-            {**warm.detail(), "health_p99_ms": percentile(health, 99) * 1000},
+            detail,
             len(warm.failures),
         ),
         Figure(
@@ -146,6 +214,14 @@ def measure_warm(settings: Settings) -> list[Figure]:
             health_p50,
             detail=warm.detail(),
             failures=len(warm.failures),
+        ),
+        Figure(
+            "3. durable floor: small file write+fsync p50",
+            floor["file_fsync_p50_ms"],
+            "ms",
+            "SQLite synchronous=FULL commit p50",
+            floor["sqlite_full_commit_p50_ms"],
+            detail=floor,
         ),
     ]
 
