@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from launcher.errors import dataset_key_not_found, invalid
+from launcher.errors import RequestError, dataset_key_not_found, invalid
 from launcher.params import ParamSource
 from launcher.store.datasets import files as files
 from launcher.store.datasets import meta as meta
-from launcher.store.datasets.append import EntryAppender
+from launcher.store.datasets.append import EntryAppender, KeyUpload
 from launcher.store.datasets.compact import compact_key, worth_compacting
 from launcher.store.datasets.meta import Current, DatasetInfo, KeyFile
 from launcher.store.datasets.read import EntriesSnapshot, EntryRange, Selection, resolve
@@ -51,6 +51,9 @@ class DatasetStore:
         db.register_schema("datasets", meta.SCHEMA)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # Per dataset with an upload written straight into its data files: per key position,
+        # (gen, start, reserved end) of the range reserved for it past the committed end.
+        self._claims: dict[str, dict[int, tuple[int, int, int]]] = {}
         self._sweep()
 
     # -- metadata ---------------------------------------------------------------------------
@@ -107,31 +110,121 @@ class DatasetStore:
         for k in info.keys:
             if k.required and k.name not in given:
                 raise invalid("keys", f"the required key {k.name!r} is missing")
-        return PendingAdd(self, dataset_id, EntryAppender(self._staging, parts))
+        targets = self._claim(dataset_id, parts)
+        try:
+            appender = EntryAppender(self._staging, parts, targets)
+        except BaseException:
+            self._release(dataset_id, targets)
+            raise
+        return PendingAdd(self, dataset_id, appender, targets)
+
+    def _claim(
+        self, dataset_id: str, parts: list[tuple[int, str, KeyRules, int]]
+    ) -> list[tuple[int, int]] | None:
+        """Reserve, for this upload, each key's range past its committed end, so that its bytes
+        are written there directly (no staging copy); None (stage instead) while another
+        upload holds the dataset's reservation or the declared size exceeds the free space
+        (a liar's size then pads nothing). Commits meanwhile append past the reserved ends."""
+        dataset_dir = self.dir / dataset_id
+        declared = sum(p[3] for p in parts)
+        free = os.statvfs(dataset_dir)
+        if declared > free.f_bavail * free.f_frsize:
+            return None
+        with self._lock(dataset_id):
+            if dataset_id in self._claims:
+                return None
+            now = meta.current(self._db.connect(), dataset_id)
+            claim: dict[int, tuple[int, int, int]] = {}
+            targets: list[tuple[int, int]] = []
+            try:
+                for key_pos, _, _, byte_size in parts:
+                    key_file = now.files[key_pos]
+                    path = files.data_path(dataset_dir, key_pos, key_file.gen)
+                    targets.append((os.open(path, os.O_WRONLY | os.O_CLOEXEC), key_file.end))
+                    claim[key_pos] = (key_file.gen, key_file.end, key_file.end + byte_size)
+            except BaseException:
+                for fd, _ in targets:
+                    os.close(fd)
+                raise
+            self._claims[dataset_id] = claim
+            return targets
+
+    def _release(
+        self,
+        dataset_id: str,
+        targets: list[tuple[int, int]] | None,
+        aborted: EntryAppender | None = None,
+    ) -> None:
+        """End an upload's reservation; an aborted one's bytes are cut off again where nothing
+        was committed after them (else they are garbage that compaction reclaims)."""
+        if targets is None:
+            return
+        with self._lock(dataset_id):
+            claim = self._claims.pop(dataset_id, None)
+            if aborted is None or claim is None:
+                return
+            try:
+                now = meta.current(self._db.connect(), dataset_id)
+            except RequestError:
+                return  # deleted meanwhile
+            for upload in aborted.keys:
+                gen, start, _ = claim[upload.key_pos]
+                key_file = now.files[upload.key_pos]
+                if upload.fd >= 0 and key_file.gen == gen and key_file.end == start:
+                    os.ftruncate(upload.fd, start)
 
     def _commit_add(self, dataset_id: str, appender: EntryAppender, count: int) -> str:
         with self._lock(dataset_id):
             now = meta.current(self._db.connect(), dataset_id)
-            dataset_dir = self.dir / dataset_id
             added = np.zeros((count, len(now.files), 2), dtype=files.INDEX_DTYPE)
             new_files = list(now.files)
             for upload in appender.keys:
                 pos, key_file = upload.key_pos, now.files[upload.key_pos]
-                fd = os.open(files.data_path(dataset_dir, pos, key_file.gen), os.O_WRONLY)
-                try:
-                    # Bytes past the committed end belong to an add that never committed.
-                    os.ftruncate(fd, key_file.end)
-                    files.copy_range(upload.file.fileno(), 0, fd, key_file.end, upload.byte_size)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                added[:, pos, 0] = np.frombuffer(upload.offsets, dtype=np.uint64) + key_file.end
+                if upload.direct:
+                    start, end = self._commit_direct(dataset_id, upload, key_file)
+                else:
+                    start, end = self._append_staged(dataset_id, upload, key_file)
+                added[:, pos, 0] = np.frombuffer(upload.offsets, dtype=np.uint64) + start
                 added[:, pos, 1] = np.frombuffer(upload.lengths, dtype=np.uint64)
-                new_files[pos] = KeyFile(key_file.gen, key_file.end + upload.byte_size)
+                new_files[pos] = KeyFile(key_file.gen, end)
             byte_size = now.info.byte_size + sum(u.byte_size for u in appender.keys)
             if now.info.entries == 0:
                 return self._commit_version(now, added, byte_size, new_files)
             return self._commit_appended(now, added, byte_size, new_files)
+
+    def _commit_direct(
+        self, dataset_id: str, upload: KeyUpload, key_file: KeyFile
+    ) -> tuple[int, int]:
+        """(start, new end) of a key written into its reserved range: made durable in place."""
+        gen, start, reserved_end = self._claims[dataset_id][upload.key_pos]
+        if gen != key_file.gen:  # pragma: no cover - compaction skips reserved keys
+            raise OSError(f"dataset {dataset_id}: key file replaced during the upload")
+        if key_file.end == start:
+            # Nothing committed since the reservation: drop what aborted uploads left beyond.
+            os.ftruncate(upload.fd, reserved_end)
+        os.fsync(upload.fd)
+        return start, max(key_file.end, reserved_end)
+
+    def _append_staged(
+        self, dataset_id: str, upload: KeyUpload, key_file: KeyFile
+    ) -> tuple[int, int]:
+        """(start, new end) of a staged key copied to the end of its data file, past any range
+        reserved for an upload in progress."""
+        claim = self._claims.get(dataset_id, {}).get(upload.key_pos)
+        start = key_file.end
+        if claim is not None and claim[0] == key_file.gen:
+            start = max(start, claim[2])
+        dataset_dir = self.dir / dataset_id
+        fd = os.open(files.data_path(dataset_dir, upload.key_pos, key_file.gen), os.O_WRONLY)
+        try:
+            # Bytes past the committed end (and any reservation) belong to an add that never
+            # committed.
+            os.ftruncate(fd, start)
+            files.copy_range(upload.fd, 0, fd, start, upload.byte_size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return start, start + upload.byte_size
 
     def _commit_appended(
         self, now: Current, added: np.ndarray, byte_size: int, new_files: list[KeyFile]
@@ -205,9 +298,13 @@ class DatasetStore:
             keep[resolve(selection, index.shape[0])] = False
             kept = np.array(index[keep])
             new_files = list(now.files)
+            reserved = self._claims.get(dataset_id, {})
             for pos, key_file in enumerate(now.files):
                 live = int(kept[:, pos, 1].sum())
-                if worth_compacting(live, key_file, self._compact_min_garbage):
+                # A key with a reserved range keeps its file until that upload ends.
+                if pos not in reserved and worth_compacting(
+                    live, key_file, self._compact_min_garbage
+                ):
                     new_files[pos], kept[:, pos, :] = compact_key(
                         self.dir / dataset_id, pos, key_file, kept[:, pos, :]
                     )
@@ -255,10 +352,17 @@ class DatasetStore:
 class PendingAdd:
     """An upload in progress: ``write`` its chunks, then ``commit`` (or ``abort``)."""
 
-    def __init__(self, store: DatasetStore, dataset_id: str, appender: EntryAppender) -> None:
+    def __init__(
+        self,
+        store: DatasetStore,
+        dataset_id: str,
+        appender: EntryAppender,
+        targets: list[tuple[int, int]] | None = None,
+    ) -> None:
         self._store = store
         self._dataset_id = dataset_id
         self._appender = appender
+        self._targets = targets
 
     def write(self, chunk: bytes) -> None:
         self._appender.write(chunk)
@@ -267,9 +371,22 @@ class PendingAdd:
         """Validate the end of the upload and make all its entries visible at once."""
         try:
             count = self._appender.finish()
-            return self._store._commit_add(self._dataset_id, self._appender, count)
+            version_id = self._store._commit_add(self._dataset_id, self._appender, count)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            self._release()
+        finally:
+            self._appender.close()
+        return version_id
+
+    def abort(self) -> None:
+        try:
+            self._release(aborted=True)
         finally:
             self._appender.close()
 
-    def abort(self) -> None:
-        self._appender.close()
+    def _release(self, aborted: bool = False) -> None:
+        targets, self._targets = self._targets, None
+        self._store._release(self._dataset_id, targets, self._appender if aborted else None)

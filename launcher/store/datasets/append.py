@@ -1,35 +1,40 @@
 """Receiving one ``add_entries`` upload: route bytes to keys, validate, stage to disk.
 
 The upload is the keys' byte streams one after another (header order, each ``byte_size``
-long). Each key's bytes go to an anonymous staging file (``O_TMPFILE``: nothing is left
-behind by a crash) and through a ``StreamValidator`` as they arrive, so a bad tensor is refused
-at the chunk that carries it and no key is ever held in memory. The store appends the staged
-bytes to the dataset's data files only once the whole upload is valid.
+long). Each key's bytes go through a ``StreamValidator`` as they arrive, so a bad tensor is
+refused at the chunk that carries it and no key is ever held in memory, and are written
+(``pwrite``) either straight into the key's data file past its committed end (``targets``: the
+store reserved that range for this upload; nothing below the committed end is touched, and a
+crash leaves only bytes that no index names) or, when the store could not reserve it, to an
+anonymous staging file (``O_TMPFILE``) that the store appends once the whole upload is valid.
 """
 
 from __future__ import annotations
 
-import tempfile
+import os
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from launcher.errors import RequestError, invalid
 from launcher.store.datasets.rules import KeyRules, check_tensor
+from launcher.store.spool import open_spool_file
 from runtime.tensor import StreamValidator, TensorError
 
 
 @dataclass
 class KeyUpload:
-    """One key's part of the upload; offsets are relative to the start of its staging file."""
+    """One key's part of the upload, written to ``fd`` from ``base`` on; offsets are relative
+    to ``base`` (``direct``: ``fd`` is the key's data file, else a staging file, base 0)."""
 
     req_pos: int
     key_pos: int
     name: str
     rules: KeyRules
     byte_size: int
-    file: BinaryIO
+    fd: int
+    base: int = 0
+    direct: bool = False
     validator: StreamValidator = field(default_factory=StreamValidator)
     received: int = 0
     offsets: array = field(default_factory=lambda: array("Q"))
@@ -47,15 +52,30 @@ class KeyUpload:
 class EntryAppender:
     """Accepts the upload's chunks in order; ``finish`` checks completeness and counts."""
 
-    def __init__(self, staging_dir: Path, parts: list[tuple[int, str, KeyRules, int]]) -> None:
-        """``parts``: per key in header order, (dataset key position, name, rules, byte_size)."""
-        staging_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        staging_dir: Path,
+        parts: list[tuple[int, str, KeyRules, int]],
+        targets: list[tuple[int, int]] | None = None,
+    ) -> None:
+        """``parts``: per key in header order, (dataset key position, name, rules, byte_size);
+        ``targets``: per key, (data file descriptor, reserved start), which the appender then
+        owns; None: each key is staged."""
         self.keys: list[KeyUpload] = []
         try:
+            staging_dir.mkdir(parents=True, exist_ok=True)
             for req_pos, (key_pos, name, rules, byte_size) in enumerate(parts):
-                staged = tempfile.TemporaryFile(dir=staging_dir)
-                self.keys.append(KeyUpload(req_pos, key_pos, name, rules, byte_size, staged))
+                if targets is not None:
+                    fd, base = targets[req_pos]
+                    upload = KeyUpload(req_pos, key_pos, name, rules, byte_size, fd, base, True)
+                else:
+                    fd = open_spool_file(staging_dir)
+                    upload = KeyUpload(req_pos, key_pos, name, rules, byte_size, fd)
+                self.keys.append(upload)
         except BaseException:
+            if targets is not None:
+                for fd, _ in targets[len(self.keys) :]:
+                    os.close(fd)
             self.close()
             raise
         self._current = 0
@@ -73,8 +93,11 @@ class EntryAppender:
                 )
             piece = view[: key.byte_size - key.received]
             view = view[len(piece) :]
-            key.file.write(piece)
             self._validate(key, piece)
+            at = key.base + key.received
+            rest = piece
+            while rest:
+                rest = rest[os.pwrite(key.fd, rest, at + len(piece) - len(rest)) :]
             key.received += len(piece)
 
     def finish(self) -> int:
@@ -86,13 +109,13 @@ class EntryAppender:
                 f"the upload ended after {key.received} of the {key.byte_size} bytes announced "
                 f"for key {key.name!r}",
             )
-        for k in self.keys:
-            k.file.flush()
         return self._count if self._count is not None else 0
 
     def close(self) -> None:
         for key in self.keys:
-            key.file.close()
+            if key.fd >= 0:
+                os.close(key.fd)
+                key.fd = -1
 
     def _next_open_key(self) -> KeyUpload | None:
         """The key still receiving bytes, closing (and checking) each key that is complete."""
