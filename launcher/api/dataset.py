@@ -22,7 +22,14 @@ from launcher.auth.access import AccessCheck
 from launcher.auth.owners import DATASET
 from launcher.auth.quotas import QuotaLedger
 from launcher.errors import InternalError, RequestError, invalid
-from launcher.store.datasets import DatasetInfo, DatasetStore, EntryRange, KeyDef, KeyRules
+from launcher.store.datasets import (
+    DatasetInfo,
+    DatasetStore,
+    EntryRange,
+    KeyDef,
+    KeyRules,
+    PendingAdd,
+)
 from launcher.store.datasets.read import PART_BYTES
 from launcher.v1 import common_pb2, dataset_pb2, dataset_pb2_grpc
 
@@ -110,11 +117,7 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
             return dataset_pb2.AddEntriesResponse(error=error_to_proto(err))
         committed = False
         try:
-            async for message in request_iterator:
-                if message.HasField("header"):
-                    raise invalid("header", "only the first message may be a header")
-                if message.chunk:
-                    await asyncio.to_thread(pending.write, message.chunk)
+            await _receive(request_iterator, pending)
             version_id = await asyncio.to_thread(pending.commit)
             committed = True
         except Exception as exc:
@@ -219,6 +222,34 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         except Exception as exc:
             return empty_error(_request_error(exc, "DeleteDataset"))
         return empty_ok()
+
+
+async def _receive(
+    request_iterator: AsyncIterator[dataset_pb2.AddEntriesRequest], pending: PendingAdd
+) -> None:
+    """Each chunk is validated and written in a thread while the next one is received (one in
+    flight: memory stays bounded, writes keep their order)."""
+    loop = asyncio.get_running_loop()
+    inflight: asyncio.Future[None] | None = None
+    try:
+        async for message in request_iterator:
+            if inflight is not None:
+                inflight, done = None, inflight
+                await done
+            if message.HasField("header"):
+                raise invalid("header", "only the first message may be a header")
+            if message.chunk:
+                inflight = loop.run_in_executor(None, pending.write, message.chunk)
+        if inflight is not None:
+            inflight, done = None, inflight
+            await done
+    finally:
+        if inflight is not None:
+            # An error while a chunk is still being written: let that write end before the
+            # upload is aborted (its own error is superseded by the one being raised).
+            await asyncio.wait([inflight])
+            if not inflight.cancelled():
+                inflight.exception()
 
 
 def _request_error(exc: Exception, rpc: str) -> RequestError:

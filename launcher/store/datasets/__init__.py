@@ -363,17 +363,28 @@ class PendingAdd:
         self._dataset_id = dataset_id
         self._appender = appender
         self._targets = targets
+        # ``write`` runs in a thread; a cancelled call's ``abort`` waits for it to end rather
+        # than closing descriptors under it.
+        self._busy = threading.Lock()
 
     def write(self, chunk: bytes) -> None:
-        self._appender.write(chunk)
+        with self._busy:
+            self._appender.write(chunk)
 
     def commit(self) -> str:
         """Validate the end of the upload and make all its entries visible at once."""
+        with self._busy:
+            return self._commit()
+
+    def _commit(self) -> str:
         try:
             count = self._appender.finish()
             version_id = self._store._commit_add(self._dataset_id, self._appender, count)
         except BaseException:
-            self.abort()
+            try:
+                self._release(aborted=True)
+            finally:
+                self._appender.close()
             raise
         try:
             self._release()
@@ -382,10 +393,11 @@ class PendingAdd:
         return version_id
 
     def abort(self) -> None:
-        try:
-            self._release(aborted=True)
-        finally:
-            self._appender.close()
+        with self._busy:
+            try:
+                self._release(aborted=True)
+            finally:
+                self._appender.close()
 
     def _release(self, aborted: bool = False) -> None:
         targets, self._targets = self._targets, None
