@@ -93,6 +93,9 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None 
             libc.unshare(recipe.namespaces)
         status_r, status_w = os.pipe()
         alive_r, alive_w = os.pipe()
+        joined_r, joined_w = os.pipe()
+        # Opened before the init exists: its pivot_root moves this process's root too.
+        procs = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in recipe.cgroup_procs]
     except OSError as exc:
         os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
         os._exit(SETUP_FAILED)
@@ -114,12 +117,17 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(status_r)
         os.close(alive_w)
-        _run_init(recipe, status_w, alive_r)
+        os.close(joined_w)
+        for fd in procs:
+            os.close(fd)
+        _run_init(recipe, status_w, alive_r, joined_r)
     if killed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(init, signal.SIGKILL)
     os.close(status_w)
     os.close(alive_r)
+    os.close(joined_r)
+    _join_cgroups(procs, init, joined_w)
     while True:
         pid, init_status = os.waitpid(-1, 0)
         if pid == init:
@@ -131,12 +139,28 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None 
     end_like(struct.unpack("i", report)[0] if len(report) == 4 else init_status)
 
 
-def _run_init(recipe: Recipe, status_w: int, alive_r: int) -> None:
+def _join_cgroups(procs: list[int], init: int, joined_w: int) -> None:
+    """Move the init into the worker's cgroups, from the keeper while the init builds its
+    file system view: the first ``cgroup.procs`` write waits out an RCU grace period (~5-8 ms
+    on cgroup v1), which so overlaps the view instead of preceding it. The init forks the
+    worker only after the byte that says every join succeeded (EOF: one failed, it exits)."""
+    try:
+        for fd in procs:
+            os.write(fd, str(init).encode())
+        os.write(joined_w, b"1")
+    except ProcessLookupError:
+        pass  # the init is gone already (killed): its own end is the worker's
+    except OSError as exc:
+        os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
+    for fd in procs:
+        os.close(fd)
+    os.close(joined_w)
+
+
+def _run_init(recipe: Recipe, status_w: int, alive_r: int, joined_r: int) -> None:
     try:
         _die_with_parent(alive_r)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-        for procs in recipe.cgroup_procs:
-            Path(procs).write_text("0")
         if recipe.namespaces & libc.CLONE_NEWUTS:
             libc.sethostname(recipe.hostname)
         if recipe.layout is not None:
@@ -144,8 +168,13 @@ def _run_init(recipe: Recipe, status_w: int, alive_r: int) -> None:
         if recipe.uid is not None:
             for path in [recipe.cwd, *[str(p) for p in Path(recipe.cwd).iterdir()]]:
                 os.lchown(path, recipe.uid, recipe.gid if recipe.gid is not None else -1)
+        # Not one step of the worker before the keeper joined this process to its cgroups.
+        joined = os.read(joined_r, 1) == b"1"
+        os.close(joined_r)
     except OSError as exc:
         os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
+    if not joined:
         os._exit(SETUP_FAILED)
     me = os.getpid()
     worker = os.fork()
