@@ -28,7 +28,7 @@ class ServeOptions:
     #: Persistent launchers: an idle warm session is stopped after this many seconds.
     session_idle_seconds: float = 300.0
     #: Persistent launchers: at most this many idle warm sessions each.
-    max_idle_sessions: int = 4
+    max_idle_sessions: int = 8
     #: A stand-in GPU inventory ("0:H100,1:H100") for testing GPU accounting without GPUs.
     fake_gpus: str | None = None
     log_level: str = "info"

@@ -55,9 +55,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--max-idle-sessions",
         type=_non_negative,
-        default=4,
+        default=8,
         metavar="N",
-        help="idle warm sessions kept per persistent launcher (default 4; 0: never reuse)",
+        help="idle warm sessions kept per persistent launcher (default 8; 0: never reuse)",
     )
     p.add_argument(
         "--fake-gpus",
