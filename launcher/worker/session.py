@@ -114,9 +114,21 @@ class WorkerSession:
             self._writer.write(data)
             await drain(self._writer, self._write_deadline)
 
+    async def _command(self, data: bytes) -> None:
+        """Send a command. When no reply is being written and the socket takes all of it at
+        once (a small command, the usual case), that is the whole of it: no task, no wait;
+        otherwise what stays buffered is drained under the write deadline, until the
+        session ends."""
+        if not self._write_lock.locked() and not self.ended.done():
+            self._writer.write(data)
+            if not self._writer.transport.get_write_buffer_size():
+                return
+            data = b""  # written; only the drain is left
+        await self._until_ended(self._send(data))
+
     async def initialize(self, main_py: Path) -> CallResult:
         """Send ``initialize`` and wait for ``modelSessionInitialized``."""
-        await self._until_ended(self._send(messages.Initialize(str(main_py)).encode()))
+        await self._command(messages.Initialize(str(main_py)).encode())
         return await self._until_ended(self._initialized)
 
     async def create_model_state(
@@ -144,7 +156,7 @@ class WorkerSession:
         self._call = call
         command = messages.CallCreateModelState(call.call_id, handles, others)
         try:
-            await self._until_ended(self._send(command.encode()))
+            await self._command(command.encode())
             return await self._until_ended(call.result)
         finally:
             self._call = None
