@@ -136,6 +136,7 @@ class _Worker:
             self._initialized = True
         except Exception as e:
             error = _exception_details(e, "code startup")
+        _flush_output()
         self._conn.send(messages.ModelSessionInitialized(error).encode())
 
     def _start_call(self, command: messages.CallCreateModelState) -> None:
@@ -182,6 +183,7 @@ class _Worker:
         self._answer(command.id, error)
 
     def _answer(self, command_id: str, error: messages.ExceptionError | None) -> None:
+        _flush_output()  # the model's last words reach its job log before its answer
         self._conn.send(messages.CallResult(command_id, error).encode())
 
 
@@ -204,6 +206,24 @@ def _die(message: str) -> None:
     os._exit(EXIT_PROTOCOL_ERROR)
 
 
+def _line_buffered_output() -> None:
+    """The model's ``print`` reaches its job log line by line as it runs, not when a block
+    buffer fills (a worker forked from the zygote inherits the zygote's buffered streams)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken by the model: nothing to keep
+            pass
+
+
 def run(sock: socket.socket) -> None:
     """Serve the host over ``sock`` (connected) until the host closes it."""
+    _line_buffered_output()
     _Worker(sock).serve()

@@ -283,3 +283,32 @@ def test_many_followers_of_one_job_all_get_its_lines_and_others_are_served(
         assert "out 33" in texts_seen and "late 33" in texts_seen
         assert texts_seen[-1].startswith("outcome: success")
     assert max(latencies) < 2.0, max(latencies)
+
+
+def test_lines_printed_without_flush_reach_the_log_on_both_launcher_kinds(
+    client: LauncherClient,
+) -> None:
+    made = client.persistent_launcher.create_persistent_launcher(
+        name="unflushed", spec={"cpus": 1, "memoryMebibytes": 512}
+    )
+    persistent = {
+        "type": "persistentLauncher",
+        "persistentLauncherId": made["result"]["persistentLauncherId"],
+    }
+    try:
+        for where in (TEMPORARY, persistent):
+            res = client.model.create_state(
+                model_id="unflushed", name="u", params=[], execution_location=where
+            )
+            state_id = res["result"]["success"]["stateId"]
+            lines = logs_of(client, state_id, "unflushed")["lines"]
+            assert texts(lines, "stdout") == [
+                "unflushed: imported",
+                "unflushed: stdout line",
+                "unflushed: no newline at the end",
+            ], where
+            assert texts(lines, "stderr") == ["unflushed: stderr line"], where
+    finally:
+        client.persistent_launcher.delete_persistent_launcher(
+            persistent_launcher_id=persistent["persistentLauncherId"]
+        )
