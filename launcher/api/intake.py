@@ -77,7 +77,8 @@ class Intake:
     ) -> model_pb2.CreateStateRequest | None:
         """The stream's next message (None at its end); an idle stream is ended."""
         try:
-            return await asyncio.wait_for(anext(stream), self.limits.idle_seconds)
+            async with asyncio.timeout(self.limits.idle_seconds):  # no task per message
+                return await anext(stream)
         except StopAsyncIteration:
             return None
         except TimeoutError:
