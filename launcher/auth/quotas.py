@@ -48,6 +48,13 @@ _STORED = (
     " LEFT JOIN owners o ON o.kind = 'snapshot' AND o.id = k.snapshot_id"
     " WHERE COALESCE(o.tenant, ?) = ?",
 )
+#: Job logs: part of what a tenant stores (``launcher_stored_bytes``), but not charged to
+#: ``--max-stored-bytes``: each is bounded by ``--job-log-bytes``, set by the operator.
+_JOB_LOGS = (
+    "SELECT COALESCE(SUM(length(j.data)), 0) FROM job_logs j"
+    " LEFT JOIN owners o ON o.kind = 'state' AND o.id = j.state_id"
+    " WHERE COALESCE(o.tenant, ?) = ?"
+)
 
 
 def quota_error(tenant: str, limit: int, wanted: int, stored: int) -> Denied:
@@ -69,10 +76,12 @@ class StoredBytes:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def of(self, tenant: str) -> int:
+    def of(self, tenant: str, with_job_logs: bool = False) -> int:
+        """The tenant's committed bytes (what its quota counts); with ``with_job_logs``, its
+        jobs' saved logs too (what it stores in all)."""
         conn = self._db.connect()
         total = 0
-        for query in _STORED:
+        for query in (*_STORED, _JOB_LOGS) if with_job_logs else _STORED:
             try:
                 total += int(conn.execute(query, (DEFAULT_TENANT, tenant)).fetchone()[0])
             except sqlite3.OperationalError:  # that store's tables were never made

@@ -112,7 +112,7 @@ def _stored_by_tenant(db: Database) -> Callable[[], dict[str, int]]:
         except sqlite3.OperationalError:  # no tenants table yet: the one tenant
             rows = []
         tenants = {DEFAULT_TENANT, *(str(r[0]) for r in rows)}
-        return {tenant: stored.of(tenant) for tenant in tenants}
+        return {tenant: stored.of(tenant, with_job_logs=True) for tenant in tenants}
 
     return by_tenant
 

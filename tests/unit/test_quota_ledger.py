@@ -72,3 +72,24 @@ def test_committed_states_count_for_their_owner_only(tmp_path: Path) -> None:
     with pytest.raises(Denied):
         ledger.reserve("alice", 1000, 301)
     ledger.reserve("bob", 1000, 1000).release()
+
+
+def test_job_logs_count_in_what_a_tenant_stores_but_not_in_its_quota(tmp_path: Path) -> None:
+    from launcher.auth.quotas import StoredBytes
+    from launcher.store.joblog_saver import SCHEMA
+
+    db = Database(tmp_path / "launcher.db")
+    Owners(db)
+    db.register_schema("store.job_logs", SCHEMA)
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO owners (kind, id, tenant) VALUES (?, ?, ?)", (STATE, "s-a", "t"))
+        conn.execute(
+            "INSERT INTO job_logs (state_id, data, truncated) VALUES (?, ?, 0)", ("s-a", b"x" * 700)
+        )
+        conn.execute(
+            "INSERT INTO job_logs (state_id, data, truncated) VALUES (?, ?, 0)", ("s-b", b"y" * 50)
+        )
+    stored = StoredBytes(db)
+    assert stored.of("t", with_job_logs=True) == 700
+    assert stored.of("t") == 0  # the quota's count
+    assert stored.of("default", with_job_logs=True) == 50  # no owner row: the default tenant
