@@ -1,11 +1,13 @@
 """The child side: the worker's process tree, built from a Recipe in a single-threaded process.
 
 Three processes, each with one job:
-- the *keeper* (host pid namespace, root): unshares the namespaces, is the child subreaper,
-  waits, cleans up, and finally ends exactly as the worker did (re-raising its signal, so a
-  SIGKILL stays a SIGKILL). SIGTERM asks it to kill the whole tree.
-- the *init* (pid 1 of the new pid namespace): joins the cgroups, builds the file system
-  view, reaps orphans; when it exits the kernel kills everything left in the namespace.
+- the *keeper* (host pid namespace, root): unshares the namespaces, moves the init into the
+  worker's cgroups, is the child subreaper, waits, cleans up, and finally ends exactly as the
+  worker did (re-raising its signal, so a SIGKILL stays a SIGKILL). SIGTERM asks it to kill
+  the whole tree.
+- the *init* (pid 1 of the new pid namespace): builds the file system view (meanwhile the
+  keeper joins it to the cgroups; it forks the worker only once that is done), reaps
+  orphans; when it exits the kernel kills everything left in the namespace.
 - the *worker*: rlimits, uid drop, capabilities dropped, no_new_privs, seccomp, then exec
   (or, forked from the zygote, runs the module in place).
 Each sets PR_SET_PDEATHSIG, so the chain dies with the launcher.
