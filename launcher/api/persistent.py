@@ -63,6 +63,10 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
 
     async def start_sampling(self) -> None:
         """Sample the launchers that exist already (made before this process started)."""
+        if hasattr(self.executor, "launcher_samples"):  # each sampled where it is held
+            for record in await asyncio.to_thread(self.launchers.list):
+                self.executor.open_group(record.id, record.spec)
+            return
         if self.launcher_samplers is None:
             return
         for record in await asyncio.to_thread(self.launchers.list):
@@ -165,7 +169,10 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
         # Compared in the milliseconds the samples are reported in: a sample whose timestamp
         # is reported as T is in the answer to fromTimestamp=T.
         from_seconds = None if since is None else convert.seconds(since - 1)
-        if self.launcher_samplers is not None:
+        node_samples = getattr(self.executor, "launcher_samples", None)
+        if node_samples is not None:  # sampled where the launcher is (a Ray node)
+            samples = await node_samples(request.persistent_launcher_id, from_seconds)
+        elif self.launcher_samplers is not None:
             samples = self.launcher_samplers.since(request.persistent_launcher_id, from_seconds)
         else:  # the machine's (an executor that cannot tell a launcher's own)
             samples = await asyncio.to_thread(self.sampler.since, from_seconds)

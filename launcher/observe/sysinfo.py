@@ -14,6 +14,11 @@ from typing import Any
 
 import psutil
 
+#: How often a persistent launcher's usage is sampled, and how many samples are kept (also
+#: on a Ray node, where its actor samples it).
+INTERVAL = 5.0
+WINDOW = 720
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -97,8 +102,8 @@ class LauncherSamplers:
     def __init__(
         self,
         usage: Callable[[str], Any],
-        interval: float = 5.0,
-        window: int = 720,
+        interval: float = INTERVAL,
+        window: int = WINDOW,
         max_launchers: int = 10_000,
     ) -> None:
         self._usage = usage

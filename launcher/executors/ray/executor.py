@@ -18,13 +18,15 @@ import ray
 
 from launcher import outcomes as oc
 from launcher.executors.base import PhaseFailed, SpecRefused, Worker, terminated
-from launcher.executors.ray import bundle, control
+from launcher.executors.ray import bundle, control, sampling
 from launcher.executors.ray.jobspec import NodeJob
 from launcher.executors.ray.process import KILL_GRACE, RelayedProcess
 from launcher.executors.ray.relay import RelayListener, RelayTls, Ticket
 from launcher.executors.ray.resources import check_feasible, ray_options
 from launcher.executors.ray.task import launcher_actor, node_task
 from launcher.executors.teardown import Teardowns
+from launcher.observe import sysinfo
+from launcher.observe.sysinfo import Sample
 from launcher.spec import LauncherSpec
 from launcher.worker.session import WorkerSession
 
@@ -40,6 +42,8 @@ PLACEMENT_LIMIT = 120.0
 CONNECT_SLACK = 30.0
 #: How often the cluster's node table is read (feasibility checks, dead nodes).
 NODES_POLL = 1.0
+#: How long a persistent launcher's actor may take to answer for its samples.
+SAMPLES_LIMIT = 5.0
 
 
 class RayExecutor:
@@ -67,6 +71,8 @@ class RayExecutor:
         self._teardowns = Teardowns(log_dir, self._after_teardown)
         self._poller: asyncio.Task[None] | None = None
         self._actors: dict[str, Any] = {}  # persistent launcher id -> its actor
+        self._specs: dict[str, LauncherSpec] = {}  # persistent launcher id -> its spec
+        self._sampled_on: dict[str, str] = {}  # persistent launcher id -> its actor's node
         #: state of each start: model id, node id (for logs and tests).
         self.placements: list[tuple[str, str]] = []
 
@@ -316,9 +322,16 @@ class RayExecutor:
 
     def _actor(self, group: str, spec: LauncherSpec) -> Any:
         """The persistent launcher's actor (made again if it went: its node died)."""
+        self._specs[group] = spec
         actor = self._actors.get(group)
         if actor is None:
-            actor = launcher_actor.options(**ray_options(spec)).remote()
+            actor = launcher_actor.options(**ray_options(spec)).remote(
+                group,
+                sysinfo.INTERVAL,
+                sysinfo.WINDOW,
+                str(self.node_dir),
+                "cgroup" not in self.sandbox_disable,
+            )
             self._actors[group] = actor
             log.info("persistent launcher %s: a Ray actor holds its spec", group)
         return actor
@@ -337,7 +350,38 @@ class RayExecutor:
         """A persistent launcher holds its spec on one node for its life, as a Ray actor."""
         self._actor(group, spec)
 
+    async def launcher_samples(self, group: str, since: float | None) -> list[Sample]:
+        """The persistent launcher's usage, sampled by its actor on its node from the actor's
+        creation; none while the actor waits for a node or after it went (its node died:
+        the next job or call makes a new one)."""
+        actor = self._actors.get(group)
+        if actor is None and group in self._specs:
+            actor = self._actor(group, self._specs[group])
+        if actor is None:
+            return []
+        try:
+            async with asyncio.timeout(SAMPLES_LIMIT):
+                answer = await asyncio.wrap_future(actor.samples.remote(since).future())
+            samples = sampling.to_samples(answer["samples"])
+        except TimeoutError:
+            return []
+        except Exception as e:  # a dead actor (its node): made again on the next call
+            log.warning("persistent launcher %s: its actor gave no samples: %r", group, e)
+            self._drop_actor(group, actor)
+            return []
+        if self._sampled_on.get(group) != answer["nodeId"]:
+            self._sampled_on[group] = answer["nodeId"]
+            log.info(
+                "persistent launcher %s: sampled on node %s (%s)",
+                group,
+                str(answer["nodeId"])[:12],
+                answer["source"],
+            )
+        return samples
+
     def close_group(self, group: str) -> None:
+        self._specs.pop(group, None)
+        self._sampled_on.pop(group, None)
         actor = self._actors.get(group)
         if actor is not None:
             self._drop_actor(group, actor)

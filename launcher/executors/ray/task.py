@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from launcher.executors.ray import bundle
+from launcher.executors.ray.sampling import NodeSampler
 
 
 def _die_with_parent() -> None:
@@ -59,7 +60,22 @@ node_task = ray.remote(max_retries=0)(run_on_node)
 
 class LauncherActor:
     """A persistent launcher on a node: it holds the launcher's spec for its life, and its
-    workers run here, one ``run`` call each (they share the spec as one budget there)."""
+    workers run here, one ``run`` call each (they share the spec as one budget there). It
+    samples the launcher's usage on this node from its creation (``samples``)."""
+
+    def __init__(
+        self, group: str, interval: float, window: int, node_dir: str, cgroup: bool
+    ) -> None:
+        self._sampler = NodeSampler(group, interval, window, Path(node_dir), cgroup)
+        self._node_id = ray.get_runtime_context().get_node_id()
+
+    def samples(self, since: float | None) -> dict[str, Any]:
+        """This node's id, where the samples come from, and those at or after ``since``."""
+        return {
+            "nodeId": self._node_id,
+            "source": self._sampler.source,
+            "samples": self._sampler.since(since),
+        }
 
     def run(self, job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
         return run_on_node(job, bundle_refs)

@@ -365,6 +365,78 @@ def test_a_persistent_launcher_holds_its_spec_until_it_is_deleted(client) -> Non
     assert "success" in waiting["res"]["result"], waiting
 
 
+def _samples(client: LauncherClient, launcher_id: str, since: int | None = None) -> list[dict]:
+    res = client.persistent_launcher.get_sysinfo(
+        persistent_launcher_id=launcher_id, from_timestamp=since
+    )
+    assert "result" in res, res
+    return res["result"]["sysinfo"]
+
+
+def _sampled_on(hub: LauncherProcess, launcher_id: str) -> list[tuple[str, str]]:
+    return re.findall(
+        rf"persistent launcher {launcher_id}: sampled on node (\w+) \((\w+)\)", hub.log()
+    )
+
+
+def test_get_sysinfo_reports_the_samples_of_the_node_that_holds_the_launcher(
+    client, hub, cluster
+) -> None:
+    """Each launcher's actor samples its own cgroup on its node: proven by the node id the
+    samples come with (the node its spec's GPU pins it to, the one its job ran on), and by
+    figures only that cgroup has (the busy one's 200 MiB, bounded by its 512 MiB budget; the
+    idle one's nothing), not the hub's machine figures."""
+
+    def make(name: str, gpu: str) -> str:
+        spec = {**SPEC, "gpus": {"model": gpu, "count": 1}}
+        made = client.persistent_launcher.create_persistent_launcher(name=name, spec=spec)
+        return made["result"]["persistentLauncherId"]
+
+    before = int(time.time() * 1000)
+    busy, idle = make("busy-h100", "H100"), make("idle-a100", "A100")
+    try:
+        first = _samples(client, busy)[0]
+        assert isinstance(first["timestamp"], int)
+        assert before - 1000 <= first["timestamp"] <= int(time.time() * 1000)  # from creation
+        done: dict = {}
+        params = [
+            {"name": "mib", "data": [np.array(200, dtype=np.float64)]},
+            {"name": "seconds", "data": [np.array(4, dtype=np.float64)]},
+        ]
+        location = {"type": "persistentLauncher", "persistentLauncherId": busy}
+        job = threading.Thread(
+            target=lambda: done.update(res=create(client, "hold_memory", params, location))
+        )
+        job.start()
+        peak = 0
+        deadline = time.monotonic() + 60
+        while job.is_alive() and time.monotonic() < deadline:  # bounded in time
+            peak = max(peak, _samples(client, busy)[-1]["memory"])
+            if peak >= 200 << 20:
+                break
+            time.sleep(0.2)
+        quiet = _samples(client, idle)[-1]
+        job.join(90)
+        assert "success" in done["res"]["result"], done
+        assert 200 << 20 <= peak <= 512 << 20, peak  # its cgroup on the node, in its budget
+        assert quiet["memory"] < 16 << 20 and quiet["cpus"] == 0, quiet  # no worker there
+        ids = cluster[1]
+        assert _sampled_on(hub, busy) == [(ids["h100"][:12], "cgroup")]
+        assert placed_on(hub, "hold_memory")[-1] == ids["h100"][:12]
+        assert _sampled_on(hub, idle) == [(ids["a100"][:12], "cgroup")]
+        every = _samples(client, busy)
+        stamps = [s["timestamp"] for s in every]
+        assert stamps == sorted(stamps) and all(isinstance(t, int) for t in stamps)
+        assert len(every) <= 720  # the bounded window
+        assert all(s["timestamp"] >= stamps[-1] for s in _samples(client, busy, stamps[-1]))
+    finally:
+        for launcher_id in (busy, idle):
+            deleted = client.persistent_launcher.delete_persistent_launcher(
+                persistent_launcher_id=launcher_id
+            )
+            assert deleted == {"result": {}}
+
+
 def _relay_port(hub: LauncherProcess) -> int:
     return int(re.findall(r"relay on 127\.0\.0\.1:(\d+)", hub.log())[0])
 
