@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -66,7 +66,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
         self,
         request_iterator: AsyncIterator[model_pb2.CreateStateRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[model_pb2.CreateStateEvent]:
+    ) -> AsyncGenerator[model_pb2.CreateStateEvent, None]:
         try:
             first = await self.intake.next_message(request_iterator)
         except RequestError as e:  # nothing sent for --intake-idle-seconds

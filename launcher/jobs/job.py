@@ -36,6 +36,11 @@ class Job:
         self.listeners: list[Callable[[PhaseEvent | oc.JobResult], None]] = []
         #: Where the model's output goes while this job runs: ``output(stream, data)``.
         self.output: Callable[[str, bytes], None] | None = None
+        #: Records the job's result durably (set by the manager; the runner calls it inside
+        #: the state's commit, so a success and its record share one transaction).
+        self.record: Callable[[oc.JobResult], None] | None = None
+        #: The result ``record`` stored, once it has (then nothing records it again).
+        self.recorded: oc.JobResult | None = None
 
     @property
     def model_id(self) -> str:

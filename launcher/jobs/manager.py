@@ -10,6 +10,7 @@ records every job durably so ``wait_for_state_to_be_created`` answers after a re
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,7 @@ class JobManager:
             raise JobRefused(oc.JobResult(oc.ServerOverloaded(), oc.Durations()))
         state_id = self._new_state_id()
         job = Job(state_id, request)
+        job.record = functools.partial(self.records.finished, state_id)
         # Not fsync'd on its own: the state's commit (fsync'd) makes these rows durable too.
         await asyncio.wrap_future(self.records.db.submit(self._accept, job, fsync=False))
         self.jobs[state_id] = job
@@ -130,9 +132,12 @@ class JobManager:
 
     async def _record(self, job: Job, response: oc.JobResult) -> None:
         try:
-            await asyncio.wrap_future(
-                self.records.db.submit(self.records.finished, job.state_id, response, fsync=False)
-            )
+            if response is not job.recorded:  # a success is recorded with its commit
+                await asyncio.wrap_future(
+                    self.records.db.submit(
+                        self.records.finished, job.state_id, response, fsync=False
+                    )
+                )
         finally:
             self.jobs.pop(job.state_id, None)
             job.finish(response)

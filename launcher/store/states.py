@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,19 @@ class StateStore:
             mounted,
         )
 
-    async def commit(self, pending: PendingState) -> StateRecord:
+    async def commit(
+        self, pending: PendingState, then: Callable[[], None] | None = None
+    ) -> StateRecord:
         """Commit ``pending`` from the event loop. A state of only inline keys goes straight
         to the group commit's writer (one thread hop; its rows share an fsync with concurrent
-        jobs'); one with key files first fsyncs its folders in a worker thread."""
+        jobs'); one with key files first fsyncs its folders in a worker thread. ``then`` runs
+        right after the state's rows in the same transaction (the job's record)."""
         if pending.in_files:
-            return await asyncio.to_thread(pending.commit)
-        return await asyncio.wrap_future(self._db.submit(pending.commit))
+            record = await asyncio.to_thread(pending.commit)
+            if then is not None:
+                await asyncio.wrap_future(self._db.submit(then, fsync=False))
+            return record
+        return await asyncio.wrap_future(self._db.submit(_commit_then, pending, then))
 
     def get(self, model_id: str, state_id: str | None = None) -> StateRecord:
         """The state (``None``: the model's active state); ``StateNotFound``."""
@@ -240,3 +247,10 @@ class StateStore:
             )
             for r in rows
         ]
+
+
+def _commit_then(pending: PendingState, then: Callable[[], None] | None) -> StateRecord:
+    record = pending.commit()
+    if then is not None:
+        then()
+    return record
