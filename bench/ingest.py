@@ -2,7 +2,8 @@
 
 6. A 256 MiB f32 tensor sent inline to a model that takes it as a numpy array, on a warm
    persistent launcher, against a raw gRPC client-streaming upload of the same bytes in
-   1 MiB chunks to a bare server process (``bench.rawgrpc``).
+   1 MiB chunks to a bare server process (``bench.rawgrpc``); 6b is the upload alone (the
+   client's seconds less the launcher's job total, which starts once the upload ended).
 7. Three 96 MiB state keys (the test model ``big_state``) committed, against write + fsync of
    the same bytes to files in the same data root.
 8. The launcher process's peak RSS growth over 6 and 7, sampled every 10 ms.
@@ -121,6 +122,9 @@ def measure(settings: Settings) -> list[Figure]:
             persist_runs = [_persist(client, location, state_mib) for _ in range(rounds)]
         reference_persist = _reference_persist(launcher.root, state_mib, rounds)
     ingest = [seconds for seconds, _ in ingest_runs]
+    # The launcher's total starts once the request is accepted (after the upload): the rest of
+    # the client's seconds is the upload into the launcher (to the durations' millisecond).
+    uploads = [seconds - d["total"] / 1000 for seconds, d in ingest_runs]
     persist = [seconds for seconds, _ in persist_runs]
     ingest_bytes = array.nbytes
     state_bytes = STATE_KEYS * state_mib * MIB
@@ -144,12 +148,21 @@ def measure(settings: Settings) -> list[Figure]:
             },
         ),
         Figure(
+            f"6b. inline param upload alone, {ingest_mib} MiB",
+            ingest_bytes / median(uploads) / GB,
+            "GB/s",
+            "raw gRPC upload",
+            ingest_bytes / median(raw) / GB,
+            Target("ratio", ">=", 0.8),
+            {"seconds": uploads, "raw_seconds": raw},
+        ),
+        Figure(
             f"7. state persistence, {STATE_KEYS} x {state_mib} MiB",
             state_bytes / median(persist) / GB,
             "GB/s",
             "write+fsync",
             state_bytes / median(reference_persist) / GB,
-            Target("ratio", ">=", 0.5),
+            Target("ratio", ">=", 0.7),
             {
                 "seconds": persist,
                 "reference_seconds": reference_persist,
