@@ -234,14 +234,16 @@ async def _receive(
     try:
         async for message in request_iterator:
             if inflight is not None:
-                inflight, done = None, inflight
+                done = inflight
+                inflight = None
                 await done
             if message.HasField("header"):
                 raise invalid("header", "only the first message may be a header")
             if message.chunk:
                 inflight = loop.run_in_executor(None, pending.write, message.chunk)
         if inflight is not None:
-            inflight, done = None, inflight
+            done = inflight
+            inflight = None
             await done
     finally:
         if inflight is not None:

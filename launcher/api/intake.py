@@ -245,7 +245,8 @@ class Intake:
         try:
             while (message := await self.next_message(rest)) is not None:
                 if inflight is not None:
-                    inflight, done = None, inflight
+                    done = inflight
+                    inflight = None
                     await done
                 if message.WhichOneof("part") != "chunk":
                     raise invalid("header", "the header may be sent only once")
@@ -260,7 +261,8 @@ class Intake:
                     )
                 inflight = loop.run_in_executor(None, pending[cursor][2].feed, chunk.data)
             if inflight is not None:
-                inflight, done = None, inflight
+                done = inflight
+                inflight = None
                 await done
         finally:
             if inflight is not None:
