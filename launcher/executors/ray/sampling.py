@@ -42,10 +42,8 @@ def _groups_usage(host: CgroupHost, prefix: str, group: str) -> GroupUsage | Non
     none now (no worker alive)."""
     pattern = f"{prefix}-*-group-{group}"
     if host.version == 2:
-        found = [
-            (_read_int(d / "memory.current"), d) for d in host.parents["unified"].glob(pattern)
-        ]
-        found = [(m, d) for m, d in found if m is not None]
+        read = [(_read_int(d / "memory.current"), d) for d in host.parents["unified"].glob(pattern)]
+        found = [(m, d) for m, d in read if m is not None]
         if not found:
             return None
         return GroupUsage(
