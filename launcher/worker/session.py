@@ -38,6 +38,8 @@ log = logging.getLogger("launcher.worker")
 MAX_OUTSTANDING_REQUESTS = 4
 #: The reader lets other sessions run after this many frames.
 YIELD_EVERY_FRAMES = 64
+#: The longest rest after a batch of frames (a batch that waited for the socket took long).
+MAX_REST_SECONDS = 0.005
 #: Seconds a write to the worker may stay blocked before the session ends.
 WRITE_DEADLINE = 30.0
 
@@ -190,9 +192,16 @@ class WorkerSession:
 
     async def _read_loop(self) -> None:
         try:
+            batch_started = time.monotonic()
             for count in itertools.count(1):
                 if count % YIELD_EVERY_FRAMES == 0:
-                    await asyncio.sleep(0)  # frames already buffered are read without waiting
+                    # Frames already buffered are read without waiting, so a flood of small
+                    # frames would keep the loop (and, through the GIL, other calls' threads).
+                    # The session rests as long as its last batch took (capped): it gets at
+                    # most about half of the launcher, and the loop idles meanwhile.
+                    used = time.monotonic() - batch_started
+                    await asyncio.sleep(min(used, MAX_REST_SECONDS))
+                    batch_started = time.monotonic()
                 frame = await self._frames.next_frame()
                 if isinstance(frame, DataEvent):
                     await self._on_data_event(frame.event)
