@@ -20,7 +20,8 @@ import pytest
 
 import runtime
 from launcher.client import LauncherClient
-from tests.support.attacks import SERVED_BOUND, Meanwhile, attack, cheap_call_seconds
+from tests.support.attacks import SERVED_BOUND, attack, cheap_call_seconds
+from tests.support.bounds import LatencyProbe
 from tests.support.launcher_proc import LauncherProcess, running_launcher
 from tests.support.specs import TEMPORARY
 
@@ -109,7 +110,7 @@ def _run_fixed(client: LauncherClient, model_id: str) -> object:
 )
 def test_no_copy_of_the_daemon_secret_in_worker_memory(served: LauncherProcess, start: str) -> None:
     halves = f"{SECRET_HEAD}|{SECRET_TAIL}"
-    with _client(served) as client, Meanwhile(served.address) as meanwhile:
+    with _client(served) as client, LatencyProbe(served.address) as meanwhile:
         if start == "zygote fork":
             report = attack(client, "env_memory", halves)
         else:
@@ -131,7 +132,7 @@ def test_no_copy_of_the_daemon_secret_in_worker_memory(served: LauncherProcess, 
 
 @pytest.mark.parametrize("family", ["inet", "inet6", "vsock", "netlink"])
 def test_io_uring_sockets_are_refused(served: LauncherProcess, family: str) -> None:
-    with _client(served) as client, Meanwhile(served.address) as meanwhile:
+    with _client(served) as client, LatencyProbe(served.address) as meanwhile:
         report = attack(client, "io_uring", family)
     assert report == "refused: io_uring_setup: EPERM"
     assert meanwhile.worst < SERVED_BOUND
@@ -139,7 +140,7 @@ def test_io_uring_sockets_are_refused(served: LauncherProcess, family: str) -> N
 
 
 def test_each_denied_family_fails_with_eperm(served: LauncherProcess) -> None:
-    with _client(served) as client, Meanwhile(served.address) as meanwhile:
+    with _client(served) as client, LatencyProbe(served.address) as meanwhile:
         report = attack(client, "denied")
     assert {name: result for name, result in report.items() if result != "EPERM"} == {}
     assert len(report) >= 25
@@ -176,7 +177,7 @@ def test_layers_are_reported_one_by_one(served: LauncherProcess) -> None:
 
 @pytest.mark.parametrize("place", ["home", "tmp", "shm"])
 def test_filling_one_place_stops_at_the_budget(full: LauncherProcess, place: str) -> None:
-    with _client(full) as client, Meanwhile(full.address) as meanwhile:
+    with _client(full) as client, LatencyProbe(full.address) as meanwhile:
         report = attack(client, "fill", f"{place}:100", disk=64)
     assert report[f"{place}_size_mib"] == 64
     assert report[place].startswith("refused after ") and report[place].endswith(": ENOSPC")
@@ -198,7 +199,7 @@ def test_the_places_share_one_budget(full: LauncherProcess) -> None:
 
 
 def test_inodes_are_part_of_the_budget(full: LauncherProcess) -> None:
-    with _client(full) as client, Meanwhile(full.address) as meanwhile:
+    with _client(full) as client, LatencyProbe(full.address) as meanwhile:
         report = attack(client, "inodes", "20000", disk=16)
     assert report.startswith("refused after ") and report.endswith(": ENOSPC"), report
     assert int(report.split()[2].rstrip(":")) <= 1024
@@ -245,7 +246,7 @@ def test_model_and_mount_folders_symlinked_to_the_data_root_are_refused(
     link = full.root / "models" / f"evil-{uuid.uuid4().hex[:8]}"
     os.symlink(full.root, link)
     try:
-        with _client(full) as client, Meanwhile(full.address) as meanwhile:
+        with _client(full) as client, LatencyProbe(full.address) as meanwhile:
             res = client.model.create_state(
                 model_id=link.name, name="evil", params=[], execution_location=TEMPORARY
             )

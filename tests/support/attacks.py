@@ -4,7 +4,6 @@ another client's cheap call while (and after) it runs."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
@@ -45,37 +44,3 @@ def cheap_call_seconds(address: str) -> float:
         elapsed = time.monotonic() - start
     assert "result" in res, res
     return elapsed
-
-
-class Meanwhile:
-    """Another client's GetModels calls, one after another, while the attack runs; ``worst``
-    is the slowest (at most ``limit`` calls, each answered)."""
-
-    def __init__(self, address: str, limit: int = 500) -> None:
-        self.address = address
-        self.limit = limit
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Meanwhile:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(60)
-
-    def _run(self) -> None:
-        with LauncherClient(self.address) as other:
-            other.model.get_models()  # connection set-up is not what is measured
-            while not self._stop.is_set() and len(self.samples) < self.limit:
-                start = time.monotonic()
-                res = other.model.get_models()
-                self.samples.append(time.monotonic() - start)
-                assert "result" in res, res
-                self._stop.wait(0.05)
-
-    @property
-    def worst(self) -> float:
-        return max(self.samples, default=0.0)
