@@ -19,6 +19,9 @@ import psutil
 INTERVAL = 5.0
 WINDOW = 720
 
+#: No reading says more cores were in use than the machine has.
+_CORES = psutil.cpu_count() or 1
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -75,18 +78,22 @@ class LauncherSampler:
         self._last: tuple[float, int] | None = None  # (monotonic seconds, cpu ns)
 
     def sample(self) -> Sample:
-        now, wall = time.monotonic(), time.time()
+        wall = time.time()
         usage = self._usage()
+        now = time.monotonic()  # after the reading, as the previous one was
         if usage is None:  # no worker alive: its cgroup is gone, nothing in use
             sample = Sample(timestamp=wall, cpus=0.0, memory=0, disk=0)
             self._last = None
         else:
             cpus = 0.0
             if self._last is not None and now > self._last[0]:
-                # A counter that went down belongs to a cgroup made again: count from 0.
+                elapsed = now - self._last[0]
+                # A counter that went down belongs to a cgroup made again: count from 0 (when
+                # what it holds could have been used since; else nothing is known: 0).
                 used = usage.cpu_ns - self._last[1]
-                used = usage.cpu_ns if used < 0 else used
-                cpus = used / 1e9 / (now - self._last[0])
+                if used < 0:
+                    used = usage.cpu_ns if usage.cpu_ns <= elapsed * 1e9 * _CORES else 0
+                cpus = min(used / 1e9 / elapsed, float(_CORES))
             self._last = (now, usage.cpu_ns)
             sample = Sample(timestamp=wall, cpus=cpus, memory=usage.memory, disk=usage.disk)
         self.samples.append(sample)

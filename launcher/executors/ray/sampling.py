@@ -28,7 +28,11 @@ def _machine_usage(disk_root: Path) -> GroupUsage:
     while not disk_root.exists() and disk_root != disk_root.parent:  # made with its first job
         disk_root = disk_root.parent
     times = psutil.cpu_times()
-    busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    # The busy fields summed (never ``total - idle``: idle and iowait move both ways, and
+    # the difference of large floats can go down a nanosecond, read as a counter reset).
+    busy = sum(
+        getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal")
+    )
     return GroupUsage(
         int(busy * 1e9),
         int(psutil.virtual_memory().used),
