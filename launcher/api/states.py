@@ -21,7 +21,7 @@ from launcher.errors import Conflict, ModelNotFound, NotFound, RequestError, inv
 from launcher.jobs.caps import PhaseCaps
 from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
-from launcher.store.models import ModelConfigError, ModelReadError, ModelRegistry
+from launcher.store.models import ModelConfig, ModelConfigError, ModelReadError, ModelRegistry
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateRecord, StateStore
 from launcher.v1 import common_pb2, model_pb2
@@ -44,6 +44,11 @@ def _state_info(record: StateRecord) -> model_pb2.StateInfo:
     )
 
 
+def _listed_name(model_id: str, config: object) -> str:
+    """The name a model is listed under: its model.toml's, or its id when that is unreadable."""
+    return config.name if isinstance(config, ModelConfig) else model_id
+
+
 class StateApi:
     """Mixed into the Model servicer; every method answers errors as values."""
 
@@ -60,10 +65,13 @@ class StateApi:
         self.states = states
         self.snapshots = snapshots
 
-    def _model_info(self, model_id: str) -> model_pb2.ModelInfo:
+    def _model_info(
+        self, model_id: str, config: ModelConfig | ModelConfigError | ModelReadError | ModelNotFound
+    ) -> model_pb2.ModelInfo:
         info = model_pb2.ModelInfo(id=model_id, name=model_id)
         try:
-            config = self.models.load(model_id, code_version=False)
+            if not isinstance(config, ModelConfig):
+                raise config
             if self.phase_caps is not None:  # the limits that will apply, not those asked
                 config = self.phase_caps.clamp(config)
             info.name = config.name
@@ -102,17 +110,20 @@ class StateApi:
         if request.ids:
             wanted = set(request.ids)
             ids = [i for i in ids if i in wanted]
-        infos = [self._model_info(i) for i in ids]
+        by_name = bool(request.names) or request.HasField("search_name")
+        # Without a name filter only the page's folders are read; with one, every candidate's
+        # (its name is in its model.toml). States and snapshots are looked up for the page only.
+        configs = self.models.load_many(ids if by_name else ids[request.offset :][:limit])
         if request.names:
             names = set(request.names)
-            infos = [m for m in infos if m.name in names]
+            ids = [i for i in ids if _listed_name(i, configs[i]) in names]
         if request.HasField("search_name"):
             needle = request.search_name.lower()
-            infos = [m for m in infos if needle in m.name.lower()]
-        page = infos[request.offset : request.offset + limit]
+            ids = [i for i in ids if needle in _listed_name(i, configs[i]).lower()]
+        page = [self._model_info(i, configs[i]) for i in ids[request.offset :][:limit]]
         return model_pb2.GetModelsResponse(
             result=model_pb2.GetModelsResponse.Result(
-                models=page, total=len(infos), offset=request.offset, limit=limit
+                models=page, total=len(ids), offset=request.offset, limit=limit
             )
         )
 

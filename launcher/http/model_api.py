@@ -7,6 +7,7 @@ streams from disk into the response frame.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from launcher.client import responses as resp
@@ -143,10 +144,11 @@ async def get_models(call: Call) -> Reply:
     if flt.get("searchName") is not None:
         request.search_name = need_str(flt["searchName"], "filter.searchName")
     response = await call.bridge.unary(MODEL, "GetModels", request, call.bearer)
-    models = call.services.models
+    listed = resp.outcome(response, resp.models)
+    ids = [m["id"] for m in listed["result"]["models"]] if "result" in listed else []
+    configs = await asyncio.to_thread(call.services.models.load_many, ids)
     return answer(
-        resp.outcome(response, resp.models),
-        lambda r: platform.paged(r, "models", lambda m: platform.model(m, models)),
+        listed, lambda r: platform.paged(r, "models", lambda m: platform.model(m, configs[m["id"]]))
     )
 
 

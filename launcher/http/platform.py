@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from launcher.store.models import ModelRegistry
+from launcher.store.models import ModelConfig
 
 OWNER = {"type": "user", "userId": "local", "username": "local"}
 EMPTY_IMAGE = {
@@ -55,10 +55,8 @@ def create_state(answer: dict[str, Any]) -> dict[str, Any]:
     return {"result": {kind: outcome}}
 
 
-def _parameter_definitions(models: ModelRegistry, model_id: str) -> list[dict[str, Any]]:
-    try:
-        rules = models.load(model_id).parameters
-    except Exception:  # a broken model.toml: the model is still listed, without definitions
+def _parameter_definitions(config: object) -> list[dict[str, Any]]:
+    if not isinstance(config, ModelConfig):  # a broken model.toml: listed, without definitions
         return []
     return [
         {
@@ -70,12 +68,13 @@ def _parameter_definitions(models: ModelRegistry, model_id: str) -> list[dict[st
                 "annotations": [],
             },
         }
-        for rule in rules
+        for rule in config.parameters
     ]
 
 
-def model(item: dict[str, Any], models: ModelRegistry) -> dict[str, Any]:
-    """A Model of ``getModels``, with every field the platform's clients require."""
+def model(item: dict[str, Any], config: object) -> dict[str, Any]:
+    """A Model of ``getModels``, with every field the platform's clients require (``config``:
+    what ``ModelRegistry.load_many`` read of its folder)."""
     limits = item.get("maxDurationsSeconds", {})
     code_startup = limits.get("codeStartup", 0)
     create = limits.get("createState", 0)
@@ -93,7 +92,7 @@ def model(item: dict[str, Any], models: ModelRegistry) -> dict[str, Any]:
         "wasm": False,
         "image": EMPTY_IMAGE,
         "parameterDefinitions": {
-            "createState": _parameter_definitions(models, item["id"]),
+            "createState": _parameter_definitions(config),
             "train": [],
             "evaluateInput": [],
             "evaluateOutput": [],

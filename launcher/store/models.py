@@ -154,6 +154,38 @@ class ModelRegistry:
                 f"reading the folder of model {model_id!r} took longer than {self.read_timeout:g} s"
             ) from None
 
+    def load_many(
+        self, model_ids: list[str]
+    ) -> dict[str, ModelConfig | ModelConfigError | ModelReadError | ModelNotFound]:
+        """Each model's configuration without its code version (for listing), read in one
+        task of the folder-reading threads (one hand-over for the whole list, not one a
+        model): a config or the error that ``load`` would raise. A folder still unread after
+        ``read_timeout`` (all of them together) is a ``ModelReadError``."""
+        found: dict[str, ModelConfig | ModelConfigError | ModelReadError | ModelNotFound] = {}
+        stop = threading.Event()
+
+        def read_all() -> None:
+            for model_id in model_ids:
+                if stop.is_set():
+                    return
+                try:
+                    if not self.exists(model_id):
+                        raise ModelNotFound(model_id)
+                    found[model_id] = self._load(model_id, False)
+                except (ModelConfigError, ModelReadError, ModelNotFound) as e:
+                    found[model_id] = e
+
+        try:
+            future = self._pool.submit(read_all)
+        except RuntimeError:  # shut down
+            raise ModelReadError("the launcher is stopping") from None
+        try:
+            future.result(timeout=self.read_timeout)
+        except concurrent.futures.TimeoutError:
+            stop.set()
+        late = ModelReadError(f"reading the model folders took longer than {self.read_timeout:g} s")
+        return {i: found.get(i, late) for i in model_ids}
+
     def _load(self, model_id: str, with_version: bool) -> ModelConfig:
         folder = self.folder(model_id)
         try:
