@@ -9,13 +9,15 @@ tensors. It accepts exactly the streams that ``deserialize_many`` accepts.
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass
+from array import array
 from enum import Enum, auto
+from typing import NamedTuple
 
 from runtime._tensor_decode import byte_view, check_booleans, element_count
 from runtime._tensor_format import (
     CODE_TYPES,
     ELEMENT_SIZES,
+    MAX_ELEMENTS,
     VARINT_WIDTHS,
     TensorError,
 )
@@ -24,14 +26,20 @@ from runtime._tensor_format import (
 _UTF8_SLICE = 64 << 10
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """A complete tensor found in a stream: its byte range, type and shape."""
+class TensorInfo(NamedTuple):
+    """A complete tensor found in a stream: its byte range, type and shape (a tuple: a
+    stream of a million tiny tensors makes a million of them)."""
 
     start: int
     end: int
     type: str
     shape: tuple[int, ...]
+
+
+#: Fixed-size types by type code, with their element sizes (the fast path's table).
+_FIXED_CODES: dict[int, tuple[str, int]] = {
+    code: (name, ELEMENT_SIZES[name]) for code, name in CODE_TYPES.items() if name in ELEMENT_SIZES
+}
 
 
 class _Phase(Enum):
@@ -88,20 +96,49 @@ class StreamValidator:
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[TensorInfo]:
         """Validate the next bytes; return the tensors that they complete."""
+        completed: list[TensorInfo] = []
+        self._feed(chunk, completed, None)
+        return completed
+
+    def feed_ranges(
+        self, chunk: bytes | bytearray | memoryview, starts: array, ends: array
+    ) -> None:
+        """Validate the next bytes; append the byte range of each tensor they complete to
+        ``starts`` and ``ends`` (``array('Q')``): no object a tensor, for callers that need
+        only where each tensor lies."""
+        completed: list[TensorInfo] = []
+        try:
+            self._feed(chunk, completed, (starts, ends))
+        finally:  # the tensors completed before a failing byte are kept too
+            starts.extend([info.start for info in completed])
+            ends.extend([info.end for info in completed])
+
+    def _feed(
+        self,
+        chunk: bytes | bytearray | memoryview,
+        completed: list[TensorInfo],
+        ranges: tuple[array, array] | None,
+    ) -> None:
         if self._failure is not None:
             raise self._failure
         view = byte_view(chunk)
         self._base = self._offset
-        completed: list[TensorInfo] = []
         pos = 0
         try:
             while pos < len(view):
+                if self._phase is _Phase.TYPE:
+                    if ranges is not None and completed:  # keep the ranges in stream order
+                        ranges[0].extend([info.start for info in completed])
+                        ranges[1].extend([info.end for info in completed])
+                        completed.clear()
+                    pos = self._whole_fixed(view, pos, completed, ranges)
+                    if pos == len(view):
+                        break
                 pos = self._step(view, pos, completed)
         except TensorError as error:
             self._failure = error
             raise
         self._offset += len(view)
-        return completed
 
     def finish(self) -> None:
         """Refuse a stream that ends inside a tensor."""
@@ -114,6 +151,67 @@ class StreamValidator:
                 self._offset,
             )
             raise self._failure
+
+    def _whole_fixed(
+        self,
+        view: memoryview,
+        pos: int,
+        completed: list[TensorInfo],
+        ranges: tuple[array, array] | None,
+    ) -> int:
+        """The fast path: consume the tensors that lie wholly in ``view`` from ``pos`` and are
+        of a fixed-size type with one-byte dimensions (the common case, and a flood of tiny
+        tensors); stop at the first that is not (the byte machine takes it, and any error).
+        With ``ranges``, each tensor's end goes to ``ranges[1]`` and, the tensors of a run
+        being contiguous, the starts are filled in after the run."""
+        end = len(view)
+        base = self._base
+        first = pos
+        room = end if self._max_tensors is None else self._max_tensors - self._tensors
+        fixed = _FIXED_CODES
+        append = completed.append
+        ends = array("Q") if ranges is not None else None
+        found = 0
+        try:
+            while pos + 2 <= end and found < room:
+                kind = fixed.get(view[pos])
+                if kind is None:
+                    break
+                ndims = view[pos + 1]
+                at = pos + 2 + ndims
+                if ndims == 0:
+                    dims: tuple[int, ...] = ()
+                    count = 1
+                else:
+                    if at > end:
+                        break
+                    dims = tuple(view[pos + 2 : at])
+                    if max(dims) >= 253:  # a longer varint
+                        break
+                    count = 1
+                    for dim in dims:
+                        count *= dim
+                    if count >= MAX_ELEMENTS:
+                        break
+                stop = at + count * kind[1]
+                if stop > end:
+                    break
+                if kind[0] == "boolean":
+                    check_booleans(view[at:stop], base + at)
+                if ends is not None:
+                    ends.append(base + stop)
+                else:
+                    append(TensorInfo(base + pos, base + stop, kind[0], dims))
+                found += 1
+                pos = stop
+        finally:  # also when a boolean byte fails: the tensors before it are complete
+            self._tensors += found
+            self._completed += found
+            if ranges is not None and ends is not None and found:
+                ranges[0].append(base + first)
+                ranges[0].extend(ends[:-1])
+                ranges[1].extend(ends)
+        return pos
 
     def _step(self, view: memoryview, pos: int, completed: list[TensorInfo]) -> int:
         phase = self._phase

@@ -94,25 +94,31 @@ class Spool:
         if not data:
             return
         view = memoryview(data)
+        checked = self.allowed_types is not None or self.shape is not None
         for at in range(0, len(view), _FEED_SLICE):
             piece = view[at : at + _FEED_SLICE]
-            done_before = self.validator.completed
             try:
+                if not checked:  # no rule: only where each tensor lies is kept
+                    self.validator.feed_ranges(piece, self.starts, self.ends)
+                    continue
+                done_before = self.validator.completed
                 infos = self.validator.feed(piece)
             except TensorError as e:
-                index = self.tensors + self.validator.completed - done_before
+                # feed_ranges has appended the tensors before the failing one; feed has not
+                index = self.tensors + (
+                    0 if not checked else self.validator.completed - done_before
+                )
                 raise invalid(f"{self.path}.data[{index}]", str(e)) from None
-            for info in infos:
-                if self.allowed_types is not None or self.shape is not None:
-                    rules.check_tensor(
-                        f"{self.path}.data[{self.tensors}]",
-                        info.type,
-                        info.shape,
-                        self.allowed_types,
-                        self.shape,
-                    )
-                self.starts.append(info.start)
-                self.ends.append(info.end)
+            for index, info in enumerate(infos, self.tensors):
+                rules.check_tensor(
+                    f"{self.path}.data[{index}]",
+                    info.type,
+                    info.shape,
+                    self.allowed_types,
+                    self.shape,
+                )
+            self.starts.extend([info.start for info in infos])
+            self.ends.extend([info.end for info in infos])
         if self.fd is None:
             self.fd = open_spool_file(self.spool_dir)
         os.pwrite(self.fd, data, self.received)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from array import array
 
 import numpy as np
 import pytest
@@ -178,3 +179,84 @@ def test_validator_stays_failed_after_an_error() -> None:
 def test_non_bytes_chunk_is_refused() -> None:
     with pytest.raises(TensorError, match="expected bytes-like"):
         StreamValidator().feed("text")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "offset"),
+    [
+        (b"\x0d\x01\x02\x01\x02", "invalid boolean byte 2", 4),
+        (b"\x01\x02\xff" + b"\xff" * 8 + b"\x02", "overflows", 0),
+        (b"\x07\x00\x01\x11", "unknown type code 17", 3),
+        (b"\x0b\x01\x03\x02", "cannot hold the 3 elements", 3),
+    ],
+)
+def test_bad_stream_fed_whole_fails_at_the_same_byte(
+    data: bytes, message: str, offset: int
+) -> None:
+    """Fed in one chunk, tensors take the fast path: the same refusal at the same byte."""
+    with pytest.raises(TensorError, match=message) as caught:
+        feed_all(data, len(data))
+    assert caught.value.offset == offset
+
+
+def test_fast_and_byte_paths_agree_on_a_mixed_stream() -> None:
+    """Tiny fixed tensors (the fast path), a dimension needing a long varint, booleans,
+    strings and media between them: every chunking finds the decoder's tensors."""
+    values: list[object] = []
+    for i in range(40):
+        values.append(np.array(i, dtype=np.uint8))
+        values.append(np.arange(i % 5, dtype="<f4").reshape(1, -1))
+    values[10:10] = [np.zeros(300, dtype=np.uint8), np.array([True, False]), "text"]
+    values.append(Tensor.from_values("image", [Media("png", b"\x89PNG")]))
+    data = serialize_many(values)
+    expected = [(t.start, t.end) for t in feed_all(data, 1)]  # the byte machine, one byte at a time
+    assert len(expected) == len(values)
+    for size in (2, 3, 7, 64, len(data)):
+        assert [(t.start, t.end) for t in feed_all(data, size)] == expected
+    whole = feed_all(data, len(data))
+    assert whole[0] == TensorInfo(0, len(serialize(np.array(0, dtype=np.uint8))), "u8", ())
+    assert [t.shape for t in whole][:12] == [deserialize_many(data)[i].shape() for i in range(12)]
+
+
+def test_a_bad_boolean_after_tiny_tensors_reports_how_many_were_complete() -> None:
+    good = serialize(np.array(1, dtype=np.uint8)) * 1000
+    data = good + b"\x0d\x01\x02\x01\x07"
+    validator = StreamValidator()
+    with pytest.raises(TensorError, match="invalid boolean byte 7") as caught:
+        validator.feed(data)
+    assert validator.completed == 1000
+    assert caught.value.offset == len(good) + 4
+
+
+def test_max_tensors_holds_on_the_fast_path() -> None:
+    data = serialize(np.array(1, dtype=np.uint8)) * 10
+    assert len(feed_all(data, len(data), StreamValidator(max_tensors=10))) == 10
+    validator = StreamValidator(max_tensors=9)
+    with pytest.raises(TensorError, match="more than 9 tensors") as caught:
+        validator.feed(data)
+    assert caught.value.offset == 9 * 3
+    assert validator.completed == 9
+
+
+def test_feed_ranges_finds_what_feed_finds_in_every_chunking() -> None:
+    values: list[object] = [np.array(i, dtype=np.uint8) for i in range(30)]
+    values[5:5] = ["a string", np.zeros(300, dtype="<i2"), np.array([[True], [False]])]
+    data = serialize_many(values)
+    expected = [(t.start, t.end) for t in feed_all(data, len(data))]
+    for size in (1, 2, 5, 64, len(data)):
+        validator = StreamValidator()
+        starts, ends = array("Q"), array("Q")
+        for at in range(0, len(data), size):
+            validator.feed_ranges(data[at : at + size], starts, ends)
+        validator.finish()
+        assert list(zip(starts, ends, strict=True)) == expected
+
+
+def test_feed_ranges_keeps_the_tensors_before_a_failing_byte() -> None:
+    good = serialize_many([1, "x", np.array(2, dtype=np.uint8)])
+    starts, ends = array("Q"), array("Q")
+    validator = StreamValidator()
+    with pytest.raises(TensorError, match="unknown type code 99"):
+        validator.feed_ranges(good + b"\x63", starts, ends)
+    assert len(starts) == len(ends) == 3 == validator.completed
+    assert ends[-1] == len(good)
