@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ class Job:
         self.record: Callable[[oc.JobResult], None] | None = None
         #: The result ``record`` stored, once it has (then nothing records it again).
         self.recorded: oc.JobResult | None = None
+        #: The write of the job's accepted rows (set by the manager; None: nothing to wait for).
+        self.accept_written: concurrent.futures.Future[None] | None = None
+
+    async def accepted(self) -> None:
+        """Wait until the job's accepted rows are written (before its id is handed out)."""
+        if self.accept_written is not None:
+            await asyncio.wrap_future(self.accept_written)
 
     @property
     def model_id(self) -> str:

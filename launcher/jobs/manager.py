@@ -75,7 +75,11 @@ class JobManager:
         job = Job(state_id, request)
         job.record = functools.partial(self.records.finished, state_id)
         # Not fsync'd on its own: the state's commit (fsync'd) makes these rows durable too.
-        await asyncio.wrap_future(self.records.db.submit(self._accept, job, fsync=False))
+        # Not waited for here: the job starts at once, and every later write of the job (its
+        # commit, its record) is queued behind this one on the same writer. Whoever hands the
+        # state id out waits for it first (``accept_written``), so the id's rows (its tenant)
+        # exist before anyone can name it.
+        job.accept_written = self.records.db.submit(self._accept, job, fsync=False)
         self.jobs[state_id] = job
         if self.observer is not None:
             self.observer(job)

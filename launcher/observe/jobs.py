@@ -2,8 +2,9 @@
 
 ``JobObserver.accepted`` is the job manager's observer: it opens the job's log (the
 ``accepted`` line), points the job's output at it, and listens to the job's phase events and
-result, all synchronously, so that when a caller sees the answer the job's log, its INFO line
-and its counters are already there.
+result. The operator's INFO line is written at once; the job log's lines and the counters in
+the loop's next turn (off the answer's path), which still comes before any later request is
+served: when a caller sees the answer and asks, the job's log and its counters are there.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class JobObserver:
         self._closing: set[asyncio.Task[None]] = set()
         self._sizes_wanted: list[str] = []
         self._sizing: asyncio.Task[None] | None = None
+        self._deferred = 0  # events heard whose lines are not written yet (the next turn)
 
     def accepted(self, job: Job) -> None:
         job_log = self.logs.open(job.state_id)
@@ -73,7 +75,23 @@ class JobObserver:
         caller = access.current()  # accepted within the createState call: its caller
         key = caller.key.name if caller.key is not None else None
         who = (caller.tenant, key)
-        job.listeners.append(lambda item: self._on(job, job_log, who, item))
+        job.listeners.append(lambda item: self._heard(job, job_log, who, item))
+
+    def _heard(
+        self,
+        job: Job,
+        job_log: JobLog,
+        who: tuple[str, str | None],
+        item: PhaseEvent | oc.JobResult,
+    ) -> None:
+        """A phase event or the result, as it happens. The operator's line is written at
+        once (before the caller has the answer); the job log's line, the metrics and the
+        log's saving come right after, in the loop's next turn: after the answer is on its
+        way, and before any later request (a log read, a metrics scrape) is served."""
+        if isinstance(item, oc.JobResult):
+            self._operator_line(job, who, item)
+        self._deferred += 1
+        asyncio.get_running_loop().call_soon(self._on, job, job_log, who, item)
 
     def _on(
         self,
@@ -82,6 +100,7 @@ class JobObserver:
         who: tuple[str, str | None],
         item: PhaseEvent | oc.JobResult,
     ) -> None:
+        self._deferred -= 1
         if isinstance(item, PhaseEvent):
             if item.finished:
                 job_log.launcher(f"phase {item.phase.value} finished in {item.duration} ms")
@@ -90,13 +109,9 @@ class JobObserver:
             return
         self._ended(job, job_log, who, item)
 
-    def _ended(
-        self, job: Job, job_log: JobLog, who: tuple[str, str | None], result: oc.JobResult
-    ) -> None:
+    def _operator_line(self, job: Job, who: tuple[str, str | None], result: oc.JobResult) -> None:
         durations = result.durations.to_json()
-        job_log.launcher(f"outcome: {outcome_text(result)} (total {durations['total']} ms)")
         request = job.request
-        launcher = "temporary" if request.persistent_launcher_id is None else "persistent"
         tenant, key_name = who
         fields = {
             "event": "job_ended",
@@ -119,6 +134,14 @@ class JobObserver:
             ",".join(f"{k}={v}" for k, v in durations.items()),
             extra={"fields": fields},
         )
+
+    def _ended(
+        self, job: Job, job_log: JobLog, who: tuple[str, str | None], result: oc.JobResult
+    ) -> None:
+        durations = result.durations.to_json()
+        job_log.launcher(f"outcome: {outcome_text(result)} (total {durations['total']} ms)")
+        request = job.request
+        launcher = "temporary" if request.persistent_launcher_id is None else "persistent"
         task = asyncio.get_running_loop().create_task(
             self._close(job, job_log, result, launcher, durations)
         )
@@ -163,6 +186,8 @@ class JobObserver:
 
     async def close(self) -> None:
         """Wait for the logs still being saved."""
+        while self._deferred:  # the lines of jobs that have just ended come first
+            await asyncio.sleep(0)
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
         if self._sizing is not None and not self._sizing.done():
