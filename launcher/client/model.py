@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, overload
 
+import grpc
+
 from launcher.client import responses as resp
 from launcher.client.call import (
     Caller,
@@ -31,12 +33,14 @@ from launcher.client.stream import (
     build_params,
     bytes_payload,
     create_state_requests,
+    create_state_wire,
     keyed_payloads,
     upload_state_requests,
 )
 from launcher.errors import RequestError
 from launcher.v1 import model_pb2, model_pb2_grpc
 
+CREATE_STATE_METHOD = "/launcher.v1.Model/CreateState"
 #: Requests of at most this many inline bytes go in one message (``CreateStateUnary``).
 UNARY_MAX_BYTES = 256 * 1024
 
@@ -44,9 +48,22 @@ UNARY_MAX_BYTES = 256 * 1024
 class ModelApi:
     """Model methods; each returns ``{"result": ...}`` or ``{"error": {...}}``."""
 
-    def __init__(self, stub: model_pb2_grpc.ModelStub, caller: Caller) -> None:
+    def __init__(
+        self, stub: model_pb2_grpc.ModelStub, caller: Caller, channel: grpc.Channel | None = None
+    ) -> None:
         self._stub = stub
         self._call = caller
+        # CreateState without a request serializer: the client sends its chunk messages
+        # already serialized (``create_state_wire``), one copy of the data instead of three.
+        self._create_state_wire = (
+            channel.stream_stream(
+                CREATE_STATE_METHOD,
+                request_serializer=None,
+                response_deserializer=model_pb2.CreateStateEvent.FromString,
+            )
+            if channel is not None
+            else None
+        )
 
     def create_state(
         self,
@@ -108,11 +125,16 @@ class ModelApi:
         inline: list[tuple[int, Payload]],
         accepted: bool,
     ) -> Iterator[dict[str, Any]]:
-        requests = create_state_requests(header, inline)
+        method: Any = self._create_state_wire
+        requests: Iterator[Any]
+        if method is not None:
+            requests = create_state_wire(header, inline)
+        else:
+            method, requests = self._stub.CreateState, create_state_requests(header, inline)
         answered = False
         try:
             # Read to the stream's end, after the response too, so that the call ends cleanly.
-            for event in self._call.stream(self._stub.CreateState, requests):
+            for event in self._call.stream(method, requests):
                 kind = event.WhichOneof("event")
                 if answered:
                     continue

@@ -3,10 +3,16 @@
 Nothing here builds a whole payload: a numpy array's bytes travel as zero-copy views from
 ``runtime.tensor.serialize_parts`` and a file is read block by block, so a 1 GiB param costs
 about one chunk of extra memory.
+
+CreateState's chunk messages are sent already serialized (``create_state_wire``): each is its
+few bytes of protobuf framing joined with its slices of the pieces, one copy of the data,
+where building a ``ParamChunk`` and serializing it copied every chunk three times (which made
+the client, not the launcher, the slowest part of a large upload).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -126,6 +132,49 @@ def chunks(pieces: Iterable[Piece], size: int = CHUNK_SIZE) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
+def _varint(value: int) -> bytes:
+    """``value`` (>= 0) as a protobuf base-128 varint."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def param_chunk_prefix(param_index: int, size: int) -> bytes:
+    """The serialized ``CreateStateRequest{chunk: ParamChunk{param_index, data}}`` less the
+    ``size`` bytes of ``data`` that follow it: the encoding protobuf itself writes (fields in
+    number order, a zero param_index left out)."""
+    inner = (b"\x08" + _varint(param_index) if param_index else b"") + b"\x12" + _varint(size)
+    return b"\x12" + _varint(len(inner) + size) + inner
+
+
+def wire_chunks(
+    pieces: Iterable[Piece], prefix: Callable[[int], bytes], size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """The pieces cut as ``chunks`` cuts them, each block as ``prefix(len(block)) + block`` in
+    one ``bytes`` built by a single join of views (no intermediate copy)."""
+    parts: list[Piece] = []
+    held = 0
+    for piece in pieces:
+        view = memoryview(piece).cast("B")
+        pos = 0
+        while pos < len(view):
+            take = min(size - held, len(view) - pos)
+            parts.append(view[pos : pos + take])
+            held += take
+            pos += take
+            if held == size:
+                parts.insert(0, prefix(held))
+                yield b"".join(parts)
+                parts.clear()
+                held = 0
+    if held:
+        parts.insert(0, prefix(held))
+        yield b"".join(parts)
+
+
 def build_params(params: object) -> tuple[list[model_pb2.Param], list[tuple[int, Payload]]]:
     """Header params and the inline payloads (param index, bytes) to stream after the header."""
     out: list[model_pb2.Param] = []
@@ -164,6 +213,16 @@ def create_state_requests(
         for data in chunks(payload.pieces):
             chunk = model_pb2.ParamChunk(param_index=index, data=data)
             yield model_pb2.CreateStateRequest(chunk=chunk)
+
+
+def create_state_wire(
+    header: model_pb2.CreateStateHeader, inline: list[tuple[int, Payload]]
+) -> Iterator[bytes]:
+    """``create_state_requests`` already serialized: the same messages' bytes, for a call
+    made without a request serializer."""
+    yield model_pb2.CreateStateRequest(header=header).SerializeToString()
+    for index, payload in inline:
+        yield from wire_chunks(payload.pieces, functools.partial(param_chunk_prefix, index))
 
 
 def keyed_payloads(

@@ -10,7 +10,14 @@ import numpy
 import pytest
 
 from launcher.client import LauncherClient
-from launcher.client.stream import CHUNK_SIZE, build_params, chunks, create_state_requests
+from launcher.client.stream import (
+    CHUNK_SIZE,
+    build_params,
+    chunks,
+    create_state_requests,
+    create_state_wire,
+    wire_chunks,
+)
 from launcher.v1 import model_pb2
 from runtime import tensor
 
@@ -60,14 +67,20 @@ def test_every_kind_of_tensor_value_serializes_like_the_codec() -> None:
     assert decoded[8].shape() == (1, 2)
 
 
-def test_a_256_mib_param_streams_with_bounded_extra_memory() -> None:
+@pytest.mark.parametrize("wire", [False, True])
+def test_a_256_mib_param_streams_with_bounded_extra_memory(wire: bool) -> None:
     array = numpy.ones(256 * MiB // 8, dtype=numpy.float64)
     tracemalloc.start()
     try:
         params, inline = build_params([{"name": "big", "data": [array]}])
         header = model_pb2.CreateStateHeader(model_id="m", params=params)
         total = 0
-        for message in create_state_requests(header, inline):
+        messages = (
+            map(model_pb2.CreateStateRequest.FromString, create_state_wire(header, inline))
+            if wire
+            else create_state_requests(header, inline)
+        )
+        for message in messages:
             total += len(message.chunk.data)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -165,3 +178,23 @@ def test_bad_arguments_of_other_methods_are_refused_without_sending(
         response = call()
         assert response["error"]["code"] == "invalid_parameter", parameter
         assert response["error"]["parameterName"] == parameter
+
+
+@pytest.mark.parametrize("index", [0, 1, 127, 128, 70000])
+def test_the_wire_form_is_the_serialized_request_stream(index: int) -> None:
+    array = numpy.arange(3 * MiB // 8 + 5, dtype=numpy.float64)
+    params, inline = build_params([{"name": "a", "data": [numpy.int8(1), array, b"\x00" * 0, "x"]}])
+    inline = [(index, payload) for _, payload in inline]
+    header = model_pb2.CreateStateHeader(model_id="m", params=params)
+    wire = list(create_state_wire(header, inline))
+    messages = [m.SerializeToString() for m in create_state_requests(header, inline)]
+    assert wire == messages
+    parsed = [model_pb2.CreateStateRequest.FromString(w) for w in wire[1:]]
+    assert {p.chunk.param_index for p in parsed} == {index}
+    assert [len(p.chunk.data) for p in parsed[:-1]] == [CHUNK_SIZE] * (len(parsed) - 1)
+
+
+def test_wire_chunks_cut_as_chunks_does() -> None:
+    pieces: list[bytes | memoryview] = [b"a" * 3, memoryview(b"b" * (2 * MiB + 5)), b"", b"c"]
+    blocks = list(wire_chunks(pieces, lambda n: b"<%d>" % n))
+    assert blocks == [b"<%d>" % len(b) + b for b in chunks(pieces)]
