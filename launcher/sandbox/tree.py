@@ -97,7 +97,7 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None 
         alive_r, alive_w = os.pipe()
         joined_r, joined_w = os.pipe()
         # Opened before the init exists: its pivot_root moves this process's root too.
-        procs = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in recipe.cgroup_procs]
+        procs, tasks = _open_joins(recipe.cgroup_procs)
     except OSError as exc:
         os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
         os._exit(SETUP_FAILED)
@@ -122,7 +122,9 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None 
         os.close(joined_w)
         for fd in procs:
             os.close(fd)
-        _run_init(recipe, status_w, alive_r, joined_r)
+        _run_init(recipe, status_w, alive_r, joined_r, tasks)
+    for fd in tasks:
+        os.close(fd)
     if killed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(init, signal.SIGKILL)
@@ -139,6 +141,23 @@ def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None 
     if killed:
         end_like(signal.SIGKILL)
     end_like(struct.unpack("i", report)[0] if len(report) == 4 else init_status)
+
+
+def _open_joins(paths: list[str]) -> tuple[list[int], list[int]]:
+    """The cgroups' files to join the init through: ``(procs, tasks)``. On cgroup v1 the init
+    joins each itself, by writing ``0`` (itself, one thread) to the group's ``tasks`` file:
+    the kernel moves a single thread that moves itself without the global lock whose first
+    write waits out an RCU grace period (up to ~12 ms measured on v1, on the cold path). A
+    ``cgroup.procs`` with no ``tasks`` beside it (v2) is written by the keeper, the init's pid."""
+    procs, tasks = [], []
+    for path in paths:
+        folder, name = os.path.split(path)
+        single = os.path.join(folder, "tasks")
+        if name == "cgroup.procs" and os.path.exists(single):
+            tasks.append(os.open(single, os.O_WRONLY | os.O_CLOEXEC))
+        else:
+            procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+    return procs, tasks
 
 
 def _join_cgroups(procs: list[int], init: int, joined_w: int) -> None:
@@ -159,9 +178,12 @@ def _join_cgroups(procs: list[int], init: int, joined_w: int) -> None:
     os.close(joined_w)
 
 
-def _run_init(recipe: Recipe, status_w: int, alive_r: int, joined_r: int) -> None:
+def _run_init(recipe: Recipe, status_w: int, alive_r: int, joined_r: int, tasks: list[int]) -> None:
     try:
         _die_with_parent(alive_r)
+        for fd in tasks:  # before anything else: all it does from here on is charged there
+            os.write(fd, b"0")
+            os.close(fd)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         if recipe.namespaces & libc.CLONE_NEWUTS:
             libc.sethostname(recipe.hostname)

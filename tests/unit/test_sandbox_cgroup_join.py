@@ -1,5 +1,6 @@
-"""The keeper joins the init to the worker's cgroups while the init builds its view: the
-worker still runs only inside its own cgroups, and a join that fails runs no model code."""
+"""The init joins the worker's cgroups (itself through ``tasks`` on v1; on v2 the keeper
+writes its pid) while it builds its view: the worker still runs only inside its own cgroups,
+and a join that fails runs no model code."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from launcher.sandbox.cgroups import WorkerCgroup
 from launcher.sandbox.layered import LayeredSandbox
 from launcher.sandbox.plain import start_entered
 from launcher.sandbox.recipe import SETUP_FAILED
+from launcher.sandbox.tree import _open_joins
 from launcher.sandbox.zygote_host import ZygoteHost
 from launcher.spec import LauncherSpec
 from tests.support.hostile.harness import Place, config_for, in_sandbox, plan_for
@@ -90,3 +92,57 @@ def test_a_cgroup_join_that_fails_runs_no_model_code(place: Place, zygote: bool)
     assert "sandbox: setting up the worker failed" in log
     assert "No space left on device" in log
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("zygote", [True, False])
+def test_a_self_join_through_tasks_that_fails_runs_no_model_code(
+    place: Place, zygote: bool
+) -> None:
+    """On cgroup v1 the init joins itself through ``tasks``: a write there that fails stops it
+    before any model code, as a failed join by the keeper does."""
+    marker = place.job / "ran"
+    code = f"open({str(marker)!r}, 'w').write('model code ran')"
+    fake = place.root / "fake-cgroup"
+    fake.mkdir()
+    (fake / "cgroup.procs").write_text("")
+    (fake / "tasks").symlink_to("/dev/full")  # opens, but every write fails (ENOSPC)
+
+    async def body(sandbox: LayeredSandbox) -> tuple[int | None, str]:
+        plan = _python(place, code)
+        recipe = sandbox.recipe(plan, None, forked=zygote)
+        recipe.cgroup_procs = [str(fake / "cgroup.procs")]
+        host = ZygoteHost(place.root / "zygote-state") if zygote else None
+        try:
+            if host is not None:
+                worker = await host.start(recipe, None, None)
+            else:
+                worker = await start_entered(recipe, None, None)
+            try:
+                ended = await asyncio.wait_for(worker.wait(), 20)
+                return ended.exit_code, worker.log_tail()
+            finally:
+                await worker.close()
+        finally:
+            if host is not None:
+                await host.close()
+
+    exit_code, log = in_sandbox(config_for(place), body)
+    assert exit_code == SETUP_FAILED, log
+    assert "sandbox: setting up the worker failed" in log
+    assert "No space left on device" in log
+    assert not marker.exists()
+
+
+def test_v1_groups_are_joined_through_tasks_and_v2_through_cgroup_procs(tmp_path: Path) -> None:
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for folder in (v1, v2):
+        folder.mkdir()
+        (folder / "cgroup.procs").write_text("")
+    (v1 / "tasks").write_text("")
+    procs, tasks = _open_joins([str(v1 / "cgroup.procs"), str(v2 / "cgroup.procs")])
+    try:
+        assert [os.readlink(f"/proc/self/fd/{fd}") for fd in tasks] == [str(v1 / "tasks")]
+        assert [os.readlink(f"/proc/self/fd/{fd}") for fd in procs] == [str(v2 / "cgroup.procs")]
+    finally:
+        for fd in procs + tasks:
+            os.close(fd)
