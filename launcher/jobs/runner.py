@@ -98,9 +98,13 @@ class JobRunner:
         model = request.model
         assert model is not None and request.spec is not None
         mounts = tuple(m.path for m in request.mounts)
-        # On the loop (one indexed read and a mkdir): no thread hop on the hot path.
+        # On the loop (a mkdir; the id is the manager's fresh one): no thread hop here.
         pending = self.states.begin(
-            model.model_id, request.name, job.state_id, [m.to_json() for m in request.mounts]
+            model.model_id,
+            request.name,
+            job.state_id,
+            [m.to_json() for m in request.mounts],
+            fresh=True,
         )
         launcher_id = request.persistent_launcher_id
         worker: Worker | None = None

@@ -70,15 +70,20 @@ class StateStore:
         name: str,
         state_id: str | None = None,
         mounted_models: builtins.list[dict[str, Any]] | None = None,
+        fresh: bool = False,
     ) -> PendingState:
+        """A state being created. ``fresh``: ``state_id`` was just made by ``new_state_id``
+        (100 random bits: no state has it, and the database's key would refuse it at the
+        commit anyway), so it is not looked up (the job's hot path)."""
         if state_id is None:
-            state_id = self.new_state_id()
+            state_id, fresh = self.new_state_id(), True
         elif not isinstance(state_id, str) or not rules.STATE_ID.ok(state_id):
             raise ValueError(f"invalid state id {state_id!r}")
-        if self._row(self._db.connect(), state_id) is not None:
-            raise ValueError(f"state id {state_id!r} already exists")
-        if (self._states_dir / state_id).exists() or (self._work_root / state_id).exists():
-            raise ValueError(f"state id {state_id!r} is already being created")
+        if not fresh:
+            if self._row(self._db.connect(), state_id) is not None:
+                raise ValueError(f"state id {state_id!r} already exists")
+            if (self._states_dir / state_id).exists() or (self._work_root / state_id).exists():
+                raise ValueError(f"state id {state_id!r} is already being created")
         mounted = json.dumps(list(mounted_models or []))
         return PendingState(
             self._db,
