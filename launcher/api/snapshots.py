@@ -7,6 +7,7 @@ A snapshot freezes a model's code folder and its active state (see
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -95,10 +96,10 @@ class SnapshotApi:
                 size = sum(k.byte_size for k in state.keys)
             reservation = await self.quotas.areserve(caller.tenant, caller.max_stored_bytes, size)
         try:
-            record = await asyncio.to_thread(store.create, model_id, name, code_dir)
-            if self.tenancy is not None:
-                await asyncio.to_thread(self.tenancy.own_snapshot, caller, record.id)
-            return record
+            tenancy = self.tenancy
+            own = None if tenancy is None else functools.partial(tenancy.own_snapshot, caller)
+            # The owner's row commits with the snapshot's rows: no crash leaves it unowned.
+            return await asyncio.to_thread(store.create, model_id, name, code_dir, own)
         finally:
             if reservation is not None:
                 reservation.release()

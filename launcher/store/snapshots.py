@@ -122,8 +122,16 @@ class SnapshotStore:
         self._leases: dict[str, int] = {}
         self._doomed: set[str] = set()
 
-    def create(self, model_id: str, name: str, code_dir: Path) -> SnapshotRecord:
-        """Freeze ``code_dir`` and the model's active state; ``StateNotFound`` without one."""
+    def create(
+        self,
+        model_id: str,
+        name: str,
+        code_dir: Path,
+        then: Callable[[str], None] | None = None,
+    ) -> SnapshotRecord:
+        """Freeze ``code_dir`` and the model's active state; ``StateNotFound`` without one.
+        ``then(snapshot_id)`` runs inside the transaction that commits it (its owner's row:
+        the snapshot never exists without it)."""
         snapshot_id = "sn-" + base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
         work = self._work_root / snapshot_id
         final = self._dir / snapshot_id
@@ -153,6 +161,8 @@ class SnapshotStore:
                         for i, k in enumerate(keys)
                     ],
                 )
+                if then is not None:
+                    then(snapshot_id)
         except BaseException:
             _remove_frozen(final if renamed else work)
             raise

@@ -106,3 +106,28 @@ def test_lease_keeps_a_deleted_snapshots_folder(
     assert not record.folder.exists()
     with pytest.raises(SnapshotNotFound):
         snapshots.delete("m", record.id)
+
+
+def test_the_owner_row_commits_with_the_snapshot_or_neither_remains(
+    stores: tuple[StateStore, SnapshotStore, Path], tmp_path: Path
+) -> None:
+    """``then`` (the owner's row) runs inside the snapshot's transaction: a failure there
+    leaves no snapshot (no row, no folder); a success commits both."""
+    from launcher.auth.owners import SNAPSHOT, Owners
+
+    states, snapshots, code = stores
+    commit(states, "m", small=b"tiny")
+    owners = Owners(snapshots._db)
+
+    def failing(snapshot_id: str) -> None:
+        owners.record(SNAPSHOT, snapshot_id, "team-a")
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        snapshots.create("m", "snap", code, failing)
+    assert snapshots.list("m") == []
+    assert not any((tmp_path / "snapshots").glob("sn-*"))
+    assert owners.ids_of(SNAPSHOT, "team-a") == set()
+    record = snapshots.create("m", "snap", code, lambda i: owners.record(SNAPSHOT, i, "team-a"))
+    assert owners.tenant_of(SNAPSHOT, record.id) == "team-a"
+    assert [r.id for r in snapshots.list("m")] == [record.id]
