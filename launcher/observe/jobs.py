@@ -67,15 +67,21 @@ class JobObserver:
             if request.persistent_launcher_id is not None
             else "a temporary launcher"
         )
-        job_log.launcher(f"accepted {job.state_id}: model {job.model_id}, on {where}")
-        if self.metrics is not None:
-            size = sum(source.total_byte_size for source in request.params.values())
-            if size:
-                self.metrics.ingested.inc(size)
+        line = f"accepted {job.state_id}: model {job.model_id}, on {where}"
+        self._deferred += 1  # like the phase lines (below): in the loop's next turn, first
+        asyncio.get_running_loop().call_soon(self._accepted_line, job, job_log, line)
         caller = access.current()  # accepted within the createState call: its caller
         key = caller.key.name if caller.key is not None else None
         who = (caller.tenant, key)
         job.listeners.append(lambda item: self._heard(job, job_log, who, item))
+
+    def _accepted_line(self, job: Job, job_log: JobLog, line: str) -> None:
+        self._deferred -= 1
+        job_log.launcher(line)
+        if self.metrics is not None:
+            size = sum(source.total_byte_size for source in job.request.params.values())
+            if size:
+                self.metrics.ingested.inc(size)
 
     def _heard(
         self,

@@ -49,6 +49,12 @@ def configure(level: str = "info", fmt: str = "text", libraries: bool = False) -
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
+    # No record field that a line leaves out is gathered (the logging HOWTO's optimization):
+    # no caller frame walk, thread, process or multiprocessing name per record.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     wanted = getattr(logging, level.upper())
     # The launcher's loggers at the level asked; everything else at warning unless asked.
     root.setLevel(wanted if libraries else max(wanted, logging.WARNING))

@@ -59,7 +59,11 @@ class LogSaver:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self._save, batch)
+                # Through the group commit's one writer: never a second writer waiting on
+                # SQLite's busy handler (a millisecond or more) beside a job's commit.
+                await asyncio.wrap_future(self._db.submit(self._save_rows, batch, fsync=False))
+                if any(e.work_files for e in batch):
+                    await asyncio.to_thread(self._remove_work_files, batch)
             except Exception:  # the logs stay readable from memory; the next batch retries
                 log.exception("saving %d job logs failed", len(batch))
                 self._pending = batch + self._pending
@@ -76,12 +80,14 @@ class LogSaver:
         if self._pending:
             await self._run(0)
 
-    def _save(self, batch: list[Ended]) -> None:
+    def _save_rows(self, batch: list[Ended]) -> None:
         with self._db.transaction(fsync=False) as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO job_logs (state_id, data, truncated) VALUES (?, ?, ?)",
                 [(e.state_id, e.data, int(e.truncated)) for e in batch],
             )
+
+    def _remove_work_files(self, batch: list[Ended]) -> None:
         for ended in batch:
             if ended.work_files:
                 for suffix in (".joblog.head", ".joblog.tail"):
