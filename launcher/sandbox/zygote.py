@@ -39,6 +39,8 @@ try:
     import asyncio  # noqa: F401
 
     import runtime._call
+    import runtime._loader
+    import runtime._options
     import runtime.api
     import runtime.tensor
     import runtime.worker  # noqa: F401
