@@ -8,6 +8,7 @@ comes before seccomp (which requires it).
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import resource
 import runpy
@@ -78,6 +79,7 @@ def _set_blas_threads(count: int) -> None:
 
 def _run_module(recipe: Recipe, module: str) -> None:
     """Run ``module`` as ``python -m`` would, in this (forked, pre-imported) interpreter."""
+    gc.enable()  # off in the keeper and init; what the zygote held stays frozen (unscanned)
     os.environ.clear()
     os.environ.update(recipe.env)
     if recipe.blas_threads > 1:

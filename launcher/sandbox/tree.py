@@ -16,6 +16,7 @@ Each sets PR_SET_PDEATHSIG, so the chain dies with the launcher.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import resource
 import select
@@ -219,6 +220,7 @@ def main_from_zygote(
     recipe: Recipe, log_fd: int, zygote_pid: int, err_fd: int | None = None
 ) -> None:
     """Entry of a process just forked from the zygote: a clean slate, then the keeper."""
+    gc.disable()  # the keeper and the init make no garbage worth a scan; the worker turns it on
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

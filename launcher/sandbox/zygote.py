@@ -11,6 +11,7 @@ die with it, and their pid namespaces with them.
 from __future__ import annotations
 
 import array
+import gc
 import os
 import select
 import signal
@@ -105,6 +106,9 @@ def serve(sock: socket.socket) -> None:
             continue  # only the launcher talks to us; a malformed packet is dropped
         worker_id, recipe = message.id, message.recipe
         zygote_pid = os.getpid()
+        # Everything the zygote holds is left out of the collector's scans in the children:
+        # a collection there would touch (and so copy) every inherited page of the heap.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             sock.detach()
