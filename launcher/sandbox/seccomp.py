@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import platform
 import struct
 
@@ -152,9 +153,15 @@ def build(machine: str | None = None) -> bytes:
     return b"".join(prog)
 
 
+@functools.cache
+def _program() -> bytes:
+    """This machine's program, built once (the zygote builds it before it forks workers)."""
+    return build()
+
+
 def install() -> None:
     """Install the filter on the calling thread (no_new_privs must be set, or root)."""
-    program = build()
+    program = _program()
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _Filter(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
     libc.prctl_ptr(

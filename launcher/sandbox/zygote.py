@@ -21,7 +21,7 @@ import sys
 # Pre-imported so that forked workers start with it loaded (the point of the zygote).
 import numpy  # noqa: F401
 
-from launcher.sandbox import libc, tree
+from launcher.sandbox import libc, seccomp, tree
 from launcher.sandbox.zygote_messages import (
     MAX_PACKET,
     Exited,
@@ -122,6 +122,8 @@ def serve(sock: socket.socket) -> None:
 
 def main() -> None:
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if seccomp.supported():
+        seccomp._program()  # built here once, inherited by every worker
     launcher_pid = int(sys.argv[2])
     if os.getppid() != launcher_pid:
         sys.exit("zygote: the launcher is already gone")
