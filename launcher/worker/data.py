@@ -3,6 +3,12 @@
 What a worker asks for is checked here (``check_request``); the work it causes stays bounded
 and off the event loop: a shuffle permutes in a thread, and an answer yields to the loop every
 few elements and gives up when the worker stops reading (``WriteStalled``).
+
+A large element goes from its file to the socket with ``sendfile`` (``loop.sendfile``: the
+kernel copies it, nothing passes through Python), a ``CHUNK`` at a time, each under the same
+write deadline as a written chunk; the worker receives the same bytes either way. Where the
+transport or the file cannot (``SendfileNotAvailableError``, a transport without sendfile),
+the element is read and written as before.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from typing import IO, cast
 
 import numpy as np
 
@@ -18,6 +25,9 @@ from launcher.worker.frames import ProtocolViolation
 from runtime import messages, protocol
 
 CHUNK = 1 << 20
+#: Elements of at least this many bytes are sent with sendfile (smaller ones are read: one
+#: syscall each, where sendfile would cost a wait for the transport's buffer to empty).
+SENDFILE_MIN = 256 << 10
 #: An answer yields to the event loop after this many elements.
 YIELD_EVERY = 128
 
@@ -105,6 +115,52 @@ async def drain(writer: asyncio.StreamWriter, deadline: float) -> None:
         ) from None
 
 
+class _FileOf:
+    """What ``loop.sendfile`` asks of a file object, for a descriptor it does not own (the
+    native path sends at explicit offsets; it only moves the file position, which no reader
+    of a source uses: they all read at offsets)."""
+
+    mode = "rb"
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+
+async def _sendfile(
+    writer: asyncio.StreamWriter, src: ParamSource, offset: int, length: int, deadline: float
+) -> int:
+    """Send ``length`` bytes at ``offset`` of the source's file with sendfile, a CHUNK at a
+    time, each within ``deadline`` (a stall is ``WriteStalled``, as for a written chunk); the
+    bytes sent, fewer where sendfile is not available here (the caller sends the rest)."""
+    loop = asyncio.get_running_loop()
+    file = cast(IO[bytes], _FileOf(src.fd))
+    sent = 0
+    while sent < length:
+        count = min(length - sent, CHUNK)
+        try:
+            async with asyncio.timeout(deadline):
+                # Waits for the transport's buffer to empty (the blob header), then sends.
+                n = await loop.sendfile(
+                    writer.transport, file, offset + sent, count, fallback=False
+                )
+        except TimeoutError:
+            raise WriteStalled(
+                f"the worker stopped reading: a write stayed blocked for over {deadline:g} s"
+            ) from None
+        except (asyncio.SendfileNotAvailableError, NotImplementedError, RuntimeError):
+            # Not here (this transport or file, or a closing transport): the rest is read
+            # and written, with that path's errors.
+            return sent
+        sent += n
+        if n < count:
+            return sent  # the file ended early: the read path says so
+        await asyncio.sleep(0)  # sendfile pauses reading: let the session's reader run
+    return sent
+
+
 async def send_elements(writer: asyncio.StreamWriter, reply: Reply, deadline: float) -> None:
     """Write one provide-data frame, streaming each element from its file."""
     src = reply.source
@@ -113,6 +169,10 @@ async def send_elements(writer: asyncio.StreamWriter, reply: Reply, deadline: fl
         j = i if reply.order is None else int(reply.order[i])
         offset, length = int(src.offsets[j]), int(src.lengths[j])
         writer.write(protocol.blob_header(length))
+        if length >= SENDFILE_MIN:
+            done = await _sendfile(writer, src, offset, length, deadline)
+            offset += done
+            length -= done
         while length:
             data = os.pread(src.fd, min(length, CHUNK), offset)
             if not data:
