@@ -101,7 +101,11 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
             request.model = self.phase_caps.clamp(request.model)
         request.quota = reservation  # released when the job ends and its spool is gone
         try:
-            job = await self.jobs.submit(request)
+            # Without keys (one tenant, no owner checks) the one-message call's accepted rows
+            # wait for its result; with keys they are written at once, so that the tenant
+            # sees its running job (getCreatingStates) and nobody else can use its id.
+            late_rows = not phases and request.tenant is None
+            job = await self.jobs.submit(request, id_given_out=not late_rows)
         except JobRefused as e:  # draining: refused at once, no state id handed out
             oplog.refused("createState", e.result.code, "the launcher is draining")
             yield model_pb2.CreateStateEvent(response=convert.create_state_response(e.result))

@@ -65,21 +65,25 @@ class JobManager:
     def load(self) -> tuple[int, int]:
         return self._running, self._queued
 
-    async def submit(self, request: JobRequest) -> Job:
+    async def submit(self, request: JobRequest, id_given_out: bool = True) -> Job:
         """Accept a resolved request: assign the state id and start (or queue) the job.
-        While draining, ``JobRefused`` at once (``server_overloaded``, no state id)."""
+        While draining, ``JobRefused`` at once (``server_overloaded``, no state id).
+        ``id_given_out=False``: the caller learns the state id only with the result (the
+        one-message call), so the accepted rows are written with the result, in one
+        transaction (with a success's state rows), instead of a transaction of their own."""
         if self._draining:
             request.close()
             raise JobRefused(oc.JobResult(oc.ServerOverloaded(), oc.Durations()))
         state_id = self._new_state_id()
         job = Job(state_id, request)
-        job.record = functools.partial(self.records.finished, state_id)
-        # Not fsync'd on its own: the state's commit (fsync'd) makes these rows durable too.
-        # Not waited for here: the job starts at once, and every later write of the job (its
-        # commit, its record) is queued behind this one on the same writer. Whoever hands the
-        # state id out waits for it first (``accept_written``), so the id's rows (its tenant)
-        # exist before anyone can name it.
-        job.accept_written = self.records.db.submit(self._accept, job, fsync=False)
+        job.record = functools.partial(self._write_result, job, not id_given_out)
+        if id_given_out:
+            # Not fsync'd on its own: the state's commit (fsync'd) makes these rows durable
+            # too. Not waited for here: the job starts at once, and every later write of the
+            # job (its commit, its record) is queued behind this one on the same writer.
+            # Whoever hands the state id out waits for it first (``accept_written``), so the
+            # id's rows (its tenant) exist before anyone can name it.
+            job.accept_written = self.records.db.submit(self._accept, job, fsync=False)
         self.jobs[state_id] = job
         if self.observer is not None:
             self.observer(job)
@@ -98,6 +102,13 @@ class JobManager:
         self.records.started(job.state_id, request.model_id, request.name, job.started_at)
         if self.owners is not None:
             self.owners.record(STATE, job.state_id, request.tenant or DEFAULT_TENANT)
+
+    def _write_result(self, job: Job, with_accept: bool, result: oc.JobResult) -> None:
+        """The job's result row (in the writer thread), after its accepted rows if those
+        were left for now."""
+        if with_accept:
+            self._accept(job)
+        self.records.finished(job.state_id, result)
 
     async def _finish_now(self, job: Job, outcome: oc.Failure) -> None:
         await self._record(job, oc.JobResult(outcome, job.elapsed()))
@@ -136,12 +147,9 @@ class JobManager:
 
     async def _record(self, job: Job, response: oc.JobResult) -> None:
         try:
-            if response is not job.recorded:  # a success is recorded with its commit
-                await asyncio.wrap_future(
-                    self.records.db.submit(
-                        self.records.finished, job.state_id, response, fsync=False
-                    )
-                )
+            if response is not job.recorded and job.record is not None:
+                # (a success is recorded with its commit)
+                await asyncio.wrap_future(self.records.db.submit(job.record, response, fsync=False))
         finally:
             self.jobs.pop(job.state_id, None)
             job.finish(response)

@@ -115,3 +115,21 @@ def test_the_launcher_keeps_serving_after_bad_unary_requests(
         model_id="echo", name="after", params=[], execution_location=TEMPORARY
     )
     assert "success" in answer["result"], answer
+
+
+def test_a_one_message_jobs_record_is_written_with_its_result(
+    launcher: LauncherProcess, client: LauncherClient
+) -> None:
+    """Without keys the one-message call's accepted rows are written with its result (in its
+    state's commit): the job's record answers for it afterwards, also after a failed job."""
+    bad = client.model.create_state(
+        model_id="raise_create", name="u", params=[], execution_location=TEMPORARY
+    )
+    assert "failed" in bad["result"], bad
+    params = [{"name": "x", "data": [np.arange(3, dtype=np.float32)]}]
+    ok = client.model.create_state(
+        model_id="echo", name="u", params=params, execution_location=TEMPORARY
+    )
+    state_id = ok["result"]["success"]["stateId"]
+    again = client.model.wait_for_state_to_be_created(model_id="echo", state_id=state_id)
+    assert again == ok
