@@ -231,10 +231,15 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
             return model_pb2.GetCreatingStatesResponse(
                 error=convert.error_to_proto(ModelNotFound(request.model_id))
             )
-        states = [
-            model_pb2.CreatingState(id=j.state_id, name=j.name, started_at=j.started_at_ms)
+        creating = [
+            j
             for j in self.jobs.creating(request.model_id)
             if caller.admin or j.request.tenant == caller.tenant
+        ]
+        await self.jobs.ensure_accepted(creating)  # their records exist once they are named
+        states = [
+            model_pb2.CreatingState(id=j.state_id, name=j.name, started_at=j.started_at_ms)
+            for j in creating
         ]
         return model_pb2.GetCreatingStatesResponse(
             result=model_pb2.GetCreatingStatesResponse.Result(states=states)

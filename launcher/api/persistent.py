@@ -143,6 +143,14 @@ class PersistentLauncherServicer(persistent_launcher_pb2_grpc.PersistentLauncher
             )
             records = [r for r in records if r.id in visible]
         page = records[request.offset : request.offset + limit]
+        ids = {r.id for r in page}
+        await self.jobs.ensure_accepted(  # the running jobs' records exist once they are named
+            [
+                j
+                for j in self.jobs.jobs.values()
+                if j.request.persistent_launcher_id in ids and not j.response.done()
+            ]
+        )
         return pl_pb2.GetPersistentLaunchersResponse(
             result=pl_pb2.GetPersistentLaunchersResponse.Result(
                 persistent_launchers=[self._info(r) for r in page],

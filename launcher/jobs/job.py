@@ -44,6 +44,8 @@ class Job:
         self.recorded: oc.JobResult | None = None
         #: The write of the job's accepted rows (set by the manager; None: nothing to wait for).
         self.accept_written: concurrent.futures.Future[None] | None = None
+        #: Whether those rows are written (set in the writer thread that writes them).
+        self.accepted_rows = False
 
     async def accepted(self) -> None:
         """Wait until the job's accepted rows are written (before its id is handed out)."""

@@ -96,16 +96,32 @@ class JobManager:
             job.task = asyncio.create_task(self._run(job))
         return job
 
+    async def ensure_accepted(self, jobs: list[Job]) -> None:
+        """Write now the accepted rows that were left for the result: before an answer names
+        these running jobs' state ids (a crash from then on must leave a record that answers
+        ``launcher_terminated`` for them)."""
+        waits = []
+        for job in jobs:
+            if job.accept_written is None:
+                job.accept_written = self.records.db.submit(self._accept, job, fsync=False)
+            waits.append(asyncio.wrap_future(job.accept_written))
+        if waits:
+            await asyncio.gather(*waits)
+
     def _accept(self, job: Job) -> None:
-        """Record the accepted job, and its state as its tenant's before the state exists."""
+        """Record the accepted job, and its state as its tenant's before the state exists
+        (in the writer thread; once: a second call does nothing)."""
+        if job.accepted_rows:
+            return
         request = job.request
         self.records.started(job.state_id, request.model_id, request.name, job.started_at)
         if self.owners is not None:
             self.owners.record(STATE, job.state_id, request.tenant or DEFAULT_TENANT)
+        job.accepted_rows = True
 
     def _write_result(self, job: Job, with_accept: bool, result: oc.JobResult) -> None:
         """The job's result row (in the writer thread), after its accepted rows if those
-        were left for now."""
+        were left for now (and no answer has named the job since)."""
         if with_accept:
             self._accept(job)
         self.records.finished(job.state_id, result)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,34 @@ def test_cancelling_a_queued_job_ends_it_before_it_runs(tmp_path_factory) -> Non
             client.model.cancel_create_state(model_id="sleeper", state_id=sleeping[0]["id"])
             running.join(30)
             assert jobs.results["running"]["result"]["failed"]["error"] == {"code": "cancelled"}
+
+
+def test_a_one_message_job_named_by_get_creating_states_answers_launcher_terminated(
+    tmp_path_factory,
+) -> None:
+    """The one-message call writes its job's record with the result, unless an answer names
+    the running job first: then the record exists, and a crash leaves it answering."""
+    root = Path(tmp_path_factory.mktemp("kill-unary", numbered=True))
+    with running_launcher(root) as proc:
+        with LauncherClient(proc.address) as client:
+
+            def call() -> None:  # answered by the launcher's end (the client raises then)
+                with contextlib.suppress(Exception), LauncherClient(proc.address) as other:
+                    other.model.create_state(
+                        model_id="sleeper", name="lost", params=[], execution_location=TEMPORARY
+                    )
+
+            caller = threading.Thread(target=call, daemon=True)
+            caller.start()
+            deadline = time.monotonic() + 30
+            creating: list[dict] = []
+            while not creating and time.monotonic() < deadline:
+                creating = client.model.get_creating_states(model_id="sleeper")["result"]["states"]
+                time.sleep(0.05)
+            assert creating, "the job never showed"
+            state_id = creating[0]["id"]
+        proc.stop(signal.SIGKILL)
+    with running_launcher(root) as proc:
+        with LauncherClient(proc.address) as client:
+            lost = client.model.wait_for_state_to_be_created(model_id="sleeper", state_id=state_id)
+            assert lost["result"]["failed"]["error"] == {"code": "launcher_terminated"}
