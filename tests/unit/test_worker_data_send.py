@@ -138,3 +138,30 @@ def test_a_file_shorter_than_its_element_is_an_error(
             asyncio.run(answer(Reply(1, source, None, 0, 1), 3 * MiB))
     finally:
         source.close()
+
+
+def test_a_large_element_widens_the_send_buffer_of_the_launchers_end(tmp_path: Path) -> None:
+    source, blob = make_source(tmp_path, [data.SENDFILE_MIN])
+
+    async def main() -> tuple[int, int, bool]:
+        host, worker = socket.socketpair()
+        _, writer = await asyncio.open_connection(sock=host)
+        before = host.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        reply = Reply(1, source, None, 0, 1)
+        want = expected_frame(reply, blob)
+        received = asyncio.create_task(asyncio.to_thread(receive, worker, len(want)))
+        try:
+            await send_elements(writer, reply, 5.0)
+            after = host.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            return before, after, (await received) == want
+        finally:
+            writer.close()
+            await asyncio.wait([received])
+            worker.close()
+
+    try:
+        before, after, same = asyncio.run(main())
+    finally:
+        source.close()
+    assert same
+    assert before < data.SEND_BUFFER <= after
