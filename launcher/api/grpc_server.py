@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from launcher.api import reflection
+from launcher.api.intake import create_state_handler
 from launcher.v1 import (
     dataset_pb2,
     dataset_pb2_grpc,
@@ -41,6 +42,11 @@ def add_services(server: grpc.aio.Server, servicers: Mapping[str, Any]) -> Healt
     """Register the Model, Dataset and PersistentLauncher servicers, health checking and
     server reflection (v1 and v1alpha) on ``server``."""
     model_pb2_grpc.add_ModelServicer_to_server(servicers["Model"], server)
+    # CreateState again, its chunk messages parsed without copying their data (see intake.py);
+    # a registered method's later handler replaces the earlier one.
+    server.add_registered_method_handlers(
+        "launcher.v1.Model", {"CreateState": create_state_handler(servicers["Model"])}
+    )
     dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
         servicers["PersistentLauncher"], server

@@ -10,6 +10,11 @@ never waiting behind anyone's upload.
 Bounds: at most ``max_concurrent`` intakes at once (``max_per_tenant`` per tenant), at most
 ``max_request_bytes`` of inline data per request and ``max_tensors_per_param`` tensors per
 param, and a stream that sends nothing for ``idle_seconds`` is ended.
+
+CreateState's request messages are parsed by ``parse_create_state_request`` (the gRPC
+server's deserializer for the method): a chunk message in protobuf's own encoding becomes a
+``ChunkRequest`` whose data is a view of the received bytes, where protobuf copied each chunk
+twice (into the message, then out of it as ``bytes``); anything else is parsed by protobuf.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import grpc
 
 from launcher import rules
 from launcher.api.placement import placeable_spec
@@ -41,7 +49,80 @@ from launcher.store.spool import Spool, open_spool_file, remove_spool_leftovers
 from launcher.store.states import StateStore
 from launcher.v1 import model_pb2
 
-__all__ = ["Intake", "IntakeLimits", "open_spool_file", "remove_spool_leftovers"]
+__all__ = [
+    "ChunkRequest",
+    "Intake",
+    "IntakeLimits",
+    "create_state_handler",
+    "open_spool_file",
+    "parse_create_state_request",
+    "remove_spool_leftovers",
+]
+
+_UINT32_LIMIT = 1 << 32
+
+
+class ParamChunkView(NamedTuple):
+    """A ``ParamChunk`` whose ``data`` is a view of the received message."""
+
+    param_index: int
+    data: memoryview
+
+
+class ChunkRequest:
+    """A ``CreateStateRequest`` holding a chunk, as the intake reads one (``WhichOneof`` and
+    ``chunk``), parsed without copying its data."""
+
+    __slots__ = ("chunk",)
+
+    def __init__(self, chunk: ParamChunkView) -> None:
+        self.chunk = chunk
+
+    def WhichOneof(self, oneof_group: str) -> str:  # noqa: N802 - protobuf's name
+        if oneof_group != "part":
+            raise ValueError(f"CreateStateRequest has no oneof {oneof_group!r}")
+        return "chunk"
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    """The varint at ``at`` and the position after it; (-1, at) where none ends in 10 bytes
+    or before the end."""
+    value = shift = 0
+    for i in range(at, min(at + 10, len(data))):
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i + 1
+        shift += 7
+    return -1, at
+
+
+def parse_create_state_request(data: bytes) -> model_pb2.CreateStateRequest | ChunkRequest:
+    """One CreateState request message. Exactly ``chunk {param_index?, data}`` in protobuf's
+    encoding (each field once, in order, lengths ending the message) becomes a
+    ``ChunkRequest``: the values protobuf would give, the data a view. Every other message,
+    malformed ones included, is ``CreateStateRequest.FromString``'s, with its errors."""
+    end = len(data)
+    if end >= 3 and data[0] == 0x12:  # field 2 (chunk), length-delimited
+        length, at = _varint(data, 1)
+        if length >= 0 and at + length == end:
+            index = 0
+            if at < end and data[at] == 0x08:  # field 1 (param_index), varint
+                index, at = _varint(data, at + 1)
+            if 0 <= index < _UINT32_LIMIT and at < end and data[at] == 0x12:  # field 2 (data)
+                size, at = _varint(data, at + 1)
+                if size >= 0 and at + size == end:
+                    return ChunkRequest(ParamChunkView(index, memoryview(data)[at:]))
+    return model_pb2.CreateStateRequest.FromString(data)
+
+
+def create_state_handler(servicer: Any) -> grpc.RpcMethodHandler:
+    """CreateState's method handler with ``parse_create_state_request`` as its deserializer."""
+    return grpc.stream_stream_rpc_method_handler(
+        servicer.CreateState,
+        request_deserializer=parse_create_state_request,
+        response_serializer=model_pb2.CreateStateEvent.SerializeToString,
+    )
 
 
 def _tenant() -> str:
