@@ -4,22 +4,23 @@ What a worker asks for is checked here (``check_request``); the work it causes s
 and off the event loop: a shuffle permutes in a thread, and an answer yields to the loop every
 few elements and gives up when the worker stops reading (``WriteStalled``).
 
-A large element goes from its file to the socket with ``sendfile`` (``loop.sendfile``: the
-kernel copies it, nothing passes through Python), a ``CHUNK`` at a time, each under the same
-write deadline as a written chunk; the worker receives the same bytes either way. Where the
-transport or the file cannot (``SendfileNotAvailableError``, a transport without sendfile),
-the element is read and written as before. Before its first large element the launcher's end
-of the socket gets a ``SEND_BUFFER`` send buffer (the kernel's default, about 200 KiB, woke the
-worker every few hundred KiB: a 256 MiB element took 2.7 times as long to arrive).
+A large element goes, once the transport holds nothing unsent, from its file to the socket
+with ``os.sendfile`` on a descriptor of our own (the kernel copies it, nothing passes through
+Python; the answer holds the write lock, so nothing else writes meanwhile, and the socket's
+reading is left alone); each wait for room has the same write deadline as a written chunk,
+and the worker receives the same bytes either way. Where sendfile cannot read the file, the
+rest of the element is read and written as before. The launcher's end of the socket then
+gets a ``SEND_BUFFER`` send buffer (the kernel's default, about 200 KiB, woke the worker every
+few hundred KiB: a 256 MiB element took 2.7 times as long to arrive).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import IO, cast
 
 import numpy as np
 
@@ -28,8 +29,10 @@ from launcher.worker.frames import ProtocolViolation
 from runtime import messages, protocol
 
 CHUNK = 1 << 20
-#: Elements of at least this many bytes are sent with sendfile (smaller ones are read: one
-#: syscall each, where sendfile would cost a wait for the transport's buffer to empty).
+#: sendfile's answers for a file it cannot read from (the element is read and written).
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+#: Elements of at least this many bytes are sent with sendfile (smaller ones are read and
+#: written through the transport, which gathers them: fewer syscalls).
 SENDFILE_MIN = 256 << 10
 #: The send buffer (SO_SNDBUF, which Linux doubles) of the launcher's end of a worker socket
 #: that is sent a large element: kernel memory, at most this much per worker socket.
@@ -121,24 +124,7 @@ async def drain(writer: asyncio.StreamWriter, deadline: float) -> None:
         ) from None
 
 
-class _FileOf:
-    """What ``loop.sendfile`` asks of a file object, for a descriptor it does not own (the
-    native path sends at explicit offsets; it only moves the file position, which no reader
-    of a source uses: they all read at offsets)."""
-
-    mode = "rb"
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    def fileno(self) -> int:
-        return self._fd
-
-
-def _widen_send_buffer(writer: asyncio.StreamWriter) -> None:
-    sock = writer.transport.get_extra_info("socket")
-    if sock is None:
-        return
+def _widen_send_buffer(sock: socket.socket) -> None:
     try:
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < SEND_BUFFER:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -146,36 +132,83 @@ def _widen_send_buffer(writer: asyncio.StreamWriter) -> None:
         pass  # a socket without the option: the default buffer does
 
 
-async def _sendfile(
-    writer: asyncio.StreamWriter, src: ParamSource, offset: int, length: int, deadline: float
-) -> int:
-    """Send ``length`` bytes at ``offset`` of the source's file with sendfile, a CHUNK at a
-    time, each within ``deadline`` (a stall is ``WriteStalled``, as for a written chunk); the
-    bytes sent, fewer where sendfile is not available here (the caller sends the rest)."""
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _writable(fd: int, deadline: float) -> None:
+    """Wait until ``fd`` (our own descriptor of the socket) takes bytes, at most ``deadline``."""
     loop = asyncio.get_running_loop()
-    _widen_send_buffer(writer)
-    file = cast(IO[bytes], _FileOf(src.fd))
-    sent = 0
-    while sent < length:
-        count = min(length - sent, CHUNK)
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_writer(fd, _resolve, ready)
+    try:
+        async with asyncio.timeout(deadline):
+            await ready
+    except TimeoutError:
+        raise WriteStalled(
+            f"the worker stopped reading: a write stayed blocked for over {deadline:g} s"
+        ) from None
+    finally:
+        loop.remove_writer(fd)
+
+
+def _own_socket(writer: asyncio.StreamWriter) -> int:
+    """A descriptor of our own for the writer's socket (a transport closed meanwhile cannot
+    hand us a number reused by another file, and the loop's watch on it is ours alone); -1
+    where the transport has no socket or is closing."""
+    transport = writer.transport
+    sock = transport.get_extra_info("socket")
+    fd = sock.fileno() if sock is not None and not transport.is_closing() else -1
+    if fd < 0:
+        return -1
+    _widen_send_buffer(sock)
+    return os.dup(fd)
+
+
+async def _emptied(writer: asyncio.StreamWriter, fd: int, deadline: float) -> bool:
+    """Wait until the transport holds nothing unsent (so that bytes sent on ``fd`` overtake
+    nothing), each wait for room at most ``deadline``; False where it is closing."""
+    transport = writer.transport
+    while transport.get_write_buffer_size() and not transport.is_closing():
+        await _writable(fd, deadline)  # the transport sends its buffer at the same wake-up
+        await asyncio.sleep(0)
+    return not transport.is_closing()
+
+
+async def _send_direct(
+    fd: int, head: bytes, src: ParamSource, offset: int, length: int, deadline: float
+) -> int:
+    """Send ``head`` and then the element's ``length`` bytes at ``offset`` of its file on the
+    non-blocking socket ``fd``: the file's bytes by sendfile (the kernel copies them), waiting
+    for room at most ``deadline`` each time (``WriteStalled``, as for a written chunk). The
+    head always goes whole; the element bytes sent are returned, fewer where sendfile cannot
+    read this file or the file ended early (the caller sends the rest, with that path's
+    errors)."""
+    view = memoryview(head)
+    while view:
         try:
-            async with asyncio.timeout(deadline):
-                # Waits for the transport's buffer to empty (the blob header), then sends.
-                n = await loop.sendfile(
-                    writer.transport, file, offset + sent, count, fallback=False
-                )
-        except TimeoutError:
-            raise WriteStalled(
-                f"the worker stopped reading: a write stayed blocked for over {deadline:g} s"
-            ) from None
-        except (asyncio.SendfileNotAvailableError, NotImplementedError, RuntimeError):
-            # Not here (this transport or file, or a closing transport): the rest is read
-            # and written, with that path's errors.
-            return sent
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _writable(fd, deadline)
+    sent = since_yield = 0
+    while sent < length:
+        try:
+            n = os.sendfile(fd, src.fd, offset + sent, min(length - sent, CHUNK))
+        except BlockingIOError:
+            await _writable(fd, deadline)
+            continue
+        except OSError as e:
+            if e.errno in _NO_SENDFILE:
+                return sent
+            raise
+        if n == 0:
+            return sent  # the file ended early
         sent += n
-        if n < count:
-            return sent  # the file ended early: the read path says so
-        await asyncio.sleep(0)  # sendfile pauses reading: let the session's reader run
+        since_yield += n
+        if since_yield >= CHUNK:
+            since_yield = 0
+            await asyncio.sleep(0)  # other sessions' turn
     return sent
 
 
@@ -186,9 +219,18 @@ async def send_elements(writer: asyncio.StreamWriter, reply: Reply, deadline: fl
     for n, i in enumerate(range(reply.start, reply.start + reply.count)):
         j = i if reply.order is None else int(reply.order[i])
         offset, length = int(src.offsets[j]), int(src.lengths[j])
-        writer.write(protocol.blob_header(length))
-        if length >= SENDFILE_MIN:
-            done = await _sendfile(writer, src, offset, length, deadline)
+        head = protocol.blob_header(length)
+        done = -1  # the element's bytes sent directly; -1: none, not even its head
+        fd = _own_socket(writer) if length >= SENDFILE_MIN else -1
+        if fd >= 0:
+            try:
+                if await _emptied(writer, fd, deadline):
+                    done = await _send_direct(fd, head, src, offset, length, deadline)
+            finally:
+                os.close(fd)
+        if done < 0:
+            writer.write(head)
+        else:
             offset += done
             length -= done
         while length:
