@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +19,28 @@ from launcher.store.errors import CorruptBlob
 MAX_KEY_BYTES = rules.MAX_STATE_KEY_BYTES
 #: Keys up to this size are stored in the state's database row instead of a file.
 INLINE_MAX_BYTES = 64 << 10
+#: A key file's pages are handed to the disk in windows of this many bytes while it is written
+#: (``posix_fadvise(DONTNEED)`` starts their writeback, and drops the window before once it is
+#: clean), so the device works while the key arrives, ``finish``'s fsync has little left, and
+#: a big key does not pile up in the page cache: its pages are reused for the next window.
+WRITEBACK_WINDOW = 8 << 20
+#: A write at least this long to a key file is written by another thread while it is hashed
+#: (both release the GIL), so a key costs about its hashing alone.
+PARALLEL_WRITE_MIN = 1 << 20
+#: The threads that write those (each job only ever waits for its own write).
+_file_writes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="key-write")
+_fadvise = getattr(os, "posix_fadvise", None)
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
+
+
+def _drop_pages(fd: int, offset: int, length: int) -> None:
+    """Start writeback of ``fd``'s dirty pages in the range and drop its clean ones (advice
+    only: durability is ``fsync``'s, so a file system that refuses the advice changes nothing)."""
+    if _fadvise is not None:
+        try:
+            _fadvise(fd, offset, length, _DONTNEED)
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -48,7 +72,9 @@ class KeyWriter:
 
     A key of at most ``inline_max`` bytes stays in memory and is committed inside the
     state's SQLite row (one fsync for the whole state); a larger one goes to a new
-    temporary file as soon as it outgrows the limit, and is fsync'd by ``finish``.
+    temporary file as soon as it outgrows the limit, and is fsync'd by ``finish``. A file's
+    pages go to the disk in ``writeback_window`` windows as it is written (see
+    ``WRITEBACK_WINDOW``) and are dropped from the page cache once fsync'd.
     """
 
     def __init__(
@@ -57,6 +83,7 @@ class KeyWriter:
         path: Path,
         max_bytes: int = MAX_KEY_BYTES,
         inline_max: int = INLINE_MAX_BYTES,
+        writeback_window: int = WRITEBACK_WINDOW,
     ) -> None:
         self.key = key
         self.path = path
@@ -64,10 +91,16 @@ class KeyWriter:
         self._inline_max = inline_max
         self._buffer: bytearray | None = bytearray()
         self._fd: int | None = None
+        #: held while the file descriptor is used, so ``discard`` (from another thread: an
+        #: aborted job) waits for a write or fsync in flight instead of closing the fd under it
+        self._lock = threading.Lock()
         self._open = True
         self._spilled = False
         self._hash = hashlib.sha256()
         self._size = 0
+        self._window = writeback_window
+        self._advised_from = 0  # the start of the range the next advice covers
+        self._window_start = 0  # the start of the window being written
         self.result: StateKey | None = None
         #: the key's bytes when it is stored inline (set by ``finish``), else None
         self.inline: bytes | None = None
@@ -78,11 +111,22 @@ class KeyWriter:
         return self._spilled
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        with self._lock:
+            self._write(memoryview(data).cast("B"))
+
+    def _write(self, view: memoryview) -> None:
         if not self._open:
             raise ValueError(f"state key {self.key!r} is already finished or closed")
-        view = memoryview(data).cast("B")
         if self._size + len(view) > self._max_bytes:
             raise ValueError(f"state key {self.key!r} is larger than {self._max_bytes} bytes")
+        if self._buffer is None and len(view) >= PARALLEL_WRITE_MIN:
+            writing = _file_writes.submit(self._write_all, view)
+            try:
+                self._hash.update(view)
+            finally:
+                writing.result()  # its error (the key is discarded then) before the hash's
+            self._advise()
+            return
         self._hash.update(view)
         if self._buffer is not None:
             if self._size + len(view) <= self._inline_max:
@@ -95,6 +139,15 @@ class KeyWriter:
             self._size = 0
             self._write_all(memoryview(pending))
         self._write_all(view)
+        self._advise()
+
+    def _advise(self) -> None:
+        if self._size - self._window_start >= self._window:
+            # The window just written goes to the disk; the one before it, written back by
+            # now (mostly), leaves the page cache.
+            assert self._fd is not None
+            _drop_pages(self._fd, self._advised_from, self._size - self._advised_from)
+            self._advised_from, self._window_start = self._window_start, self._size
 
     def _write_all(self, view: memoryview) -> None:
         assert self._fd is not None
@@ -105,28 +158,36 @@ class KeyWriter:
                 self._size += written
         except BaseException:
             # A partial write (disk full, ...) leaves a key that cannot be finished.
-            self.discard()
+            self._discard()
             raise
 
     def finish(self) -> StateKey:
         """Make the key final: fsync and close its file, or keep its bytes for the row."""
-        if not self._open:
-            raise ValueError(f"state key {self.key!r} is already finished or closed")
-        self._open = False
-        if self._buffer is not None:
-            self.inline, self._buffer = bytes(self._buffer), None
-        else:
-            fd, self._fd = self._fd, None
-            assert fd is not None
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self.result = StateKey(self.key, self._size, self._hash.hexdigest())
-        return self.result
+        with self._lock:
+            if not self._open:
+                raise ValueError(f"state key {self.key!r} is already finished or closed")
+            self._open = False
+            if self._buffer is not None:
+                self.inline, self._buffer = bytes(self._buffer), None
+            else:
+                fd, self._fd = self._fd, None
+                assert fd is not None
+                try:
+                    os.fsync(fd)
+                    if self._size >= self._window:  # a big key is not read back soon: drop it
+                        _drop_pages(fd, 0, 0)
+                finally:
+                    os.close(fd)
+            self.result = StateKey(self.key, self._size, self._hash.hexdigest())
+            return self.result
 
     def discard(self) -> None:
-        """Close (if open) and remove the file; idempotent."""
+        """Close (if open) and remove the file; idempotent. Waits for a write or fsync that
+        another thread has in flight."""
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
         self._open = False
         self._buffer = None
         if self._fd is not None:

@@ -29,7 +29,6 @@ from launcher.worker.frames import (
     Message,
     ProtocolViolation,
 )
-from launcher.worker.writebehind import WriteBehind
 from runtime import messages, protocol
 
 log = logging.getLogger("launcher.worker")
@@ -283,10 +282,6 @@ class WorkerSession:
                 raise ProtocolViolation(f"more than {protocol.MAX_STATE_KEYS} state keys")
             length = await self._frames.blob_length(protocol.MAX_STATE_KEY_BYTES)
             sink = call.sink.key_writer(name)
-            write = WriteBehind(sink.write)
-            try:
-                await self._frames.read_blob(length, write)
-            finally:
-                await write.flush()
+            await self._frames.stream_blob(length, sink.write, self._writer.transport)
             await asyncio.to_thread(sink.finish)
         await self._frames.end_message()

@@ -1,0 +1,270 @@
+"""Big blobs received straight from the socket in threads (``FrameReader.stream_blob``'s direct
+path) against the event-loop path: the same bytes in the same order whatever the stream already
+held, the next frame still read by the stream, and the same refusals with the same errors (a
+worker closing mid-blob, a sink failing), over a real socketpair. A direct blob that is
+cancelled stops its threads; its memory is its few buffers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from launcher.worker import frames
+from launcher.worker.frames import ConnectionEnded, FrameReader
+from launcher.worker.listener import STREAM_LIMIT
+
+MIB = 1 << 20
+
+
+def pattern(n: int, seed: int = 0) -> bytes:
+    """``n`` bytes that differ along the blob (a misplaced piece changes the digest)."""
+    return np.random.default_rng(seed).bytes(n)
+
+
+class Sink:
+    """Records what it is given (by digest), from which threads; may fail after ``fail_at``."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.threads: set[str] = set()
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.calls += 1
+        if self.fail_at is not None and self.size >= self.fail_at:
+            raise OSError(28, "No space left on device")
+        self.hash.update(data)
+        self.size += memoryview(data).nbytes
+
+
+def run_stream(
+    blob_length: int,
+    sent: bytes,
+    sink: Sink,
+    *,
+    before: int = 0,
+    after: bytes = b"",
+    close: bool = True,
+    direct_min: int | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> tuple[BaseException | None, bytes]:
+    """The host reads one blob of ``blob_length`` from what a fake worker sends: ``sent`` (of
+    which ``before`` bytes arrive, and are buffered by the stream, before the read starts),
+    then ``after``; then it closes when ``close``. Returns (the error, what the stream read
+    after the blob)."""
+    if direct_min is not None:
+        assert monkeypatch is not None
+        monkeypatch.setattr(frames, "DIRECT_MIN", direct_min)
+
+    async def main() -> tuple[BaseException | None, bytes]:
+        host, worker = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=host, limit=STREAM_LIMIT)
+        frame_reader = FrameReader(reader)
+
+        go = threading.Event()
+
+        def send() -> None:
+            try:
+                worker.sendall(sent[:before])  # may wait for the read if the stream is full
+                go.wait(30)
+                worker.sendall(sent[before:] + after)
+                if close:
+                    worker.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the host stopped reading (a refused blob) and closed
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        if before:
+            # What the stream buffers before it pauses the transport (flow control).
+            held = min(before, 2 * STREAM_LIMIT)
+            async with asyncio.timeout(10):
+                while len(reader._buffer) < held:  # type: ignore[attr-defined]
+                    await asyncio.sleep(0.001)
+        go.set()
+        error: BaseException | None = None
+        tail = b""
+        try:
+            async with asyncio.timeout(30):
+                await frame_reader.stream_blob(blob_length, sink.write, writer.transport)
+                tail = await reader.read(len(after) + 1) if after else b""
+                while after and len(tail) < len(after):
+                    more = await reader.read(len(after))
+                    if not more:
+                        break
+                    tail += more
+        except (ConnectionEnded, OSError) as e:
+            error = e
+        finally:
+            writer.close()
+            try:
+                worker.shutdown(socket.SHUT_RDWR)  # wakes a sender blocked on a full socket
+            except OSError:
+                pass
+            sender.join(10)
+            worker.close()
+        return error, tail
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("before", [0, 1, 300_000, 8 * MIB, 20 * MIB - 1])
+def test_direct_blob_arrives_whole_and_the_stream_reads_on(before: int) -> None:
+    length = 20 * MIB
+    data = pattern(length)
+    after = b"\x00next-frame" * 1000
+    sink = Sink()
+    error, tail = run_stream(length, data, sink, before=before, after=after, close=False)
+    assert error is None
+    assert sink.size == length
+    assert sink.hash.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert tail == after, "the direct read took bytes past its blob"
+    assert sink.threads == {"blob-write"}
+
+
+@pytest.mark.parametrize(("before", "direct"), [(0, True), (3 * MIB, True), (4 * MIB, False)])
+def test_a_blob_the_stream_already_holds_is_read_on_the_loop(
+    before: int, direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    length = 4 * MIB
+    data = pattern(length, seed=1)
+    after = b"\x00" * 10
+    sink = Sink()
+    error, tail = run_stream(
+        length,
+        data,
+        sink,
+        before=before,
+        after=after,
+        close=False,
+        direct_min=MIB,
+        monkeypatch=monkeypatch,
+    )
+    assert error is None and tail == after
+    assert sink.hash.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert ("blob-write" in sink.threads) is direct
+
+
+def test_the_event_loop_path_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    length = 20 * MIB
+    data = pattern(length)
+    sink = Sink()
+    error, _ = run_stream(
+        length, data, sink, close=False, direct_min=1 << 40, monkeypatch=monkeypatch
+    )
+    assert error is None
+    assert sink.hash.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert "blob-write" not in sink.threads
+
+
+@pytest.mark.parametrize("cut", [0, 5, 4 * MIB, 4 * MIB + 1, 10 * MIB + 12345, 20 * MIB - 1])
+def test_a_worker_closing_mid_blob_is_refused_as_on_the_event_loop(
+    cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    length = 20 * MIB
+    data = pattern(cut)
+    direct_sink, loop_sink = Sink(), Sink()
+    direct, _ = run_stream(length, data, direct_sink)
+    with monkeypatch.context() as m:
+        slow, _ = run_stream(length, data, loop_sink, direct_min=1 << 40, monkeypatch=m)
+    assert isinstance(direct, ConnectionEnded) and isinstance(slow, ConnectionEnded)
+    assert (
+        str(direct)
+        == str(slow)
+        == (f"the worker closed its socket inside a blob ({length - cut} left)")
+    )
+    assert direct_sink.size == loop_sink.size == cut
+
+
+def test_a_failing_sink_fails_the_blob_with_its_own_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    length = 20 * MIB
+    data = pattern(length)
+    direct_sink = Sink(fail_at=6 * MIB)
+    direct, _ = run_stream(length, data, direct_sink, close=True)
+    with monkeypatch.context() as m:
+        loop_sink = Sink(fail_at=6 * MIB)
+        slow, _ = run_stream(length, data, loop_sink, direct_min=1 << 40, monkeypatch=m)
+    for error in (direct, slow):
+        assert isinstance(error, OSError) and error.errno == 28, error
+    # 0, 4 and 8 MiB in: the third write (of 4 MiB buffers) fails, and is the last
+    assert direct_sink.calls == 3, "writes went on after a failure"
+
+
+def _blob_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("blob-")]
+
+
+def test_a_cancelled_direct_blob_stops_its_threads() -> None:
+    """A worker that stops sending mid-blob and keeps its socket open: cancelling the read
+    (the session closing) ends it at once and its threads soon after."""
+
+    async def main() -> tuple[float, Sink]:
+        host, worker = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=host, limit=STREAM_LIMIT)
+        sink = Sink()
+        await asyncio.to_thread(worker.sendall, b"\x07" * (5 * MIB))
+        task = asyncio.create_task(
+            FrameReader(reader).stream_blob(64 * MIB, sink.write, writer.transport)
+        )
+        async with asyncio.timeout(10):
+            while sink.size < 5 * MIB:
+                await asyncio.sleep(0.01)
+        assert _blob_threads()
+        start = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        took = time.monotonic() - start
+        writer.close()
+        worker.close()
+        return took, sink
+
+    took, sink = asyncio.run(main())
+    assert took < 1.0
+    deadline = time.monotonic() + 5
+    while _blob_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _blob_threads()
+    assert sink.size == 5 * MIB
+
+
+def test_a_direct_blob_holds_a_bounded_number_of_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However fast the worker sends and however slow the sink, a blob's threads use
+    ``DIRECT_BUFFERS`` buffers, taken from the pool and given back to it (the next blob's)."""
+    monkeypatch.setattr(frames, "_pool", [])
+    taken: list[list[bytearray]] = []
+    take = frames._take_buffers
+
+    def recording() -> list[bytearray]:
+        taken.append(take())
+        return taken[-1]
+
+    monkeypatch.setattr(frames, "_take_buffers", recording)
+    slow = Sink()
+    write: Callable[[bytes | memoryview], None] = slow.write
+
+    def slow_write(data: bytes | memoryview) -> None:
+        time.sleep(0.002)
+        write(data)
+
+    length = 40 * MIB
+    data = pattern(length)
+    error, _ = run_stream(length, data, Sink(), close=False)
+    assert error is None
+    slow.write = slow_write  # type: ignore[method-assign]
+    error, _ = run_stream(length, data, slow, close=False)
+    assert error is None and slow.hash.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert [len(t) for t in taken] == [frames.DIRECT_BUFFERS] * 2
+    assert all(len(b) == frames.DIRECT_BUFFER_BYTES for b in taken[0])
+    assert [id(b) for b in taken[1]] == [id(b) for b in taken[0]], "kept buffers are reused"
+    assert sorted(map(id, frames._pool)) == sorted(map(id, taken[0]))
