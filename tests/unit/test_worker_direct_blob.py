@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from launcher.store.db import Database
+from launcher.store.states import PendingState, StateStore
 from launcher.worker import frames
-from launcher.worker.frames import ConnectionEnded, FrameReader
+from launcher.worker.frames import ConnectionEnded, FrameReader, ProtocolViolation
 from launcher.worker.listener import STREAM_LIMIT
+from launcher.worker.session import CallResult, WorkerSession
+from runtime import messages, protocol
 
 MIB = 1 << 20
 
@@ -268,3 +276,97 @@ def test_a_direct_blob_holds_a_bounded_number_of_buffers(monkeypatch: pytest.Mon
     assert all(len(b) == frames.DIRECT_BUFFER_BYTES for b in taken[0])
     assert [id(b) for b in taken[1]] == [id(b) for b in taken[0]], "kept buffers are reused"
     assert sorted(map(id, frames._pool)) == sorted(map(id, taken[0]))
+
+
+# ---- through a session, into a real state ---------------------------------------------------
+
+
+def _session_call(
+    tmp_path: Path, frames_after_command: Callable[[str], list[bytes]], close: bool
+) -> tuple[BaseException | CallResult, PendingState]:
+    """A session's createModelState against a fake worker that answers with the frames made
+    for its call id (then closes, when ``close``); the state's PendingState is returned."""
+    store = StateStore(tmp_path, Database(tmp_path / "launcher.db"))
+    pending = store.begin("m", "n")
+
+    async def main() -> BaseException | CallResult:
+        host, worker = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=host, limit=STREAM_LIMIT)
+        session = WorkerSession(reader, writer)
+
+        def fake_worker() -> None:
+            head = worker.recv(9, socket.MSG_WAITALL)
+            (length,) = struct.unpack(">Q", head[1:])
+            call_id = json.loads(worker.recv(length, socket.MSG_WAITALL))["params"]["id"]
+            try:
+                for frame in frames_after_command(call_id):
+                    worker.sendall(frame)
+                if close:
+                    worker.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        thread = threading.Thread(target=fake_worker)
+        thread.start()
+        try:
+            async with asyncio.timeout(30):
+                return await session.create_model_state({}, [], pending)
+        except (ConnectionEnded, ProtocolViolation, OSError) as e:
+            return e
+        finally:
+            session.close()
+            worker.close()
+            thread.join(10)
+
+    return asyncio.run(main()), pending
+
+
+def _joined(buffers: list[Any]) -> bytes:
+    return b"".join(bytes(b) for b in buffers)
+
+
+def test_a_big_key_reaches_the_state_through_a_session(tmp_path: Path) -> None:
+    a, b = pattern(12 * MIB, seed=2), pattern(9 * MIB + 3, seed=3)
+
+    def answer(call_id: str) -> list[bytes]:
+        return [
+            _joined(messages.ProvideStateData(call_id, ("a", "small", "b")).encode([a, b"s", b])),
+            _joined(messages.CallResult(call_id).encode()),
+        ]
+
+    result, pending = _session_call(tmp_path, answer, close=False)
+    assert result == CallResult(None)
+    record = pending.commit()
+    assert [(k.key, k.byte_size) for k in record.keys] == [
+        ("a", len(a)),
+        ("small", 1),
+        ("b", len(b)),
+    ]
+    assert [k.sha256 for k in record.keys] == [hashlib.sha256(x).hexdigest() for x in (a, b"s", b)]
+
+
+@pytest.mark.parametrize("cut", [0, 4 * MIB + 9])
+def test_a_worker_closing_inside_a_big_key_ends_the_session(tmp_path: Path, cut: int) -> None:
+    a = pattern(12 * MIB, seed=4)
+
+    def answer(call_id: str) -> list[bytes]:
+        frame = _joined(messages.ProvideStateData(call_id, ("a",)).encode([a]))
+        return [frame[: len(frame) - len(a) - 1 + cut]]  # the head, then ``cut`` bytes
+
+    result, pending = _session_call(tmp_path, answer, close=True)
+    assert isinstance(result, ConnectionEnded)
+    assert str(result) == f"the worker closed its socket inside a blob ({len(a) - cut} left)"
+    pending.abort()
+    assert not any((tmp_path / "tmp" / "states").iterdir())
+
+
+def test_an_oversized_key_is_refused_before_any_byte_is_read(tmp_path: Path) -> None:
+    def answer(call_id: str) -> list[bytes]:
+        head = _joined(messages.ProvideStateData(call_id, ("a",)).encode([b""]))
+        # the blob's length field says one byte over the limit
+        return [head[:-9] + struct.pack(">Q", protocol.MAX_STATE_KEY_BYTES + 1)]
+
+    result, pending = _session_call(tmp_path, answer, close=False)
+    assert isinstance(result, ProtocolViolation)
+    assert "over the limit" in str(result)
+    pending.abort()
