@@ -98,7 +98,8 @@ class JobRunner:
         model = request.model
         assert model is not None and request.spec is not None
         mounts = tuple(m.path for m in request.mounts)
-        # On the loop (a mkdir; the id is the manager's fresh one): no thread hop here.
+        # On the loop (no I/O: the id is the manager's fresh one, and the folder is made with
+        # the first key that needs a file): no thread hop here.
         pending = self.states.begin(
             model.model_id,
             request.name,

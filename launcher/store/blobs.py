@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +84,12 @@ class KeyWriter:
         max_bytes: int = MAX_KEY_BYTES,
         inline_max: int = INLINE_MAX_BYTES,
         writeback_window: int = WRITEBACK_WINDOW,
+        before_file: Callable[[], None] | None = None,
     ) -> None:
         self.key = key
         self.path = path
+        #: called before the key's file is made (its folder is made then, not for every key)
+        self._before_file = before_file
         self._max_bytes = max_bytes
         self._inline_max = inline_max
         self._buffer: bytearray | None = bytearray()
@@ -133,6 +136,8 @@ class KeyWriter:
                 self._buffer += view
                 self._size += len(view)
                 return
+            if self._before_file is not None:
+                self._before_file()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             self._spilled = True
             pending, self._buffer = self._buffer, None

@@ -62,7 +62,10 @@ class PendingState:
         model_id: str,
         name: str,
         mounted_models: str,
+        lazy_folder: bool = False,
     ) -> None:
+        """``lazy_folder``: the work folder is made with the first key that needs a file
+        (a state of inline keys then touches no folder: its rows are the whole state)."""
         self.state_id = state_id
         self.model_id = model_id
         self.name = name
@@ -74,10 +77,18 @@ class PendingState:
         self._writers: list[KeyWriter] = []
         self._renamed = False
         self._done = False
+        self._folder_made = False
+        if not lazy_folder:
+            self._make_folder()
+
+    def _make_folder(self) -> None:
+        if self._folder_made:
+            return
         try:
-            work_dir.mkdir()
+            self._work_dir.mkdir()
         except FileExistsError:
-            raise ValueError(f"state id {state_id!r} is already being created") from None
+            raise ValueError(f"state id {self.state_id!r} is already being created") from None
+        self._folder_made = True
 
     def key_writer(self, key: str) -> KeyWriter:
         """A writer for a new key (``ValueError``: bad, duplicate or one key too many)."""
@@ -91,7 +102,9 @@ class PendingState:
             raise ValueError(f"a state has at most {MAX_KEYS} keys")
         if self._writers:
             faults.point("keys_written")
-        writer = KeyWriter(key, self._work_dir / f"k{len(self._writers):03d}")
+        writer = KeyWriter(
+            key, self._work_dir / f"k{len(self._writers):03d}", before_file=self._make_folder
+        )
         self._writers.append(writer)
         return writer
 
@@ -110,7 +123,7 @@ class PendingState:
                 self._renamed = True
                 fsync_dir(self._states_dir)
                 fsync_dir(self._work_dir.parent)
-            else:  # every key is inline: the row is the whole state, one fsync
+            elif self._folder_made:  # every key is inline: the row is the whole state
                 os.rmdir(self._work_dir)
             faults.point("before_sql_commit")
             created_at = time.time()

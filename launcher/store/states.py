@@ -93,6 +93,7 @@ class StateStore:
             model_id,
             name,
             mounted,
+            lazy_folder=fresh,
         )
 
     async def commit(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from launcher.params import ParamSource
+from launcher.store.blobs import INLINE_MAX_BYTES
 from launcher.worker.data import DataServer, Reply, drain, send_elements
 from launcher.worker.frames import (
     ConnectionEnded,
@@ -163,20 +164,31 @@ class WorkerSession:
             self._call = None
 
     async def _until_ended(self, work: Any) -> Any:
-        """``work``'s result, unless the session ends first: then the reason is raised."""
+        """``work``'s result (a future of ours, or a coroutine), unless the session ends
+        first: then the reason is raised."""
+        if isinstance(work, asyncio.Future):  # a call's answer: one callback, no task
+            if self.ended.done():
+                raise self.ended.result()
+
+            def end(ended: asyncio.Future[Exception]) -> None:
+                if not work.done():
+                    work.set_exception(ended.result())
+
+            self.ended.add_done_callback(end)
+            try:
+                return await work
+            finally:
+                self.ended.remove_done_callback(end)
         fut = asyncio.ensure_future(work)
-        owned = fut is not work  # a task made here for a coroutine is ours to cancel
         waiters: set[asyncio.Future[Any]] = {fut, self.ended}
         try:
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
-            if owned:
-                fut.cancel()
+            fut.cancel()
             raise
         if fut in done:
             return fut.result()
-        if owned:
-            fut.cancel()
+        fut.cancel()
         raise self.ended.result()
 
     def close(self) -> None:
@@ -282,6 +294,15 @@ class WorkerSession:
                 raise ProtocolViolation(f"more than {protocol.MAX_STATE_KEYS} state keys")
             length = await self._frames.blob_length(protocol.MAX_STATE_KEY_BYTES)
             sink = call.sink.key_writer(name)
+            if length <= INLINE_MAX_BYTES:
+                # A key this small is kept in memory for the state's row (no file, no fsync):
+                # written and finished here, without two thread hops.
+                pieces: list[bytes] = []
+                await self._frames.read_blob(length, pieces.append)
+                for piece in pieces:
+                    sink.write(piece)
+                sink.finish()
+                continue
             await self._frames.stream_blob(length, sink.write, self._writer.transport)
             await asyncio.to_thread(sink.finish)
         await self._frames.end_message()

@@ -341,3 +341,28 @@ def test_inline_and_file_keys_mix_in_one_state(store: StateStore, tmp_path: Path
         assert reader.read_all() == big
     with store.open_key("m", state_id, "small") as reader:
         assert reader.read_all() == b"s"
+
+
+def test_a_fresh_state_makes_its_work_folder_only_for_a_key_that_needs_a_file(
+    store: StateStore, tmp_path: Path
+) -> None:
+    work_root = tmp_path / "tmp" / "states"
+    inline = store.begin("m", "small", store.new_state_id(), fresh=True)
+    writer = inline.key_writer("a")
+    writer.write(b"tiny")
+    writer.finish()
+    assert not (work_root / inline.state_id).exists()  # no folder for inline keys
+    record = inline.commit()
+    assert store.open_key("m", record.id, "a").read_all() == b"tiny"
+    big = store.begin("m", "big", store.new_state_id(), fresh=True)
+    writer = big.key_writer("b")
+    writer.write(b"x" * (200 << 10))  # over the inline size: a file, in the folder made now
+    assert (work_root / big.state_id).is_dir()
+    writer.finish()
+    record = big.commit()
+    assert not (work_root / big.state_id).exists()
+    assert store.open_key("m", record.id, "b").read_all() == b"x" * (200 << 10)
+    aborted = store.begin("m", "gone", store.new_state_id(), fresh=True)
+    aborted.key_writer("c").write(b"y" * (200 << 10))
+    aborted.abort()
+    assert not (work_root / aborted.state_id).exists()
