@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -25,6 +26,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
 #: At most this many tenants get their own stored-bytes series.
 MAX_TENANTS = 1000
+#: Label sets whose series are kept at hand (bounded: per-model labels could be many).
+MAX_CACHED_LABEL_SETS = 4096
 
 
 @dataclass
@@ -125,6 +128,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_Gauges(self.sources))
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def job_ended(
         self,
@@ -135,11 +139,17 @@ class Metrics:
         total: float,
         persisted: int,
     ) -> None:
-        labels = [code, launcher, *([model_id] if self.per_model else [])]
-        self.jobs.labels(*labels).inc()
+        key = (code, launcher, model_id if self.per_model else "")
+        children = self._children.get(key)
+        if children is None:  # the labelled series, looked up once per label set
+            labels = [code, launcher, *([model_id] if self.per_model else [])]
+            children = (self.jobs.labels(*labels), self.job_seconds.labels(launcher))
+            if len(self._children) < MAX_CACHED_LABEL_SETS:
+                self._children[key] = children
+        children[0].inc()
         for phase, seconds in phases.items():
             self.phase_seconds.labels(phase, launcher).observe(seconds)
-        self.job_seconds.labels(launcher).observe(total)
+        children[1].observe(total)
         if persisted:
             self.persisted.inc(persisted)
 

@@ -62,7 +62,8 @@ class JobLog:
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._disk_ok = True
-        self._changed = asyncio.Event()
+        #: Set (and replaced) when records are added; made only while someone follows.
+        self._changed: asyncio.Event | None = None
         self.closed = False
 
     # ---- writing ----
@@ -91,8 +92,9 @@ class JobLog:
             self._flush()
         elif self._timer is None and not self.closed:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -132,7 +134,8 @@ class JobLog:
         if self._head_fd is not None:
             os.close(self._head_fd)
             self._head_fd = None
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
         return Ended(self.state_id, self.buffer.final_data(), self.buffer.cut, work_files)
 
     # ---- reading ----
@@ -145,6 +148,8 @@ class JobLog:
         """Batches of lines from the first, as they come, until the job ends."""
         seq = 0
         while True:
+            if self._changed is None:
+                self._changed = asyncio.Event()
             changed = self._changed
             data, seq = self.buffer.since(seq)
             if data:
