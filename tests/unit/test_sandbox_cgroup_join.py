@@ -63,15 +63,14 @@ def test_the_worker_runs_in_its_own_cgroup_of_every_controller(place: Place, zyg
         assert own and own[0].endswith("/" + names[0]), log
 
 
-@pytest.mark.parametrize("zygote", [True, False])
-def test_a_cgroup_join_that_fails_runs_no_model_code(place: Place, zygote: bool) -> None:
+def _failed_join_runs_no_model_code(place: Place, zygote: bool, cgroup_procs: list[str]) -> None:
+    """A worker whose cgroup files take no write (ENOSPC) ends SETUP_FAILED, no model code run."""
     marker = place.job / "ran"
     code = f"open({str(marker)!r}, 'w').write('model code ran')"
 
     async def body(sandbox: LayeredSandbox) -> tuple[int | None, str]:
-        plan = _python(place, code)
-        recipe = sandbox.recipe(plan, None, forked=zygote)
-        recipe.cgroup_procs = ["/dev/full"]  # opens, but every write fails (ENOSPC)
+        recipe = sandbox.recipe(_python(place, code), None, forked=zygote)
+        recipe.cgroup_procs = cgroup_procs
         host = ZygoteHost(place.root / "zygote-state") if zygote else None
         try:
             if host is not None:
@@ -92,6 +91,11 @@ def test_a_cgroup_join_that_fails_runs_no_model_code(place: Place, zygote: bool)
     assert "sandbox: setting up the worker failed" in log
     assert "No space left on device" in log
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("zygote", [True, False])
+def test_a_cgroup_join_that_fails_runs_no_model_code(place: Place, zygote: bool) -> None:
+    _failed_join_runs_no_model_code(place, zygote, ["/dev/full"])  # opens; writes fail
 
 
 @pytest.mark.parametrize("zygote", [True, False])
@@ -100,37 +104,11 @@ def test_a_self_join_through_tasks_that_fails_runs_no_model_code(
 ) -> None:
     """On cgroup v1 the init joins itself through ``tasks``: a write there that fails stops it
     before any model code, as a failed join by the keeper does."""
-    marker = place.job / "ran"
-    code = f"open({str(marker)!r}, 'w').write('model code ran')"
     fake = place.root / "fake-cgroup"
     fake.mkdir()
     (fake / "cgroup.procs").write_text("")
-    (fake / "tasks").symlink_to("/dev/full")  # opens, but every write fails (ENOSPC)
-
-    async def body(sandbox: LayeredSandbox) -> tuple[int | None, str]:
-        plan = _python(place, code)
-        recipe = sandbox.recipe(plan, None, forked=zygote)
-        recipe.cgroup_procs = [str(fake / "cgroup.procs")]
-        host = ZygoteHost(place.root / "zygote-state") if zygote else None
-        try:
-            if host is not None:
-                worker = await host.start(recipe, None, None)
-            else:
-                worker = await start_entered(recipe, None, None)
-            try:
-                ended = await asyncio.wait_for(worker.wait(), 20)
-                return ended.exit_code, worker.log_tail()
-            finally:
-                await worker.close()
-        finally:
-            if host is not None:
-                await host.close()
-
-    exit_code, log = in_sandbox(config_for(place), body)
-    assert exit_code == SETUP_FAILED, log
-    assert "sandbox: setting up the worker failed" in log
-    assert "No space left on device" in log
-    assert not marker.exists()
+    (fake / "tasks").symlink_to("/dev/full")
+    _failed_join_runs_no_model_code(place, zygote, [str(fake / "cgroup.procs")])
 
 
 def test_v1_groups_are_joined_through_tasks_and_v2_through_cgroup_procs(tmp_path: Path) -> None:
