@@ -204,7 +204,7 @@ class Intake:
             request, mounts, dataset_params = self._check_header(header)
             try:
                 started = time.monotonic_ns()
-                await asyncio.to_thread(self.resolver.resolve, request, mounts, dataset_params)
+                await self.resolver.aresolve(request, mounts, dataset_params)
                 request.resolve_ns = time.monotonic_ns() - started
                 await self._receive_inline(header, request, rest)
             except BaseException:

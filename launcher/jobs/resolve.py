@@ -7,6 +7,7 @@ releases it, also when resolution fails half way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -74,6 +75,24 @@ class Resolver:
         self.launchers = launchers
         self.snapshots = snapshots
 
+    async def aresolve(
+        self,
+        request: JobRequest,
+        mounts: Sequence[MountRef] = (),
+        dataset_params: Sequence[DatasetParam] = (),
+    ) -> None:
+        """``resolve`` from the event loop: the model folder read in the folder readers'
+        threads (one hand-over); the rest in a thread only when there is something to open
+        (mounts, dataset params), else here (at most one indexed read of a launcher row)."""
+        try:
+            request.model = await self.models.aload(request.model_id)
+        except (ModelConfigError, ModelReadError) as e:
+            self._startup_failure(request, e)
+        if mounts or dataset_params:
+            await asyncio.to_thread(self._resolve_rest, request, mounts, dataset_params)
+        else:
+            self._resolve_rest(request, mounts, dataset_params)
+
     def resolve(
         self,
         request: JobRequest,
@@ -84,14 +103,27 @@ class Resolver:
             raise ModelNotFound(request.model_id)
         try:
             request.model = self.models.load(request.model_id)
-        except ModelConfigError as e:
-            log.warning("model %s: invalid_executable_file: %s", request.model_id, e)
-            request.startup_failure = oc.InvalidExecutableFile(str(e))
-        except ModelReadError as e:
-            log.warning("model %s: read_executable_file_failed: %s", request.model_id, e)
-            request.startup_failure = oc.ReadExecutableFileFailed(str(e))
-        except ModelNotFound:
-            raise
+        except (ModelConfigError, ModelReadError) as e:
+            self._startup_failure(request, e)
+        self._resolve_rest(request, mounts, dataset_params)
+
+    @staticmethod
+    def _startup_failure(request: JobRequest, error: ModelConfigError | ModelReadError) -> None:
+        """The model folder cannot run: the job is accepted and fails with the reason."""
+        if isinstance(error, ModelConfigError):
+            log.warning("model %s: invalid_executable_file: %s", request.model_id, error)
+            request.startup_failure = oc.InvalidExecutableFile(str(error))
+        else:
+            log.warning("model %s: read_executable_file_failed: %s", request.model_id, error)
+            request.startup_failure = oc.ReadExecutableFileFailed(str(error))
+
+    def _resolve_rest(
+        self,
+        request: JobRequest,
+        mounts: Sequence[MountRef],
+        dataset_params: Sequence[DatasetParam],
+    ) -> None:
+        """The launcher, the mounts and the dataset params of a request (blocking)."""
         if request.persistent_launcher_id is not None:
             launcher = self.launchers.get(request.persistent_launcher_id)
             if launcher is None:

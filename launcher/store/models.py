@@ -12,6 +12,7 @@ A model folder must resolve inside ``models/``.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import os
@@ -150,6 +151,23 @@ class ModelRegistry:
             return future.result(timeout=self.read_timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
+            raise ModelReadError(
+                f"reading the folder of model {model_id!r} took longer than {self.read_timeout:g} s"
+            ) from None
+
+    async def aload(self, model_id: str) -> ModelConfig:
+        """``load`` from the event loop: read in the folder readers' threads, one hand-over
+        from the loop (no thread in between), with the same errors and the same time limit.
+        Nothing of the folder is looked at on the loop (a slow file system holds a reader,
+        never the loop)."""
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, self._load, model_id, True)
+        except RuntimeError:  # shut down
+            raise ModelReadError("the launcher is stopping") from None
+        try:
+            return await asyncio.wait_for(future, self.read_timeout)
+        except TimeoutError:
             raise ModelReadError(
                 f"reading the folder of model {model_id!r} took longer than {self.read_timeout:g} s"
             ) from None

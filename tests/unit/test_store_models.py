@@ -9,6 +9,7 @@ import pytest
 
 from launcher.errors import ModelNotFound
 from launcher.store.models import (
+    ModelConfig,
     ModelConfigError,
     ModelReadError,
     ModelRegistry,
@@ -247,3 +248,45 @@ def test_code_version_ignores_bytecode_caches(models: Path) -> None:
     (folder / "__pycache__").mkdir()
     (folder / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
     assert registry.load("m").code_version == before
+
+
+def test_aload_reads_in_the_folder_readers_with_the_same_answers_and_time_limit(
+    models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aload`` (from the event loop) answers as ``load``: the config, ModelNotFound,
+    ModelConfigError, and a ModelReadError once the read takes longer than the limit."""
+    import asyncio
+    import threading
+    import time
+
+    _model(models, "good")
+    _model(models, "bad", "runtime = 7\n")
+    registry = ModelRegistry(models, read_timeout=0.3)
+    threads: list[str] = []
+    real = registry._load
+
+    def watched(model_id: str, with_version: bool) -> ModelConfig:
+        threads.append(threading.current_thread().name)
+        if model_id == "slow":
+            time.sleep(1.0)
+        return real(model_id, with_version)
+
+    monkeypatch.setattr(registry, "_load", watched)
+
+    async def main() -> None:
+        assert (await registry.aload("good")).model_id == "good"
+        with pytest.raises(ModelNotFound):
+            await registry.aload("absent")
+        with pytest.raises(ModelConfigError):
+            await registry.aload("bad")
+        _model(models, "slow")
+        started = time.monotonic()
+        with pytest.raises(ModelReadError, match="took longer than 0.3 s"):
+            await registry.aload("slow")
+        assert time.monotonic() - started < 0.9
+
+    try:
+        asyncio.run(main())
+    finally:
+        registry.close()
+    assert threads and all(name.startswith("model-read") for name in threads)
