@@ -88,11 +88,13 @@ class Job:
         if self.response.done():
             return
         self.response.set_result(response)
-        for listener in self.listeners:
-            listener(response)
+        # The subscribers first: their wake-ups (the answer) are then queued on the loop ahead
+        # of anything a listener leaves for the loop's next turn (the job log's lines).
         for queue in self._subscribers:
             queue.put_nowait(response)
         self._subscribers.clear()
+        for listener in self.listeners:
+            listener(response)
 
     def cancel(self, outcome: oc.Failure | None = None) -> None:
         """Stop the job; it ends as ``outcome`` (default ``cancelled``) with the durations
