@@ -17,6 +17,7 @@ import grpc
 
 from launcher import rules
 from launcher.api.convert import empty_error, empty_ok, error_to_proto, unix_ms
+from launcher.api.write_ahead import WriteAhead
 from launcher.auth import access
 from launcher.auth.access import AccessCheck
 from launcher.auth.owners import DATASET
@@ -229,29 +230,17 @@ async def _receive(
 ) -> None:
     """Each chunk is validated and written in a thread while the next one is received (one in
     flight: memory stays bounded, writes keep their order)."""
-    loop = asyncio.get_running_loop()
-    inflight: asyncio.Future[None] | None = None
+    writes = WriteAhead()
     try:
         async for message in request_iterator:
-            if inflight is not None:
-                done = inflight
-                inflight = None
-                await done
+            await writes.wait()
             if message.HasField("header"):
                 raise invalid("header", "only the first message may be a header")
             if message.chunk:
-                inflight = loop.run_in_executor(None, pending.write, message.chunk)
-        if inflight is not None:
-            done = inflight
-            inflight = None
-            await done
+                writes.start(pending.write, message.chunk)
+        await writes.wait()
     finally:
-        if inflight is not None:
-            # An error while a chunk is still being written: let that write end before the
-            # upload is aborted (its own error is superseded by the one being raised).
-            await asyncio.wait([inflight])
-            if not inflight.cancelled():
-                inflight.exception()
+        await writes.settle()
 
 
 def _request_error(exc: Exception, rpc: str) -> RequestError:

@@ -32,6 +32,7 @@ import grpc
 from launcher import rules
 from launcher.api.placement import placeable_spec
 from launcher.api.validation import check_id, check_mounts, check_name
+from launcher.api.write_ahead import WriteAhead
 from launcher.errors import RequestError, invalid
 from launcher.executors.base import Executor
 from launcher.jobs.request import JobRequest
@@ -321,14 +322,10 @@ class Intake:
         receiving and spooling overlap; at most one chunk is in flight (memory stays bounded
         and writes keep their order)."""
         cursor = 0
-        inflight: asyncio.Future[None] | None = None
-        loop = asyncio.get_running_loop()
+        writes = WriteAhead()
         try:
             while (message := await self.next_message(rest)) is not None:
-                if inflight is not None:
-                    done = inflight
-                    inflight = None
-                    await done
+                await writes.wait()
                 if message.WhichOneof("part") != "chunk":
                     raise invalid("header", "the header may be sent only once")
                 chunk = message.chunk
@@ -340,15 +337,7 @@ class Intake:
                         "data chunks must follow the header, param after param in order, and "
                         "add up to each param's declared byte size",
                     )
-                inflight = loop.run_in_executor(None, pending[cursor][2].feed, chunk.data)
-            if inflight is not None:
-                done = inflight
-                inflight = None
-                await done
+                writes.start(pending[cursor][2].feed, chunk.data)
+            await writes.wait()
         finally:
-            if inflight is not None:
-                # An error while the last chunk is still being written: let the write end
-                # (its own error, if any, is superseded by the one being raised).
-                await asyncio.wait([inflight])
-                if not inflight.cancelled():
-                    inflight.exception()
+            await writes.settle()
