@@ -93,20 +93,6 @@ class Resolver:
         else:
             self._resolve_rest(request, mounts, dataset_params)
 
-    def resolve(
-        self,
-        request: JobRequest,
-        mounts: Sequence[MountRef] = (),
-        dataset_params: Sequence[DatasetParam] = (),
-    ) -> None:
-        if not self.models.exists(request.model_id):
-            raise ModelNotFound(request.model_id)
-        try:
-            request.model = self.models.load(request.model_id)
-        except (ModelConfigError, ModelReadError) as e:
-            self._startup_failure(request, e)
-        self._resolve_rest(request, mounts, dataset_params)
-
     @staticmethod
     def _startup_failure(request: JobRequest, error: ModelConfigError | ModelReadError) -> None:
         """The model folder cannot run: the job is accepted and fails with the reason."""
