@@ -9,7 +9,7 @@ fine), and the session is charged for it: it waits as long as the parse took bef
 A blob of at least ``DIRECT_MIN`` bytes (a big state key) is not read through the event loop:
 the transport is paused, what the ``StreamReader`` already holds is taken, and the rest is
 received from the socket by a thread into a few reused buffers while another thread hands them
-to the key's writer (``_DirectBlob``). Exactly the blob's bytes are taken from the socket; the
+to the key's writer (``direct_blob.py``). Exactly the blob's bytes are taken from the socket; the
 next frame is read by the ``StreamReader`` again, which resumes the transport when it waits.
 """
 
@@ -17,27 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
-import socket
 import struct
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from launcher.worker.direct_blob import direct_socket, read_direct
+from launcher.worker.errors import ConnectionEnded, ProtocolViolation
 from launcher.worker.writebehind import WriteBehind
 from runtime import messages, protocol
 
 CHUNK = 1 << 20
-#: A blob at least this long is received straight from the socket in threads.
-DIRECT_MIN = 8 << 20
-#: The buffers a direct blob is received into: their number and size bound its memory.
-DIRECT_BUFFERS = 3
-DIRECT_BUFFER_BYTES = 4 << 20
-#: Seconds a direct receive waits for bytes before it looks whether it was stopped.
-DIRECT_POLL_SECONDS = 0.1
 #: A message's JSON at least this long is parsed off the event loop.
 OFF_LOOP_JSON = 64 << 10
 #: The most separators (``,`` and ``:``) outside strings that a JSON document of over
@@ -47,14 +38,6 @@ OFF_LOOP_JSON = 64 << 10
 MAX_LARGE_JSON_SEPARATORS = 10_000
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-
-
-class ProtocolViolation(Exception):
-    """The worker sent something the protocol does not allow."""
-
-
-class ConnectionEnded(Exception):
-    """The worker closed its socket (cleanly, at a frame boundary or not)."""
 
 
 @dataclass(frozen=True)
@@ -205,13 +188,13 @@ class FrameReader:
     ) -> None:
         """Pass ``length`` bytes to ``write``, which runs in threads, one call at a time and in
         order. A blob of at least ``DIRECT_MIN`` bytes is received from ``transport``'s socket
-        in a thread (``_DirectBlob``) when the stream allows it, any other through the event
+        in a thread (``direct_blob.py``) when the stream allows it, any other through the event
         loop with a ``WriteBehind``; either refuses what the other does, with the same errors.
         """
-        sock = self._direct_socket(length, transport)
+        sock = direct_socket(self._reader, length, transport)
         if sock is not None:
             assert isinstance(transport, asyncio.ReadTransport)
-            await self._read_direct(length, write, transport, sock)
+            await read_direct(self._reader, length, write, transport, sock)
             return
         behind = WriteBehind(write)
         try:
@@ -219,210 +202,8 @@ class FrameReader:
         finally:
             await behind.flush()
 
-    def _direct_socket(
-        self, length: int, transport: asyncio.BaseTransport | None
-    ) -> socket.socket | None:
-        """The socket to receive a blob of ``length`` bytes from directly, or None (a small
-        blob, one the stream already holds, a stream that ended, or not a socket stream)."""
-        reader = self._reader
-        buffered = getattr(reader, "_buffer", None)
-        if length < DIRECT_MIN or not isinstance(transport, asyncio.ReadTransport):
-            return None
-        same_transport = getattr(reader, "_transport", None) is transport
-        if (
-            not same_transport
-            or not isinstance(buffered, bytearray)
-            or len(buffered) >= length
-            or not isinstance(getattr(reader, "_paused", None), bool)
-            or getattr(reader, "_eof", True)
-            or reader.exception() is not None
-            or transport.is_closing()
-        ):
-            return None
-        raw = transport.get_extra_info("socket")
-        fd = raw.fileno() if raw is not None else -1
-        if fd < 0:
-            return None
-        # A descriptor of its own: closing the transport meanwhile cannot hand the thread a
-        # number reused by another file.
-        sock = socket.socket(fileno=os.dup(fd))
-        sock.settimeout(DIRECT_POLL_SECONDS)  # the file stays non-blocking, as the loop wants
-        return sock
-
-    async def _read_direct(
-        self,
-        length: int,
-        write: Callable[[memoryview | bytes], object],
-        transport: asyncio.ReadTransport,
-        sock: socket.socket,
-    ) -> None:
-        reader = self._reader
-        buffered: bytearray = reader._buffer  # type: ignore[attr-defined]
-        # No more data_received until the StreamReader resumes the transport itself, which it
-        # does when it next waits for data (it takes the transport as paused by its own flow
-        # control).
-        loop = asyncio.get_running_loop()
-        finished = loop.create_future()
-
-        def done() -> None:  # in the writer thread
-            try:
-                loop.call_soon_threadsafe(_resolve, finished)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits
-
-        try:
-            transport.pause_reading()
-            reader._paused = True  # type: ignore[attr-defined]
-            head = bytes(memoryview(buffered)[: len(buffered)])
-            del buffered[:]
-            blob = _DirectBlob(sock, length, head, write, done)
-        except BaseException:
-            sock.close()
-            raise
-        blob.start()  # closes the socket if it cannot start
-        try:
-            await asyncio.shield(finished)
-        except asyncio.CancelledError:
-            blob.stop()
-            await finished  # the threads stop within DIRECT_POLL_SECONDS and a write
-            raise
-        blob.raise_error()
-
     async def skip_blob(self, length: int) -> None:
         await self.read_blob(length, lambda _chunk: None)
 
     async def end_message(self) -> None:
         await self._exactly(1)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-_pool_lock = threading.Lock()
-_pool: list[bytearray] = []
-
-
-def _take_buffers() -> list[bytearray]:
-    """``DIRECT_BUFFERS`` receive buffers: kept ones first (their pages are already mapped)."""
-    with _pool_lock:
-        taken = _pool[:DIRECT_BUFFERS]
-        del _pool[:DIRECT_BUFFERS]
-    return taken + [bytearray(DIRECT_BUFFER_BYTES) for _ in range(DIRECT_BUFFERS - len(taken))]
-
-
-def _give_buffers(buffers: list[bytearray]) -> None:
-    """Keep at most one blob's buffers for the next one; the rest are freed."""
-    with _pool_lock:
-        _pool.extend(buffers[: DIRECT_BUFFERS - len(_pool)])
-
-
-class _DirectBlob:
-    """One blob's ``length`` bytes: ``head`` (what the stream held), then the rest received
-    from ``sock`` by one thread into reused buffers while another passes each filled buffer
-    to ``write``. ``done`` is called (in a thread) once both threads are finished."""
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        length: int,
-        head: bytes,
-        write: Callable[[memoryview | bytes], object],
-        done: Callable[[], None],
-    ) -> None:
-        self._sock = sock
-        self._remaining = length - len(head)
-        self._head = head
-        self._write = write
-        self._done = done
-        self._stopped = threading.Event()
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._filled: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self._buffers: list[bytearray] = []
-        self._read_error: BaseException | None = None
-        self._write_error: BaseException | None = None
-
-    def start(self) -> None:
-        self._buffers = _take_buffers()
-        for buffer in self._buffers:
-            self._free.put(buffer)
-        writer = threading.Thread(target=self._pass_on, name="blob-write", daemon=True)
-        receiver = threading.Thread(target=self._receive, name="blob-receive", daemon=True)
-        try:
-            writer.start()
-        except BaseException:
-            self._sock.close()
-            _give_buffers(self._buffers)
-            raise
-        try:
-            receiver.start()
-        except BaseException:
-            self._stopped.set()
-            self._sock.close()
-            self._filled.put(None)  # the writer ends (and calls ``done``, harmless)
-            raise
-
-    def stop(self) -> None:
-        """Stop receiving and writing (the blob is abandoned)."""
-        self._stopped.set()
-
-    def raise_error(self) -> None:
-        """The blob's error: a write's first (as through a WriteBehind), then the socket's."""
-        if self._write_error is not None:
-            raise self._write_error
-        if self._read_error is not None:
-            raise self._read_error
-
-    def _receive(self) -> None:
-        sock = self._sock
-        try:
-            while self._remaining and not self._stopped.is_set():
-                buffer = self._free.get()
-                view = memoryview(buffer)[: min(len(buffer), self._remaining)]
-                got = 0
-                while got < len(view):
-                    try:
-                        n = sock.recv_into(view[got:])
-                    except TimeoutError:
-                        if self._stopped.is_set():
-                            return
-                        continue
-                    if not n:
-                        if got:  # what came is written, as on the event loop
-                            self._filled.put((buffer, got))
-                        raise ConnectionEnded(
-                            "the worker closed its socket inside a blob "
-                            f"({self._remaining - got} left)"
-                        )
-                    got += n
-                self._remaining -= got
-                self._filled.put((buffer, got))
-        except BaseException as e:
-            self._read_error = e
-        finally:
-            sock.close()
-            self._filled.put(None)
-
-    def _pass_on(self) -> None:
-        try:
-            if self._head:
-                self._call_write(self._head)
-            while True:
-                filled = self._filled.get()
-                if filled is None:
-                    break
-                buffer, size = filled
-                if not self._stopped.is_set():
-                    self._call_write(memoryview(buffer)[:size])
-                self._free.put(buffer)
-        finally:
-            _give_buffers(self._buffers)
-            self._done()
-
-    def _call_write(self, data: memoryview | bytes) -> None:
-        try:
-            self._write(data)
-        except BaseException as e:
-            self._write_error = e
-            self._stopped.set()

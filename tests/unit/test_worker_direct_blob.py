@@ -22,7 +22,7 @@ import pytest
 
 from launcher.store.db import Database
 from launcher.store.states import PendingState, StateStore
-from launcher.worker import frames
+from launcher.worker import direct_blob
 from launcher.worker.frames import ConnectionEnded, FrameReader, ProtocolViolation
 from launcher.worker.listener import STREAM_LIMIT
 from launcher.worker.session import CallResult, WorkerSession
@@ -72,7 +72,7 @@ def run_stream(
     after the blob)."""
     if direct_min is not None:
         assert monkeypatch is not None
-        monkeypatch.setattr(frames, "DIRECT_MIN", direct_min)
+        monkeypatch.setattr(direct_blob, "DIRECT_MIN", direct_min)
 
     async def main() -> tuple[BaseException | None, bytes]:
         host, worker = socket.socketpair()
@@ -249,15 +249,15 @@ def test_a_cancelled_direct_blob_stops_its_threads() -> None:
 def test_a_direct_blob_holds_a_bounded_number_of_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     """However fast the worker sends and however slow the sink, a blob's threads use
     ``DIRECT_BUFFERS`` buffers, taken from the pool and given back to it (the next blob's)."""
-    monkeypatch.setattr(frames, "_pool", [])
+    monkeypatch.setattr(direct_blob, "_pool", [])
     taken: list[list[bytearray]] = []
-    take = frames._take_buffers
+    take = direct_blob._take_buffers
 
     def recording() -> list[bytearray]:
         taken.append(take())
         return taken[-1]
 
-    monkeypatch.setattr(frames, "_take_buffers", recording)
+    monkeypatch.setattr(direct_blob, "_take_buffers", recording)
     slow = Sink()
     write: Callable[[bytes | memoryview], None] = slow.write
 
@@ -272,10 +272,10 @@ def test_a_direct_blob_holds_a_bounded_number_of_buffers(monkeypatch: pytest.Mon
     slow.write = slow_write  # type: ignore[method-assign]
     error, _ = run_stream(length, data, slow, close=False)
     assert error is None and slow.hash.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert [len(t) for t in taken] == [frames.DIRECT_BUFFERS] * 2
-    assert all(len(b) == frames.DIRECT_BUFFER_BYTES for b in taken[0])
+    assert [len(t) for t in taken] == [direct_blob.DIRECT_BUFFERS] * 2
+    assert all(len(b) == direct_blob.DIRECT_BUFFER_BYTES for b in taken[0])
     assert [id(b) for b in taken[1]] == [id(b) for b in taken[0]], "kept buffers are reused"
-    assert sorted(map(id, frames._pool)) == sorted(map(id, taken[0]))
+    assert sorted(map(id, direct_blob._pool)) == sorted(map(id, taken[0]))
 
 
 # ---- through a session, into a real state ---------------------------------------------------
