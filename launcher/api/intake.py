@@ -57,6 +57,7 @@ __all__ = [
     "create_state_handler",
     "open_spool_file",
     "parse_create_state_request",
+    "WholeRequest",
     "remove_spool_leftovers",
 ]
 
@@ -134,6 +135,31 @@ def _tenant() -> str:
     return str(getattr(access.current(), "tenant", ""))
 
 
+class WholeRequest:
+    """The one-message call's request (``CreateStateUnary``) as the stream of messages
+    ``receive`` reads: all of them are here already."""
+
+    def __init__(self, request: model_pb2.CreateStateUnaryRequest) -> None:
+        self._messages = iter(
+            [
+                model_pb2.CreateStateRequest(header=request.header),
+                *(model_pb2.CreateStateRequest(chunk=chunk) for chunk in request.chunks),
+            ]
+        )
+
+    def __aiter__(self) -> WholeRequest:
+        return self
+
+    async def __anext__(self) -> model_pb2.CreateStateRequest:
+        message = self.next_now()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    def next_now(self) -> model_pb2.CreateStateRequest | None:
+        return next(self._messages, None)
+
+
 class Intake:
     def __init__(
         self,
@@ -157,7 +183,10 @@ class Intake:
     async def next_message(
         self, stream: AsyncIterator[model_pb2.CreateStateRequest]
     ) -> model_pb2.CreateStateRequest | None:
-        """The stream's next message (None at its end); an idle stream is ended."""
+        """The stream's next message (None at its end); an idle stream is ended. A request
+        whose messages are all here (the one-message call) needs no timer."""
+        if isinstance(stream, WholeRequest):
+            return stream.next_now()
         try:
             async with asyncio.timeout(self.limits.idle_seconds):  # no task per message
                 return await anext(stream)

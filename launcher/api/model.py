@@ -12,7 +12,7 @@ import grpc
 
 from launcher.api import convert
 from launcher.api.convert import unknown_error
-from launcher.api.intake import Intake
+from launcher.api.intake import Intake, WholeRequest
 from launcher.api.joblogs import JobLogApi
 from launcher.api.snapshots import SnapshotApi
 from launcher.api.states import StateApi
@@ -33,14 +33,6 @@ log = logging.getLogger("launcher.api")
 on_accepted: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
     "on_accepted", default=None
 )
-
-
-async def _unary_requests(
-    request: model_pb2.CreateStateUnaryRequest,
-) -> AsyncIterator[model_pb2.CreateStateRequest]:
-    yield model_pb2.CreateStateRequest(header=request.header)
-    for chunk in request.chunks:
-        yield model_pb2.CreateStateRequest(chunk=chunk)
 
 
 def _request_error_event(err: RequestError) -> model_pb2.CreateStateEvent:
@@ -110,7 +102,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
             oplog.refused("createState", e.result.code, "the launcher is draining")
             yield model_pb2.CreateStateEvent(response=convert.create_state_response(e.result))
             return
-        queue = job.subscribe()
+        queue = job.subscribe(phases)
         try:
             await job.accepted()
         except Exception:
@@ -141,7 +133,7 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
     ) -> model_pb2.CreateStateResponse:
         """CreateState of a request carried in one message: the same path (intake, limits,
         job) with its events kept here; only the response goes back."""
-        events = self.CreateState(_unary_requests(request), context, phases=False)
+        events = self.CreateState(WholeRequest(request), context, phases=False)
         try:
             async for event in events:
                 kind = event.WhichOneof("event")

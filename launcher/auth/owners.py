@@ -61,11 +61,10 @@ class Owners:
     def record(self, kind: str, object_id: str, tenant: str) -> None:
         """``object_id`` belongs to ``tenant`` (durably, before the call returns)."""
         _check_kind(kind)
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO owners (kind, id, tenant) VALUES (?, ?, ?)",
-                (kind, object_id, tenant),
-            )
+        self._db.statement(
+            "INSERT OR REPLACE INTO owners (kind, id, tenant) VALUES (?, ?, ?)",
+            (kind, object_id, tenant),
+        )
 
     def tenant_of(self, kind: str, object_id: str) -> str | None:
         """The owning tenant; None when the object does not exist (and has no row)."""

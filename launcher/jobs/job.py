@@ -33,6 +33,8 @@ class Job:
         self.cancel_requested = False
         self.cancel_outcome: oc.Failure = oc.Cancelled()
         self._subscribers: list[asyncio.Queue[PhaseEvent | oc.JobResult]] = []
+        #: Those of them that asked for the phase events too.
+        self._phase_subscribers: list[asyncio.Queue[PhaseEvent | oc.JobResult]] = []
         #: Called at once with each phase event and then the result (job log, metrics).
         self.listeners: list[Callable[[PhaseEvent | oc.JobResult], None]] = []
         #: Where the model's output goes while this job runs: ``output(stream, data)``.
@@ -46,6 +48,8 @@ class Job:
         self.accept_written: concurrent.futures.Future[None] | None = None
         #: Whether those rows are written (set in the writer thread that writes them).
         self.accepted_rows = False
+        #: The bytes of the state it committed (set by the runner once committed).
+        self.persisted_bytes = 0
 
     async def accepted(self) -> None:
         """Wait until the job's accepted rows are written (before its id is handed out)."""
@@ -60,19 +64,21 @@ class Job:
     def name(self) -> str:
         return self.request.name
 
-    def subscribe(self) -> asyncio.Queue[PhaseEvent | oc.JobResult]:
-        """A queue of this job's phase events, ending with its ``JobResult``."""
+    def subscribe(self, phases: bool = True) -> asyncio.Queue[PhaseEvent | oc.JobResult]:
+        """A queue of this job's phase events (``phases``), ending with its ``JobResult``."""
         queue: asyncio.Queue[PhaseEvent | oc.JobResult] = asyncio.Queue()
         if self.response.done():
             queue.put_nowait(self.response.result())
         else:
             self._subscribers.append(queue)
+            if phases:
+                self._phase_subscribers.append(queue)
         return queue
 
     def emit(self, event: PhaseEvent) -> None:
         for listener in self.listeners:
             listener(event)
-        for queue in self._subscribers:
+        for queue in self._phase_subscribers:
             queue.put_nowait(event)
 
     @property
@@ -93,6 +99,7 @@ class Job:
         for queue in self._subscribers:
             queue.put_nowait(response)
         self._subscribers.clear()
+        self._phase_subscribers.clear()
         for listener in self.listeners:
             listener(response)
 

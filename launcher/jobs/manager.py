@@ -122,8 +122,15 @@ class JobManager:
     def _write_result(self, job: Job, with_accept: bool, result: oc.JobResult) -> None:
         """The job's result row (in the writer thread), after its accepted rows if those
         were left for now (and no answer has named the job since)."""
-        if with_accept:
-            self._accept(job)
+        request = job.request
+        if with_accept and not job.accepted_rows:  # both rows in one statement
+            self.records.started_and_finished(
+                job.state_id, request.model_id, request.name, job.started_at, result
+            )
+            if self.owners is not None:
+                self.owners.record(STATE, job.state_id, request.tenant or DEFAULT_TENANT)
+            job.accepted_rows = True
+            return
         self.records.finished(job.state_id, result)
 
     async def _finish_now(self, job: Job, outcome: oc.Failure) -> None:

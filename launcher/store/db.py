@@ -154,6 +154,18 @@ class Database:
             raise
         conn.execute("COMMIT")
 
+    def statement(
+        self, sql: str, params: tuple[Any, ...] = (), fsync: bool = True
+    ) -> sqlite3.Cursor:
+        """One statement, atomic by itself: inside this thread's transaction a part of it
+        (a failed statement undoes only itself, no savepoint needed), else committed alone
+        as ``transaction(fsync)`` would."""
+        conn = self.connect()
+        if conn.in_transaction:
+            return conn.execute(sql, params)
+        with self.transaction(fsync) as conn:
+            return conn.execute(sql, params)
+
     def register_schema(self, name: str, statements: list[str]) -> None:
         """Run a store's ``CREATE … IF NOT EXISTS`` statements once, in one transaction.
 

@@ -84,27 +84,37 @@ class GroupCommitter:
         try:
             conn = self._db.connect()
             durable = any(fsync for _, _, fsync, _ in live)
-            conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            if not durable:  # the connection's own setting is FULL
+                conn.execute("PRAGMA synchronous=NORMAL")
+            alone = len(live) == 1  # no savepoint: its failure undoes the whole transaction
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for fn, args, _, _ in live:
-                    conn.execute("SAVEPOINT grouped")
+                    if not alone:
+                        conn.execute("SAVEPOINT grouped")
                     try:
                         value = fn(*args)
                     except BaseException as e:  # undone alone; the others commit
-                        conn.execute("ROLLBACK TO grouped")
-                        conn.execute("RELEASE grouped")
+                        if not alone:
+                            conn.execute("ROLLBACK TO grouped")
+                            conn.execute("RELEASE grouped")
                         results.append((False, e))
                         continue
-                    conn.execute("RELEASE grouped")
+                    if not alone:
+                        conn.execute("RELEASE grouped")
                     results.append((True, value))
-                conn.execute("COMMIT")
+                if alone and not results[0][0]:
+                    if conn.in_transaction:  # (an I/O error may have ended it already)
+                        conn.execute("ROLLBACK")
+                else:
+                    conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             finally:
-                conn.execute("PRAGMA synchronous=FULL")
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
         except BaseException as e:  # the commit itself failed: nothing of the batch is stored
             for *_, future in live:
                 future.set_exception(e)

@@ -46,24 +46,40 @@ class JobRecords:
 
     def started(self, state_id: str, model_id: str, name: str, started_at: float) -> None:
         """Record a job accepted at ``started_at`` (Unix seconds)."""
-        with self._db.transaction(fsync=False) as conn:
-            if conn.execute("SELECT 1 FROM jobs WHERE state_id = ?", (state_id,)).fetchone():
-                raise ValueError(f"a job for state {state_id!r} is already recorded")
-            conn.execute(
+        try:
+            self._db.statement(
                 "INSERT INTO jobs (state_id, model_id, name, started_at, status)"
                 " VALUES (?, ?, ?, ?, 'running')",
                 (state_id, model_id, name, started_at),
+                fsync=False,
             )
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a job for state {state_id!r} is already recorded") from None
 
     def finished(self, state_id: str, result: oc.JobResult) -> None:
         """Record the job's result; ``KeyError`` if the job was never started."""
-        with self._db.transaction(fsync=False) as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
-                (encode(result), state_id),
+        cursor = self._db.statement(
+            "UPDATE jobs SET status = 'finished', response = ? WHERE state_id = ?",
+            (encode(result), state_id),
+            fsync=False,
+        )
+        if cursor.rowcount == 0:
+            raise KeyError(state_id)
+
+    def started_and_finished(
+        self, state_id: str, model_id: str, name: str, started_at: float, result: oc.JobResult
+    ) -> None:
+        """``started`` then ``finished`` in one statement (a job whose accepted row waited for
+        its result); ``ValueError`` if the job is recorded already."""
+        try:
+            self._db.statement(
+                "INSERT INTO jobs (state_id, model_id, name, started_at, status, response)"
+                " VALUES (?, ?, ?, ?, 'finished', ?)",
+                (state_id, model_id, name, started_at, encode(result)),
+                fsync=False,
             )
-            if cursor.rowcount == 0:
-                raise KeyError(state_id)
+        except sqlite3.IntegrityError:
+            raise ValueError(f"a job for state {state_id!r} is already recorded") from None
 
     def get(self, model_id: str, state_id: str) -> tuple[str, oc.JobResult | None] | None:
         """``(status, result)``: ``("running", None)``, ``("finished", JobResult)``, or

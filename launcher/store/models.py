@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import stat
 import threading
 import tomllib
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class ModelRegistry:
         self._pool = concurrent.futures.ThreadPoolExecutor(READ_THREADS, "model-read")
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self._resolved: tuple[tuple[int, int], Path] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -121,7 +123,19 @@ class ModelRegistry:
     def folder(self, model_id: str) -> Path:
         """The model's folder, resolved: ``ModelNotFound`` when there is none, ``ModelConfigError``
         when it resolves outside ``models/``, ``ModelReadError`` on an I/O error."""
-        if not self.exists(model_id):
+        if not valid_model_id(model_id):
+            raise ModelNotFound(model_id)
+        try:
+            st = os.lstat(self.models_dir / model_id)
+        except FileNotFoundError:
+            raise ModelNotFound(model_id) from None
+        except OSError as e:
+            raise ModelReadError(f"model {model_id!r}: cannot open its folder: {e}") from e
+        if stat.S_ISDIR(st.st_mode):
+            # A real folder (not a link) directly in models/ is inside it: only models/ itself
+            # needs resolving, and that is kept while models/ is the same directory.
+            return self._base() / model_id
+        if not stat.S_ISLNK(st.st_mode):
             raise ModelNotFound(model_id)
         try:
             base = self.models_dir.resolve(strict=True)
@@ -130,12 +144,31 @@ class ModelRegistry:
             raise ModelNotFound(model_id) from None
         except OSError as e:
             raise ModelReadError(f"model {model_id!r}: cannot open its folder: {e}") from e
+        if not folder.is_dir():
+            raise ModelNotFound(model_id)
         if folder.parent != base:
             raise ModelConfigError(
                 f"the folder of model {model_id!r} resolves outside models/; "
                 "a model folder must be a folder inside models/"
             )
         return folder
+
+    def _base(self) -> Path:
+        """``models/`` resolved; resolved again when it is another directory than last time."""
+        try:
+            st = os.stat(self.models_dir)
+        except OSError as e:
+            raise ModelReadError(f"cannot open the models folder: {e}") from e
+        stamp = (st.st_dev, st.st_ino)
+        cached = self._resolved
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            base = self.models_dir.resolve(strict=True)
+        except OSError as e:
+            raise ModelReadError(f"cannot open the models folder: {e}") from e
+        self._resolved = (stamp, base)
+        return base
 
     def load(self, model_id: str, code_version: bool = True) -> ModelConfig:
         """The model's configuration: ``ModelNotFound`` (no such folder), ``ModelConfigError``,
