@@ -150,7 +150,8 @@ class JobRunner:
                 )
             if result.error_details is not None:
                 return oc.ModelException(oc.Phase.CREATE_STATE, result.error_details)
-            await self.states.commit(pending, _recorder(job, durations))
+            record = await self.states.commit(pending, _recorder(job, durations))
+            job.persisted_bytes = sum(key.byte_size for key in record.keys)
             committed = True
             faults.point("after_commit")
             keep_worker = launcher_id is not None

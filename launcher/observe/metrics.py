@@ -1,15 +1,17 @@
 """Prometheus metrics of one launcher (``GET /metrics``), names prefixed ``launcher_``.
 
-Counters and histograms move as jobs end (``JobObserver``); the gauges are read at scrape
-time from the parts that know them (job manager, sessions, GPUs, sandbox, store), so nothing
-on a job's path pays for them. Labels are bounded: outcome codes, launcher type, phase,
-sandbox layer, tenant (capped), and model ids only with ``per_model``.
+Counters and histograms move by the jobs ended (``JobObserver``) when they are read (a job
+only queues its figures); the gauges are read at scrape time from the parts that know them
+(job manager, sessions, GPUs, sandbox, store), so nothing on a job's path pays for them.
+Labels are bounded: outcome codes, launcher type, phase, sandbox layer, tenant (capped), and
+model ids only with ``per_model``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -26,6 +28,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
 #: At most this many tenants get their own stored-bytes series.
 MAX_TENANTS = 1000
+#: Ended jobs counted but not yet in the series (``job_ended``) at most.
+MAX_PENDING = 1024
 #: Label sets whose series are kept at hand (bounded: per-model labels could be many).
 MAX_CACHED_LABEL_SETS = 4096
 
@@ -129,8 +133,36 @@ class Metrics:
         )
         self.registry.register(_Gauges(self.sources))
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._pending: list[tuple[str, str, str, dict[str, float], float, int]] = []
+        self._lock = threading.Lock()
+        self._applying = threading.Lock()
 
     def job_ended(
+        self,
+        code: str,
+        launcher: str,
+        model_id: str,
+        phases: dict[str, float],
+        total: float,
+        persisted: int,
+    ) -> None:
+        """Count an ended job. The series move when they are next read (``render``), or once
+        ``MAX_PENDING`` jobs wait: a job pays one list append, a scrape sees every job."""
+        with self._lock:
+            self._pending.append((code, launcher, model_id, phases, total, persisted))
+            waiting = len(self._pending)
+        if waiting >= MAX_PENDING:
+            self.apply_pending()
+
+    def apply_pending(self) -> None:
+        """Move the series by the jobs counted since the last time (any thread)."""
+        with self._applying:  # (one at a time: the series move in the jobs' order)
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for code, launcher, model_id, phases, total, persisted in pending:
+                self._apply(code, launcher, model_id, phases, total, persisted)
+
+    def _apply(
         self,
         code: str,
         launcher: str,
@@ -154,6 +186,7 @@ class Metrics:
             self.persisted.inc(persisted)
 
     def render(self) -> bytes:
+        self.apply_pending()
         return generate_latest(self.registry)
 
     async def render_async(self) -> bytes:

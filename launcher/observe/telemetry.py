@@ -82,21 +82,6 @@ def check_metrics_address(address: str, allow_public: bool) -> None:
         )
 
 
-def _persisted(db: Database) -> Callable[[str], int]:
-    def persisted(state_id: str) -> int:
-        row = (
-            db.connect()
-            .execute(
-                "SELECT COALESCE(SUM(byte_size), 0) FROM state_keys WHERE state_id = ?",
-                (state_id,),
-            )
-            .fetchone()
-        )
-        return int(row[0])
-
-    return persisted
-
-
 def _stored_by_tenant(db: Database) -> Callable[[], dict[str, int]]:
     stored = StoredBytes(db)
 
@@ -139,7 +124,7 @@ def install(
         stored_bytes=_stored_by_tenant(db),
     )
     metrics = Metrics(sources, per_model=per_model)
-    observer = JobObserver(logs, metrics, _persisted(db))
+    observer = JobObserver(logs, metrics)
     jobs.observer = observer.accepted
     oplog.on_refused = lambda code: metrics.refused.labels(code).inc()
     model_servicer.job_logs = logs

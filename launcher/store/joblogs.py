@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,13 @@ class JobLog:
     ``FLUSH_SECONDS`` while it changes: a short job costs nothing on disk before its end, and
     a flood costs a bounded write twice a second, whatever its rate."""
 
-    def __init__(self, folder: Path, state_id: str, limit: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        state_id: str,
+        limit: int,
+        flusher: Callable[[JobLog], None] | None = None,
+    ) -> None:
         self.state_id = state_id
         self.buffer = LogBuffer(limit // 2, limit - limit // 2)
         self._folder = folder
@@ -61,6 +67,10 @@ class JobLog:
         self._pending_head: list[bytes] = []
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
+        #: Who flushes this log within ``FLUSH_SECONDS`` of being told (all logs' one timer);
+        #: None: a timer of its own.
+        self._flusher = flusher
+        self._flush_due = False
         self._disk_ok = True
         #: Set (and replaced) when records are added; made only while someone follows.
         self._changed: asyncio.Event | None = None
@@ -90,16 +100,23 @@ class JobLog:
             self._tail_dirty = True
         if self._pending_bytes >= FLUSH_BYTES:
             self._flush()
-        elif self._timer is None and not self.closed:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
+        elif not self._flush_due and not self.closed:
+            self._flush_due = True
+            if self._flusher is not None:
+                self._flusher(self)
+            else:
+                self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush)
         if self._changed is not None:
             self._changed.set()
             self._changed = None
 
     def _flush(self) -> None:
+        self._flush_due = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.closed:
+            return
         head = b"".join(self._pending_head)
         self._pending_head, self._pending_bytes = [], 0
         if not self._disk_ok:
@@ -173,20 +190,46 @@ class JobLogs:
         folder.mkdir(parents=True, exist_ok=True)
         #: Ended logs go to ``launcher.db`` in batches; without a database, one file each.
         self._saver = LogSaver(db, folder, self._saved) if db is not None else None
+        self._due: set[JobLog] = set()
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     def open(self, state_id: str) -> JobLog:
-        job_log = JobLog(self.folder, state_id, self.limit)
+        job_log = JobLog(self.folder, state_id, self.limit, self._flush_later)
         self.live[state_id] = job_log
         return job_log
 
+    def _flush_later(self, job_log: JobLog) -> None:
+        """One timer for every log with records waiting (not one per job)."""
+        self._due.add(job_log)
+        if self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                FLUSH_SECONDS, self._flush_waiting
+            )
+
+    def _flush_waiting(self) -> None:
+        self._flush_timer = None
+        due, self._due = self._due, set()
+        for job_log in due:
+            job_log._flush()  # (an ended one does nothing)
+
     async def close(self, job_log: JobLog) -> None:
         """The job ended: save its log (read from memory until it is saved)."""
+        writing = self.close_now(job_log)
+        if writing is not None:
+            await writing
+
+    def close_now(self, job_log: JobLog) -> Coroutine[Any, Any, None] | None:
+        """``close`` without a task where it can: the log goes to the database's batch at
+        once (None); without a database, the coroutine that writes its file."""
         ended = job_log.finish()
         if ended is None:
-            return
+            return None
         if self._saver is not None:
             self._saver.add(ended)
-            return
+            return None
+        return self._write(ended)
+
+    async def _write(self, ended: Ended) -> None:
         try:
             await asyncio.to_thread(
                 _write_final, self.folder, ended.state_id, ended.data, ended.work_files
