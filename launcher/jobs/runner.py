@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from launcher import faults
 from launcher import outcomes as oc
@@ -165,8 +166,12 @@ class JobRunner:
                 worker.process.sink = None
                 if keep_worker and launcher_id is not None:
                     self.sessions.put(launcher_id, worker, job.request.tenant)
-                else:  # killed now; its cgroup, folder and log are tidied after the answer
-                    self.executor.release(worker, job.state_id)
+                else:
+                    # Killed just after the answer has left: killing a process tree (and its
+                    # exit) costs milliseconds that the answer need not wait for, and the
+                    # worker has answered or is past use. Its cgroup, folder and log are
+                    # tidied later still.
+                    _after_answer(self.executor.release, worker, job.state_id)
 
     async def _initialize(self, worker: Worker, model: ModelConfig) -> None:
         result = await self._step(
@@ -203,6 +208,13 @@ class JobRunner:
                 worker.kill()
                 termination = await asyncio.shield(worker.process.wait())
             raise PhaseFailed(terminated(termination)) from None
+
+
+def _after_answer(fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn`` two loop turns from now. The job's end, in this same step, queues its
+    answer's wake-up next; that step hands the answer to gRPC, then ``fn`` runs."""
+    loop = asyncio.get_running_loop()
+    loop.call_soon(loop.call_soon, fn, *args)
 
 
 def _charged(job: Job, pending: StateSink) -> StateSink:
