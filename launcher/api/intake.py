@@ -86,6 +86,20 @@ class ChunkRequest:
         return "chunk"
 
 
+class HeaderRequest:
+    """A ``CreateStateRequest`` holding ``header``, as the intake reads one."""
+
+    __slots__ = ("header",)
+
+    def __init__(self, header: model_pb2.CreateStateHeader) -> None:
+        self.header = header
+
+    def WhichOneof(self, oneof_group: str) -> str:  # noqa: N802 - protobuf's name
+        if oneof_group != "part":
+            raise ValueError(f"CreateStateRequest has no oneof {oneof_group!r}")
+        return "header"
+
+
 def _varint(data: bytes, at: int) -> tuple[int, int]:
     """The varint at ``at`` and the position after it; (-1, at) where none ends in 10 bytes
     or before the end."""
@@ -140,23 +154,24 @@ class WholeRequest:
     ``receive`` reads: all of them are here already."""
 
     def __init__(self, request: model_pb2.CreateStateUnaryRequest) -> None:
-        self._messages = iter(
+        # Views of the request's parts (a CreateStateRequest would copy the header).
+        self._messages: Iterator[HeaderRequest | ChunkRequest] = iter(
             [
-                model_pb2.CreateStateRequest(header=request.header),
-                *(model_pb2.CreateStateRequest(chunk=chunk) for chunk in request.chunks),
+                HeaderRequest(request.header),
+                *(ChunkRequest(chunk) for chunk in request.chunks),  # type: ignore[arg-type]
             ]
         )
 
     def __aiter__(self) -> WholeRequest:
         return self
 
-    async def __anext__(self) -> model_pb2.CreateStateRequest:
+    async def __anext__(self) -> HeaderRequest | ChunkRequest:
         message = self.next_now()
         if message is None:
             raise StopAsyncIteration
         return message
 
-    def next_now(self) -> model_pb2.CreateStateRequest | None:
+    def next_now(self) -> HeaderRequest | ChunkRequest | None:
         return next(self._messages, None)
 
 

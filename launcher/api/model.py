@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -133,7 +133,9 @@ class ModelServicer(JobLogApi, SnapshotApi, StateApi, model_pb2_grpc.ModelServic
     ) -> model_pb2.CreateStateResponse:
         """CreateState of a request carried in one message: the same path (intake, limits,
         job) with its events kept here; only the response goes back."""
-        events = self.CreateState(WholeRequest(request), context, phases=False)
+        # (views of its parts, read as the intake reads messages: WhichOneof and the part)
+        whole = cast(AsyncIterator[model_pb2.CreateStateRequest], WholeRequest(request))
+        events = self.CreateState(whole, context, phases=False)
         try:
             async for event in events:
                 kind = event.WhichOneof("event")

@@ -72,7 +72,9 @@ class DataServer:
     """The params of one call, by the dataset names given to the worker."""
 
     params: dict[str, ServedParam] = field(default_factory=dict)
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+    #: Made at the first shuffle (seeding one from the OS costs tens of microseconds, and
+    #: most calls never shuffle).
+    rng: np.random.Generator | None = None
 
     def add(self, name: str, dataset: str, source: ParamSource) -> messages.ParamHandle:
         """Register a source; returns the handle the worker reads it through."""
@@ -93,6 +95,8 @@ class DataServer:
 
     def shuffle(self, served: list[ServedParam]) -> None:
         """Apply one shared random permutation (O(amount); run it off the event loop)."""
+        if self.rng is None:
+            self.rng = np.random.default_rng()
         perm = self.rng.permutation(served[0].source.amount)
         for p in served:
             p.order = perm if p.order is None else p.order[perm]
