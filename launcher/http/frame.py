@@ -5,6 +5,10 @@ Request: ``u8 N, varint J, N varints L[i], J bytes of JSON, the blobs back to ba
 size is known from the header (at most 2 305 bytes), so the body is never held whole: the JSON
 is read (bounded by ``max_json``) and each blob is handed on in pieces.
 Response: ``varint J, JSON, then per blob varint L and L bytes``.
+
+Blob bytes are given out as ``bytes`` pieces (``pieces``), or, for a consumer that lets go of
+each before asking for the next but one (the createState intake), as views of a few reused
+buffers (``views``): the bytes are copied once, from the chunks the server received.
 """
 
 from __future__ import annotations
@@ -12,10 +16,28 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
+
+from launcher.http.body import Body, ByteSource, unexported
+
+__all__ = [
+    "MAX_HEADER",
+    "PIECE",
+    "VIEW_PIECE",
+    "ByteSource",
+    "FrameError",
+    "RequestFrame",
+    "encode_varint",
+    "read_varint",
+    "response_head",
+]
 
 #: Blob bytes are handed on in pieces of at most this size.
 PIECE = 1 << 20
+#: ``views`` gives out blob bytes in views of at most this size (fewer hand-offs to a thread).
+VIEW_PIECE = 4 << 20
+#: ``views`` keeps at most this many buffers for reuse.
+_SPARE_BUFFERS = 3
 #: The header's most bytes: u8 count, one JSON varint and 255 blob varints of 9 bytes each.
 MAX_HEADER = 1 + 9 + 255 * 9
 
@@ -26,12 +48,6 @@ class FrameError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-class ByteSource(Protocol):
-    async def readexactly(self, n: int) -> bytes: ...
-
-    async def read(self, n: int = -1) -> bytes: ...
 
 
 def encode_varint(value: int) -> bytes:
@@ -75,7 +91,7 @@ class RequestFrame:
     def __init__(
         self, source: ByteSource, content_length: int | None, idle: float | None = None
     ) -> None:
-        self._source = source
+        self._source = Body(source)
         self._content_length = content_length
         #: A body that sends nothing for this many seconds is ended (None: never).
         self._idle = idle
@@ -85,6 +101,8 @@ class RequestFrame:
         self.blob_lengths: list[int] = []
         self._next_blob = 0
         self._left_in_body: int | None = None
+        #: ``views``'s buffers, used again once no view of them is alive.
+        self._buffers: list[bytearray] = []
 
     async def open(self, max_json: int) -> None:
         count = (await _read(self._source, 1, "blob count", self._idle))[0]
@@ -119,16 +137,50 @@ class RequestFrame:
             self.failure = e
             raise
 
-    async def pieces(self, index: int) -> AsyncIterator[bytes]:
-        """Blob ``index`` in pieces of at most ``PIECE`` bytes (blobs must be read in order)."""
+    def _start_blob(self, index: int) -> int:
         if index != self._next_blob:
             raise RuntimeError(f"blob {index} read out of order (next is {self._next_blob})")
-        left = self.blob_lengths[index]
         self._next_blob += 1
+        return self.blob_lengths[index]
+
+    async def pieces(self, index: int) -> AsyncIterator[bytes]:
+        """Blob ``index`` in pieces of at most ``PIECE`` bytes (blobs must be read in order)."""
+        left = self._start_blob(index)
         while left:
             piece = await self._take(min(left, PIECE), f"blob {index}")
             left -= len(piece)
             yield piece
+
+    async def views(self, index: int) -> AsyncIterator[memoryview]:
+        """Blob ``index`` in views of at most ``VIEW_PIECE`` bytes, as ``pieces``. A view's
+        buffer is filled again only once no view of it is alive, so a consumer that keeps
+        one only costs a fresh buffer; one that drops each in time reuses two or three."""
+        left = self._start_blob(index)
+        what = f"blob {index}"
+        while left:
+            size = min(left, VIEW_PIECE)
+            view = memoryview(self._buffer())[:size]
+            try:
+                await self._source.readinto(view, self._idle)
+            except TimeoutError:
+                self.failure = FrameError(
+                    f"the body sent nothing for {self._idle:g} s (inside the {what})"
+                )
+                raise self.failure from None
+            except Exception:  # IncompleteReadError, or the connection ended
+                self.failure = FrameError(f"the body ends inside the {what}")
+                raise self.failure from None
+            left -= size
+            yield view
+
+    def _buffer(self) -> bytearray:
+        for buffer in self._buffers:
+            if unexported(buffer):
+                return buffer
+        buffer = bytearray(VIEW_PIECE)
+        if len(self._buffers) < _SPARE_BUFFERS:
+            self._buffers.append(buffer)
+        return buffer
 
     async def read_blob(self, index: int) -> bytes:
         return b"".join([piece async for piece in self.pieces(index)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from launcher.api.intake import ChunkRequest, ParamChunkView
 from launcher.client import responses as resp
 from launcher.client.requests import (
     filter_ids,
@@ -82,16 +83,18 @@ def _params(call: Call) -> list[model_pb2.Param]:
 
 async def _create_state_requests(
     call: Call, header: model_pb2.CreateStateHeader
-) -> AsyncIterator[model_pb2.CreateStateRequest]:
+) -> AsyncIterator[model_pb2.CreateStateRequest | ChunkRequest]:
+    """The header, then each inline param's blob as the chunk messages the gRPC server's
+    parser gives the intake (``ChunkRequest``): views of the frame's reused buffers, no
+    protobuf message built and read back. The intake is done with a chunk's bytes (its
+    write has ended) before it asks for the one after next, so two buffers take turns."""
     yield model_pb2.CreateStateRequest(header=header)
     blob = 0
     for index, param in enumerate(header.params):
         if param.WhichOneof("data") != "inline":
             continue
-        async for piece in call.frame.pieces(blob):
-            yield model_pb2.CreateStateRequest(
-                chunk=model_pb2.ParamChunk(param_index=index, data=piece)
-            )
+        async for view in call.frame.views(blob):
+            yield ChunkRequest(ParamChunkView(index, view))
         blob += 1
 
 
