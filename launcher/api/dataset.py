@@ -4,6 +4,9 @@ No dataset logic lives here: each RPC validates its fields (``invalid_parameter`
 path), runs the store's blocking disk work in a thread so the event loop stays responsive,
 and answers every refusal as the response's ``error`` value. Only a stream that breaks the
 protocol itself (a chunk before the header) is aborted with a gRPC status.
+
+AddEntries' messages come parsed by ``entries_wire.parse_add_entries_request`` (a chunk is a
+view of the received bytes) and its chunks are written in batches (``WriteBatches``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import grpc
 
 from launcher import rules
 from launcher.api.convert import empty_error, empty_ok, error_to_proto, unix_ms
-from launcher.api.write_ahead import WriteAhead
+from launcher.api.entries_wire import AddEntriesMessage
+from launcher.api.write_batches import WriteBatches
 from launcher.auth import access
 from launcher.auth.access import AccessCheck
 from launcher.auth.owners import DATASET
@@ -85,16 +89,16 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
 
     async def AddEntries(
         self,
-        request_iterator: AsyncIterator[dataset_pb2.AddEntriesRequest],
+        request_iterator: AsyncIterator[AddEntriesMessage],
         context: grpc.aio.ServicerContext,
     ) -> dataset_pb2.AddEntriesResponse:
         first = await anext(aiter(request_iterator), None)
-        if first is None or not first.HasField("header"):
+        if not isinstance(first, dataset_pb2.AddEntriesRequest) or not first.HasField("header"):
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "AddEntries: the first message must be the header",
             )
-        assert first is not None  # abort() raised otherwise
+        assert isinstance(first, dataset_pb2.AddEntriesRequest)  # abort() raised otherwise
         header = first.header
         reservation = None
         try:
@@ -225,20 +229,20 @@ class DatasetServicer(dataset_pb2_grpc.DatasetServicer):
         return empty_ok()
 
 
-async def _receive(
-    request_iterator: AsyncIterator[dataset_pb2.AddEntriesRequest], pending: PendingAdd
-) -> None:
-    """Each chunk is validated and written in a thread while the next one is received (one in
-    flight: memory stays bounded, writes keep their order)."""
-    writes = WriteAhead()
+async def _receive(request_iterator: AsyncIterator[AddEntriesMessage], pending: PendingAdd) -> None:
+    """The chunks are validated and written in order, in a thread, while the next ones are
+    received (``WriteBatches``: memory stays bounded, writes keep their order, a write's error
+    comes before anything received after the chunk that caused it)."""
+    writes = WriteBatches(pending.write_many)
     try:
         async for message in request_iterator:
-            await writes.wait()
             if message.HasField("header"):
+                await writes.flush()  # a refused chunk before it is the answer
                 raise invalid("header", "only the first message may be a header")
-            if message.chunk:
-                writes.start(pending.write, message.chunk)
-        await writes.wait()
+            chunk = message.chunk
+            if chunk:
+                await writes.add(chunk)
+        await writes.flush()
     finally:
         await writes.settle()
 

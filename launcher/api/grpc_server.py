@@ -9,6 +9,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from launcher.api import reflection
+from launcher.api.entries_wire import add_entries_handler
 from launcher.api.intake import create_state_handler
 from launcher.v1 import (
     dataset_pb2,
@@ -48,6 +49,10 @@ def add_services(server: grpc.aio.Server, servicers: Mapping[str, Any]) -> Healt
         "launcher.v1.Model", {"CreateState": create_state_handler(servicers["Model"])}
     )
     dataset_pb2_grpc.add_DatasetServicer_to_server(servicers["Dataset"], server)
+    # AddEntries again, its chunk messages parsed without copying their data (entries_wire.py).
+    server.add_registered_method_handlers(
+        "launcher.v1.Dataset", {"AddEntries": add_entries_handler(servicers["Dataset"])}
+    )
     persistent_launcher_pb2_grpc.add_PersistentLauncherServicer_to_server(
         servicers["PersistentLauncher"], server
     )

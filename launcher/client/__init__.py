@@ -41,7 +41,9 @@ class LauncherClient:
         self._channel = open_channel(address, tls, client_cert, client_key)
         caller = Caller(api_key, timeout)
         self.model = ModelApi(model_pb2_grpc.ModelStub(self._channel), caller, self._channel)
-        self.dataset = DatasetApi(dataset_pb2_grpc.DatasetStub(self._channel), caller)
+        self.dataset = DatasetApi(
+            dataset_pb2_grpc.DatasetStub(self._channel), caller, self._channel
+        )
         self.persistent_launcher = PersistentLauncherApi(
             persistent_launcher_pb2_grpc.PersistentLauncherStub(self._channel), caller
         )

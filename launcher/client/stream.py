@@ -7,7 +7,8 @@ about one chunk of extra memory.
 CreateState's chunk messages are sent already serialized (``create_state_wire``): each is its
 few bytes of protobuf framing joined with its slices of the pieces, one copy of the data,
 where building a ``ParamChunk`` and serializing it copied every chunk three times (which made
-the client, not the launcher, the slowest part of a large upload).
+the client, not the launcher, the slowest part of a large upload). AddEntries' chunks are sent
+the same way (``add_entries_wire``).
 """
 
 from __future__ import annotations
@@ -246,13 +247,33 @@ def upload_state_requests(
         yield model_pb2.UploadStateRequest(chunk=data)
 
 
-def add_entries_requests(
+def _add_entries_header(
     dataset_id: str, keys: list[tuple[str, Payload]]
-) -> Iterator[dataset_pb2.AddEntriesRequest]:
+) -> dataset_pb2.AddEntriesRequest:
     header = dataset_pb2.AddEntriesHeader(
         dataset_id=dataset_id,
         keys=[dataset_pb2.AddEntriesHeader.Key(key=k, byte_size=p.size) for k, p in keys],
     )
-    yield dataset_pb2.AddEntriesRequest(header=header)
+    return dataset_pb2.AddEntriesRequest(header=header)
+
+
+def add_entries_requests(
+    dataset_id: str, keys: list[tuple[str, Payload]]
+) -> Iterator[dataset_pb2.AddEntriesRequest]:
+    yield _add_entries_header(dataset_id, keys)
     for data in chunks(piece for _, payload in keys for piece in payload.pieces):
         yield dataset_pb2.AddEntriesRequest(chunk=data)
+
+
+def entries_chunk_prefix(size: int) -> bytes:
+    """The serialized ``AddEntriesRequest{chunk}`` less the ``size`` bytes of data that
+    follow it (the field's tag and length, as protobuf writes them)."""
+    return b"\x12" + _varint(size)
+
+
+def add_entries_wire(dataset_id: str, keys: list[tuple[str, Payload]]) -> Iterator[bytes]:
+    """``add_entries_requests`` already serialized (one copy of the data, as for
+    ``create_state_wire``), for a call made without a request serializer."""
+    yield _add_entries_header(dataset_id, keys).SerializeToString()
+    pieces = (piece for _, payload in keys for piece in payload.pieces)
+    yield from wire_chunks(pieces, entries_chunk_prefix)

@@ -7,17 +7,24 @@ refused at the chunk that carries it and no key is ever held in memory, and are 
 store reserved that range for this upload; nothing below the committed end is touched, and a
 crash leaves only bytes that no index names) or, when the store could not reserve it, to an
 anonymous staging file (``O_TMPFILE``) that the store appends once the whole upload is valid.
+
+``write_many`` takes several chunks at once (the gRPC layer hands over what arrived while the
+previous batch was being written): each key's validated pieces go out in one ``pwritev``, and
+a key written straight into its data file has its writeback started window by window
+(``WriteBehind``) so that the commit's ``fsync`` finds little left to write.
 """
 
 from __future__ import annotations
 
 import os
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.errors import RequestError, invalid
 from launcher.store.datasets.rules import KeyRules, check_tensor
+from launcher.store.datasets.writeback import WriteBehind
 from launcher.store.spool import open_spool_file
 from runtime.tensor import StreamValidator, TensorError
 
@@ -39,6 +46,12 @@ class KeyUpload:
     received: int = 0
     offsets: array = field(default_factory=lambda: array("Q"))
     lengths: array = field(default_factory=lambda: array("Q"))
+    #: Rolling writeback of a direct key's bytes (None: staged, copied at commit).
+    behind: WriteBehind | None = None
+
+    def __post_init__(self) -> None:
+        if self.direct:
+            self.behind = WriteBehind(self.fd, self.base)
 
     @property
     def count(self) -> int:
@@ -80,28 +93,59 @@ class EntryAppender:
             raise
         self._current = 0
         self._count: int | None = None
+        #: What failed a ``write_many`` (a refusal, or a failed write): its batch is not (all)
+        #: written, so the upload cannot go on; every later ``write_many`` and ``finish``
+        #: raises it again.
+        self._failed: BaseException | None = None
 
-    def write(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:
-            key = self._next_open_key()
-            if key is None:
-                expected = sum(k.byte_size for k in self.keys)
-                raise invalid(
-                    "chunk",
-                    f"more bytes than announced: the header's byte_size values total {expected}",
-                )
-            piece = view[: key.byte_size - key.received]
-            view = view[len(piece) :]
-            self._validate(key, piece)
-            at = key.base + key.received
-            rest = piece
-            while rest:
-                rest = rest[os.pwrite(key.fd, rest, at + len(piece) - len(rest)) :]
-            key.received += len(piece)
+    def write(self, chunk: bytes | memoryview) -> None:
+        self.write_many((chunk,))
+
+    def write_many(self, chunks: Sequence[bytes | memoryview]) -> None:
+        """Validate ``chunks`` in order and write them. A refused byte ends the call before
+        anything of the batch is written, and the upload with it."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            for key, at, pieces in self._route(chunks):
+                end = _pwrite_all(key.fd, pieces, at)
+                if key.behind is not None:
+                    key.behind.written(end)
+        except BaseException as err:
+            self._failed = err
+            raise
+
+    def _route(
+        self, chunks: Sequence[bytes | memoryview]
+    ) -> list[tuple[KeyUpload, int, list[memoryview]]]:
+        """Each chunk cut at key borders and validated: per run of one key, (key, file
+        offset, pieces)."""
+        runs: list[tuple[KeyUpload, int, list[memoryview]]] = []
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                key = self._next_open_key()
+                if key is None:
+                    expected = sum(k.byte_size for k in self.keys)
+                    raise invalid(
+                        "chunk",
+                        f"more bytes than announced: the header's byte_size values total "
+                        f"{expected}",
+                    )
+                piece = view[: key.byte_size - key.received]
+                view = view[len(piece) :]
+                self._validate(key, piece)
+                if runs and runs[-1][0] is key:
+                    runs[-1][2].append(piece)
+                else:
+                    runs.append((key, key.base + key.received, [piece]))
+                key.received += len(piece)
+        return runs
 
     def finish(self) -> int:
         """The number of entries; refuses a short upload, a truncated tensor or unequal counts."""
+        if self._failed is not None:
+            raise self._failed
         key = self._next_open_key()
         if key is not None:
             raise invalid(
@@ -160,3 +204,24 @@ class EntryAppender:
             key.path(index),
             f"not a valid tensor: {err} (at byte {err.offset} of key {key.name!r}'s data)",
         )
+
+
+#: At most this many buffers go to one ``pwritev`` (the system's IOV_MAX is at least 1024).
+_IOV_BATCH = 512
+
+
+def _pwrite_all(fd: int, pieces: list[memoryview], at: int) -> int:
+    """Write ``pieces`` one after another from ``at`` (short writes resumed); the end."""
+    for first in range(0, len(pieces), _IOV_BATCH):
+        rest = pieces[first : first + _IOV_BATCH]
+        while rest:
+            written = os.pwritev(fd, rest, at)
+            if written <= 0:
+                raise OSError(f"pwritev wrote nothing at byte {at}")
+            at += written
+            while rest and written >= len(rest[0]):
+                written -= len(rest[0])
+                rest = rest[1:]
+            if written:
+                rest[0] = rest[0][written:]
+    return at
