@@ -23,7 +23,6 @@ import select
 import signal
 import struct
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 from launcher.sandbox import confine, libc
@@ -79,35 +78,21 @@ def end_like(status: int) -> None:
     os._exit(os.waitstatus_to_exitcode(status))
 
 
-def _become_keeper(parent_pid: int) -> None:
-    """The keeper's own process settings: a session of its own, dying with its parent, the
-    reaper of its orphans."""
-    os.setsid()
-    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(SETUP_FAILED)
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-
-
-def run_keeper(
-    recipe: Recipe,
-    log_fd: int,
-    parent_pid: int,
-    err_fd: int | None = None,
-    prepared: bool = False,
-) -> None:
+def run_keeper(recipe: Recipe, log_fd: int, parent_pid: int, err_fd: int | None = None) -> None:
     """Body of the keeper process; never returns. The worker's stdout goes to ``log_fd``, its
-    stderr to ``err_fd`` (or ``log_fd`` too). ``prepared``: a spare keeper, whose process
-    settings and namespaces (the recipe's) are made already."""
+    stderr to ``err_fd`` (or ``log_fd`` too)."""
     try:
-        if not prepared:
-            _become_keeper(parent_pid)
+        os.setsid()
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(SETUP_FAILED)
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd if err_fd is None else err_fd, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        if recipe.namespaces and not prepared:
+        if recipe.namespaces:
             libc.unshare(recipe.namespaces)
         status_r, status_w = os.pipe()
         alive_r, alive_w = os.pipe()
@@ -231,48 +216,17 @@ def _run_init(recipe: Recipe, status_w: int, alive_r: int, joined_r: int, tasks:
     os._exit(0)
 
 
-def _clean_slate() -> None:
+def main_from_zygote(
+    recipe: Recipe, log_fd: int, zygote_pid: int, err_fd: int | None = None
+) -> None:
+    """Entry of a process just forked from the zygote: a clean slate, then the keeper."""
     gc.disable()  # the keeper and the init make no garbage worth a scan; the worker turns it on
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def main_from_zygote(
-    recipe: Recipe, log_fd: int, zygote_pid: int, err_fd: int | None = None
-) -> None:
-    """Entry of a process just forked from the zygote: a clean slate, then the keeper."""
-    _clean_slate()
     try:
         run_keeper(recipe, log_fd, zygote_pid, err_fd)
-    finally:
-        # Never unwind into the zygote's loop, whose frames are still on this stack.
-        traceback.print_exc()
-        os._exit(SETUP_FAILED)
-
-
-def main_spare(
-    claim: Callable[[], tuple[Recipe, list[int]] | None], namespaces: int, zygote_pid: int
-) -> None:
-    """Entry of a spare keeper, forked from the zygote before any job wants it: the clean
-    slate, the keeper's process settings and the namespaces ``namespaces`` made now; then
-    ``claim()`` waits for the job's recipe (whose namespaces are these) and its log fds, and
-    the keeper goes on from there. ``claim()`` returning None (the zygote is done with it):
-    it exits."""
-    _clean_slate()
-    try:
-        _become_keeper(zygote_pid)
-        if namespaces:
-            libc.unshare(namespaces)
-        claimed = claim()
-        if claimed is None:
-            os._exit(0)
-        recipe, fds = claimed
-        if recipe.namespaces != namespaces or len(fds) not in (1, 2):
-            os.write(2, b"sandbox: a spare keeper was claimed for other namespaces\n")
-            os._exit(SETUP_FAILED)
-        run_keeper(recipe, fds[0], zygote_pid, fds[1] if len(fds) > 1 else None, prepared=True)
     finally:
         # Never unwind into the zygote's loop, whose frames are still on this stack.
         traceback.print_exc()

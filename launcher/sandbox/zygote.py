@@ -11,20 +11,17 @@ die with it, and their pid namespaces with them.
 from __future__ import annotations
 
 import array
-import contextlib
 import gc
 import os
 import select
 import signal
 import socket
 import sys
-import time
 
 # Pre-imported so that forked workers start with it loaded (the point of the zygote).
 import numpy  # noqa: F401
 
 from launcher.sandbox import libc, seccomp, tree
-from launcher.sandbox.recipe import Recipe
 from launcher.sandbox.zygote_messages import (
     MAX_PACKET,
     Exited,
@@ -52,10 +49,6 @@ except ImportError:  # the worker runtime may be absent; workers then import it 
     pass
 
 
-#: The one receive buffer (the zygote is single-threaded): no 4 MiB allocation per packet.
-_PACKET = bytearray(MAX_PACKET)
-
-
 def _send(sock: socket.socket, message: Message) -> None:
     sock.sendall(message.encode())
 
@@ -63,8 +56,7 @@ def _send(sock: socket.socket, message: Message) -> None:
 def _receive(sock: socket.socket) -> tuple[Message | None, bool, list[int]]:
     """(message or None, end of the channel, fds received)."""
     fds = array.array("i")
-    size, ancillary, _flags, _addr = sock.recvmsg_into([_PACKET], socket.CMSG_SPACE(4 * 4))
-    data = bytes(memoryview(_PACKET)[:size])
+    data, ancillary, _flags, _addr = sock.recvmsg(MAX_PACKET, socket.CMSG_SPACE(4 * 4))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
@@ -77,67 +69,6 @@ def _receive(sock: socket.socket) -> tuple[Message | None, bool, list[int]]:
         return None, False, list(fds)
 
 
-#: A spare keeper older than this is replaced, not used: its mount namespace is a copy of the
-#: host's from when it was made, and the host's mounts may have changed since.
-SPARE_MAX_AGE = 30.0
-
-
-class _Spare:
-    """A keeper forked ahead of its job (``tree.main_spare``), waiting on ``channel`` for the
-    Spawn packet and log fds that make it a job's."""
-
-    def __init__(self, pid: int, channel: socket.socket, namespaces: int) -> None:
-        self.pid = pid
-        self.channel = channel
-        self.namespaces = namespaces
-        self.born = time.monotonic()
-
-    def fits(self, recipe_namespaces: int) -> bool:
-        return self.namespaces == recipe_namespaces and time.monotonic() - self.born < SPARE_MAX_AGE
-
-    def hand_over(self, message: Spawn, fds: list[int]) -> bool:
-        """Give it the job; False if it cannot take it (then it is killed)."""
-        try:
-            self.channel.sendmsg(
-                [message.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-            )
-            return True
-        except OSError:
-            self.discard()
-            return False
-        finally:
-            self.channel.close()
-
-    def discard(self) -> None:
-        self.channel.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-
-
-def _claim(channel: socket.socket) -> tuple[Recipe, list[int]] | None:
-    """In a spare: wait for its Spawn packet (None: the zygote closed the channel)."""
-    message, ended, fds = _receive(channel)
-    if ended or not isinstance(message, Spawn):
-        return None
-    return message.recipe, fds
-
-
-def _fork_spare(launcher_sock: socket.socket, wake: tuple[int, int], namespaces: int) -> _Spare:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    zygote_pid = os.getpid()
-    gc.freeze()
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        os.close(launcher_sock.detach())  # nothing of the zygote's channel in a keeper
-        signal.set_wakeup_fd(-1)
-        for fd in wake:
-            os.close(fd)
-        tree.main_spare(lambda: _claim(theirs), namespaces, zygote_pid)
-    theirs.close()
-    return _Spare(pid, ours, namespaces)
-
-
 def serve(sock: socket.socket) -> None:
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -145,22 +76,15 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     keepers: dict[int, str] = {}  # pid → worker id
     by_id: dict[str, int] = {}
-    spare: _Spare | None = None  # made after each spawn, for the next one
     _send(sock, Ready(os.getpid()))
     while True:
         ready = select.select([sock.fileno(), wake_r], [], [])[0]
         if wake_r in ready:
             os.read(wake_r, 4096)
-            while True:
-                try:
-                    pid, status = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    break
+            while keepers:
+                pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
                     break
-                if spare is not None and pid == spare.pid:  # died waiting (killed)
-                    spare.channel.close()
-                    spare = None
                 worker_id = keepers.pop(pid, None)
                 if worker_id is not None:
                     del by_id[worker_id]
@@ -169,8 +93,6 @@ def serve(sock: socket.socket) -> None:
             continue
         message, ended, fds = _receive(sock)
         if ended:
-            if spare is not None:
-                spare.discard()
             for pid in keepers:
                 os.kill(pid, signal.SIGKILL)
             return
@@ -183,29 +105,19 @@ def serve(sock: socket.socket) -> None:
                 os.close(fd)
             continue  # only the launcher talks to us; a malformed packet is dropped
         worker_id, recipe = message.id, message.recipe
-        pid = 0
-        if spare is not None:
-            if spare.fits(recipe.namespaces) and spare.hand_over(message, fds):
-                pid = spare.pid
-            else:
-                spare.discard()
-            spare = None
-        if not pid:
-            zygote_pid = os.getpid()
-            # Everything the zygote holds is left out of the collector's scans in the children:
-            # a collection there would touch (and so copy) every inherited page of the heap.
-            gc.freeze()
-            pid = os.fork()
-            if pid == 0:
-                sock.detach()
-                tree.main_from_zygote(recipe, fds[0], zygote_pid, fds[1] if len(fds) > 1 else None)
+        zygote_pid = os.getpid()
+        # Everything the zygote holds is left out of the collector's scans in the children:
+        # a collection there would touch (and so copy) every inherited page of the heap.
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:
+            sock.detach()
+            tree.main_from_zygote(recipe, fds[0], zygote_pid, fds[1] if len(fds) > 1 else None)
         for fd in fds:
             os.close(fd)
         keepers[pid] = worker_id
         by_id[worker_id] = pid
         _send(sock, Started(worker_id, pid))
-        # The next job's keeper, made now that this one's is on its way (off its path).
-        spare = _fork_spare(sock, (wake_r, wake_w), recipe.namespaces)
 
 
 def main() -> None:
