@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from launcher.api.intake import read_varint as _varint
 from launcher.v1 import dataset_pb2
 
 _CHUNK_TAG = 0x12  # field 2 (chunk), wire type 2 (length-delimited)
@@ -43,19 +44,6 @@ class EntriesChunk:
 
 
 AddEntriesMessage = dataset_pb2.AddEntriesRequest | EntriesChunk
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """The varint at ``at`` and the position after it; (-1, at) where none ends within 10
-    bytes or before the end of ``data``."""
-    value = shift = 0
-    for i in range(at, min(at + _MAX_VARINT_BYTES, len(data))):
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, i + 1
-        shift += 7
-    return -1, at
 
 
 def parse_add_entries_request(data: bytes) -> AddEntriesMessage:

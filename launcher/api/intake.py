@@ -100,7 +100,7 @@ class HeaderRequest:
         return "header"
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
+def read_varint(data: bytes, at: int) -> tuple[int, int]:
     """The varint at ``at`` and the position after it; (-1, at) where none ends in 10 bytes
     or before the end."""
     value = shift = 0
@@ -120,13 +120,13 @@ def parse_create_state_request(data: bytes) -> model_pb2.CreateStateRequest | Ch
     malformed ones included, is ``CreateStateRequest.FromString``'s, with its errors."""
     end = len(data)
     if end >= 3 and data[0] == 0x12:  # field 2 (chunk), length-delimited
-        length, at = _varint(data, 1)
+        length, at = read_varint(data, 1)
         if length >= 0 and at + length == end:
             index = 0
             if at < end and data[at] == 0x08:  # field 1 (param_index), varint
-                index, at = _varint(data, at + 1)
+                index, at = read_varint(data, at + 1)
             if 0 <= index < _UINT32_LIMIT and at < end and data[at] == 0x12:  # field 2 (data)
-                size, at = _varint(data, at + 1)
+                size, at = read_varint(data, at + 1)
                 if size >= 0 and at + size == end:
                     return ChunkRequest(ParamChunkView(index, memoryview(data)[at:]))
     return model_pb2.CreateStateRequest.FromString(data)
