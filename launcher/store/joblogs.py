@@ -165,13 +165,16 @@ class JobLog:
         """Batches of lines from the first, as they come, until the job ends."""
         seq = 0
         while True:
+            # Whether it had ended before this read: records added while the batch is with
+            # the reader (the last ones, the outcome) are read on the next turn, not lost.
+            ended = self.closed
             if self._changed is None:
                 self._changed = asyncio.Event()
             changed = self._changed
             data, seq = self.buffer.since(seq)
             if data:
                 yield parse_records(data)
-            if self.closed:
+            if ended:
                 return
             await changed.wait()
 

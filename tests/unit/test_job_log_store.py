@@ -120,6 +120,36 @@ def test_followers_get_every_line_once_then_the_end(tmp_path: Path) -> None:
     assert run(go()) == ["n0", "n1", "n2", "n3", "n4", "outcome"]
 
 
+def test_a_slow_follower_still_gets_the_lines_written_as_the_job_ended(tmp_path: Path) -> None:
+    """The last lines and the end come while the follower still holds its previous batch
+    (a slow reader): it reads them before it stops."""
+
+    async def go() -> list[str]:
+        logs = JobLogs(tmp_path)
+        log = logs.open(STATE)
+        log.launcher("first")
+        got: list[str] = []
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def follow() -> None:
+            async for lines, _ in logs.follow(STATE):
+                got.extend(texts(lines))
+                holding.set()
+                await release.wait()  # the batch is with a slow reader
+
+        follower = asyncio.create_task(follow())
+        await asyncio.wait_for(holding.wait(), 5)
+        log.launcher("phase finished")
+        log.launcher("outcome: success")
+        await logs.close(log)
+        release.set()
+        await asyncio.wait_for(follower, 5)
+        return got
+
+    assert run(go()) == ["first", "phase finished", "outcome: success"]
+
+
 def test_a_crashed_jobs_work_files_read_as_head_cut_tail(tmp_path: Path) -> None:
     async def go() -> None:
         logs = JobLogs(tmp_path, MIN_LOG_BYTES)
