@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Layers that configuration can turn off (each also turns itself off when unavailable).
-LAYER_NAMES = frozenset({"namespaces", "uid", "cgroup", "seccomp", "zygote", "rlimits"})
+LAYER_NAMES = frozenset({"namespaces", "uid", "cgroup", "seccomp", "zygote", "spare", "rlimits"})
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,13 @@ async def detect(config: SandboxConfig) -> Layers:
         if child_side
         else "off: cannot fork a helper here"
     )
+    states["spare"] = (
+        disabled
+        if "spare" in config.disable
+        else "on"
+        if states["zygote"] == "on"
+        else "off: needs the zygote"
+    )
     for name in NAMESPACE_LAYERS:
         states[name] = disabled if "namespaces" in config.disable else probed.get(name, "off")
     if "uid" in config.disable:

@@ -101,7 +101,7 @@ class LayeredSandbox:
         self._support = _support_paths(config.packages)
         self._zygote: ZygoteHost | None = None
         if layers.on("zygote"):
-            self._zygote = ZygoteHost(config.state_dir)
+            self._zygote = ZygoteHost(config.state_dir, spare=layers.on("spare"))
         self._child_side = any(layers.on(name) for name in _CHILD_SIDE)
 
     def layers(self) -> dict[str, str]:

@@ -37,6 +37,8 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 PR_SET_SECCOMP = 22
+PR_SET_NAME = 15
+PR_GET_NAME = 16
 SECCOMP_MODE_FILTER = 2
 
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
@@ -86,6 +88,18 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
 
 def prctl_ptr(option: int, arg2: int, pointer: ctypes.c_void_p) -> None:
     _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), pointer, 0, 0), "prctl")
+
+
+def set_name(name: bytes) -> None:
+    """This thread's name (``/proc/PID/comm``, at most 15 bytes)."""
+    buffer = ctypes.create_string_buffer(name[:15])
+    prctl_ptr(PR_SET_NAME, ctypes.addressof(buffer), ctypes.c_void_p(0))
+
+
+def get_name() -> bytes:
+    buffer = ctypes.create_string_buffer(16)
+    prctl_ptr(PR_GET_NAME, ctypes.addressof(buffer), ctypes.c_void_p(0))
+    return buffer.value
 
 
 class _CapHeader(ctypes.Structure):

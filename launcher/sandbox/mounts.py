@@ -113,16 +113,19 @@ def _bind_verified(real: str, target: str) -> None:
         os.close(fd)
 
 
-def _mount_budget(layout: FsLayout, root: str) -> None:
+def _mount_budget(layout: FsLayout, root: str, mebibytes: int | None = None) -> None:
     """One tmpfs for everything writable: /tmp, /dev/shm here, job folders by _bind_jobs."""
     scratch = layout.scratch
     _makedirs(scratch)
+    size, inodes = (
+        (layout.tmp_mebibytes, layout.disk_inodes) if mebibytes is None else (mebibytes, 1024)
+    )
     libc.mount(
         "tmpfs",
         scratch,
         "tmpfs",
         libc.MS_NOSUID | libc.MS_NODEV,
-        f"mode=0755,size={layout.tmp_mebibytes}m,nr_inodes={layout.disk_inodes}",
+        f"mode=0755,size={size}m,nr_inodes={inodes}",
     )
     for name, target, mode in (("tmp", "/tmp", 0o1777), ("shm", "/dev/shm", 0o1777)):
         _budget_folder(layout, name, _inside(root, target), mode)
@@ -168,6 +171,15 @@ def _inside(root: str, path: str) -> str:
 
 def build_root(layout: FsLayout) -> None:
     """Replace this mount namespace's root with the worker's view (root privileges)."""
+    build_base(layout)
+    finish_root(layout)
+
+
+def build_base(layout: FsLayout, budget_mebibytes: int | None = None) -> None:
+    """The part of the view every job of this launcher shares: the root tmpfs, the system
+    directories, /etc, /dev, the budget's tmpfs (``budget_mebibytes`` now: a spare's, resized
+    by ``finish_root``), the support paths and the first cover of the hidden paths. A spare
+    sandbox builds it before its job is known."""
     os.umask(0o022)
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
     root = layout.staging
@@ -180,11 +192,31 @@ def build_root(layout: FsLayout) -> None:
     _build_etc(root)
     # The private /tmp first: the interpreter, the project or the job may live under the
     # host's /tmp, and their binds below must land on top of it, not under it.
-    _build_dev(_inside(root, "/dev"), layout)
-    _mount_budget(layout, root)
+    _build_dev(_inside(root, "/dev"))
+    _mount_budget(layout, root, budget_mebibytes)
     _bind_all([(p, _RO) for p in layout.support], root)
     for path in layout.hidden:
         _cover(root, path)
+
+
+def resize_budget(layout: FsLayout) -> None:
+    """Give a spare's budget tmpfs the job's size and inode count."""
+    libc.mount(
+        None,
+        layout.scratch,
+        None,
+        libc.MS_REMOUNT | libc.MS_NOSUID | libc.MS_NODEV,
+        f"size={layout.tmp_mebibytes}m,nr_inodes={layout.disk_inodes}",
+    )
+
+
+def finish_root(layout: FsLayout) -> None:
+    """The job's own part of the view (its devices, model folders, job folder, the last cover
+    of the hidden paths, /proc), then the pivot into it."""
+    root = layout.staging
+    dev = _inside(root, "/dev")
+    for path in layout.devices:
+        _bind(path, _inside(dev, os.path.basename(path)), libc.MS_NOSUID | libc.MS_NOEXEC)
     # Model folders by fd, each verified to be the folder the host checked (inside models/).
     reals = layout.read_only_real or layout.read_only
     pairs = sorted(zip(layout.read_only, reals, strict=True), key=lambda p: p[0].count("/"))
@@ -236,14 +268,13 @@ def _build_etc(root: str) -> None:
             _bind(entry.path, os.path.join(etc, entry.name), _RO)
 
 
-def _build_dev(dev: str, layout: FsLayout) -> None:
+def _build_dev(dev: str) -> None:
+    """A minimal /dev (the job's devices, GPUs, are bound by ``finish_root``)."""
     _makedirs(dev)
     libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_NOEXEC, "mode=0755,size=64k")
     for name in _DEVICES:
         if os.path.exists(f"/dev/{name}"):
             _bind(f"/dev/{name}", f"{dev}/{name}", libc.MS_NOSUID | libc.MS_NOEXEC)
-    for path in layout.devices:
-        _bind(path, _inside(dev, os.path.basename(path)), libc.MS_NOSUID | libc.MS_NOEXEC)
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

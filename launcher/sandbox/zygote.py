@@ -1,9 +1,10 @@
 """The warm zygote: a single-threaded, pre-imported interpreter that forks workers.
 
-``python -m launcher.sandbox.zygote FD LAUNCHER_PID``: FD is a SOCK_SEQPACKET Unix socket to
-the launcher carrying the messages of ``zygote_messages`` (one per packet). The launcher starts
-it with a minimal fixed environment (never its own), so nothing of the daemon's environment is
-in the memory its forked workers inherit.
+``python -m launcher.sandbox.zygote FD LAUNCHER_PID [spare|no-spare]``: FD is a
+SOCK_SEQPACKET Unix socket to the launcher carrying the messages of ``zygote_messages`` (one
+per packet); ``spare`` (the default): after each spawn, a spare sandbox is made for the next
+(``spare``). The launcher starts it with a minimal fixed environment (never its own), so
+nothing of the daemon's environment is in the memory its forked workers inherit.
 It dies with the launcher (PR_SET_PDEATHSIG) and exits when the socket closes; its keepers
 die with it, and their pid namespaces with them.
 """
@@ -21,7 +22,8 @@ import sys
 # Pre-imported so that forked workers start with it loaded (the point of the zygote).
 import numpy  # noqa: F401
 
-from launcher.sandbox import libc, seccomp, tree
+from launcher.sandbox import libc, seccomp, spare, tree
+from launcher.sandbox.recipe import Recipe
 from launcher.sandbox.zygote_messages import (
     MAX_PACKET,
     Exited,
@@ -76,23 +78,24 @@ def serve(sock: socket.socket) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     keepers: dict[int, str] = {}  # pid → worker id
     by_id: dict[str, int] = {}
+    spares = _Spares()
     _send(sock, Ready(os.getpid()))
     while True:
         ready = select.select([sock.fileno(), wake_r], [], [])[0]
         if wake_r in ready:
             os.read(wake_r, 4096)
-            while keepers:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-                if pid == 0:
-                    break
+            for pid, status in _reaped():
                 worker_id = keepers.pop(pid, None)
                 if worker_id is not None:
                     del by_id[worker_id]
                     _send(sock, Exited(worker_id, status))
+                else:
+                    spares.ended(pid, status)
         if sock.fileno() not in ready:
             continue
         message, ended, fds = _receive(sock)
         if ended:
+            spares.discard()
             for pid in keepers:
                 os.kill(pid, signal.SIGKILL)
             return
@@ -105,19 +108,76 @@ def serve(sock: socket.socket) -> None:
                 os.close(fd)
             continue  # only the launcher talks to us; a malformed packet is dropped
         worker_id, recipe = message.id, message.recipe
-        zygote_pid = os.getpid()
-        # Everything the zygote holds is left out of the collector's scans in the children:
-        # a collection there would touch (and so copy) every inherited page of the heap.
-        gc.freeze()
-        pid = os.fork()
-        if pid == 0:
-            sock.detach()
-            tree.main_from_zygote(recipe, fds[0], zygote_pid, fds[1] if len(fds) > 1 else None)
+        pid = spares.claim(recipe, fds)
+        if not pid:
+            zygote_pid = os.getpid()
+            # Everything the zygote holds is left out of the collector's scans in the children:
+            # a collection there would touch (and so copy) every inherited page of the heap.
+            gc.freeze()
+            pid = os.fork()
+            if pid == 0:
+                sock.detach()
+                tree.main_from_zygote(recipe, fds[0], zygote_pid, fds[1] if len(fds) > 1 else None)
         for fd in fds:
             os.close(fd)
         keepers[pid] = worker_id
         by_id[worker_id] = pid
         _send(sock, Started(worker_id, pid))
+        spares.refill(recipe)  # the next job's, now that this one's is on its way
+
+
+def _reaped() -> list[tuple[int, int]]:
+    """Every child that has ended: (pid, wait status)."""
+    out: list[tuple[int, int]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return out
+        if pid == 0:
+            return out
+        out.append((pid, status))
+
+
+class _Spares:
+    """The one spare sandbox (``spare``), made after each spawn for the next."""
+
+    def __init__(self) -> None:
+        self.spare: spare.Spare | None = None
+        self.failed: set[str] = set()  # bases whose spare could not be built: not again
+
+    def claim(self, recipe: Recipe, fds: list[int]) -> int:
+        """The spare's keeper pid, now this job's; 0: none fits (fork one from scratch)."""
+        current, self.spare = self.spare, None
+        if current is None:
+            return 0
+        if current.fits(recipe) and current.claim(recipe, fds):
+            return current.pid
+        current.discard()
+        return 0
+
+    def refill(self, recipe: Recipe) -> None:
+        if not spare.ENABLED or spare.base_of(recipe) in self.failed:
+            return
+        self.discard()
+        gc.freeze()
+        self.spare = spare.fork(recipe)
+
+    def ended(self, pid: int, status: int) -> None:
+        """A child that was no job's keeper ended: the spare, unclaimed."""
+        current = self.spare
+        if current is None or current.pid != pid:
+            return
+        self.spare = None
+        current.channel.close()
+        if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+            # It failed on its own (it said why on stderr): no more spares for this base.
+            self.failed.add(current.base)
+
+    def discard(self) -> None:
+        if self.spare is not None:
+            self.spare.discard()  # reaped by the SIGCHLD loop
+            self.spare = None
 
 
 def main() -> None:
@@ -125,6 +185,7 @@ def main() -> None:
     if seccomp.supported():
         seccomp._program()  # built here once, inherited by every worker
     launcher_pid = int(sys.argv[2])
+    spare.ENABLED = sys.argv[3:4] != ["no-spare"]
     if os.getppid() != launcher_pid:
         sys.exit("zygote: the launcher is already gone")
     sock = socket.socket(fileno=int(sys.argv[1]))

@@ -163,8 +163,9 @@ class _Zygote:
 class ZygoteHost:
     """Starts the zygote on first use and again whenever it has died."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, spare: bool = True) -> None:
         self._state_dir = state_dir
+        self._spare = spare  # whether the zygote keeps a spare sandbox for the next job
         self._zygote: _Zygote | None = None
         self._lock = asyncio.Lock()
         self._ids = itertools.count()
@@ -185,6 +186,7 @@ class ZygoteHost:
                     "launcher.sandbox.zygote",
                     str(theirs.fileno()),
                     str(os.getpid()),
+                    "spare" if self._spare else "no-spare",
                     pass_fds=(theirs.fileno(),),
                     # Never the daemon's environment: the forks inherit the zygote's memory.
                     env=helper_env(single_threaded=True),

@@ -200,8 +200,10 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Alive and not an idle spare sandbox (made meanwhile, for the next job)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.name() != "sandbox-spare"
     except psutil.NoSuchProcess:
         return False
 

@@ -17,7 +17,7 @@ from launcher.sandbox.cgroups import WorkerCgroup
 from launcher.sandbox.layered import LayeredSandbox
 from launcher.sandbox.plain import start_entered
 from launcher.sandbox.recipe import SETUP_FAILED
-from launcher.sandbox.tree import _open_joins
+from launcher.sandbox.tree import open_joins
 from launcher.sandbox.zygote_host import ZygoteHost
 from launcher.spec import LauncherSpec
 from tests.support.hostile.harness import Place, config_for, in_sandbox, plan_for
@@ -117,7 +117,7 @@ def test_v1_groups_are_joined_through_tasks_and_v2_through_cgroup_procs(tmp_path
         folder.mkdir()
         (folder / "cgroup.procs").write_text("")
     (v1 / "tasks").write_text("")
-    procs, tasks = _open_joins([str(v1 / "cgroup.procs"), str(v2 / "cgroup.procs")])
+    procs, tasks = open_joins([str(v1 / "cgroup.procs"), str(v2 / "cgroup.procs")])
     try:
         assert [os.readlink(f"/proc/self/fd/{fd}") for fd in tasks] == [str(v1 / "tasks")]
         assert [os.readlink(f"/proc/self/fd/{fd}") for fd in procs] == [str(v2 / "cgroup.procs")]

@@ -8,10 +8,12 @@ import os
 import socket
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import tests.support.hostile.harness as harness
 from launcher.sandbox import Termination, WorkerPlan
 from launcher.sandbox.layered import LayeredSandbox
 from launcher.spec import LauncherSpec
@@ -33,6 +35,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the full stack needs 
 @pytest.fixture
 def place(tmp_path: Path) -> Place:
     return Place(tmp_path).make()
+
+
+@pytest.fixture(autouse=True, params=["fork", "spare"])
+def first_worker(request: pytest.FixtureRequest, place: Place) -> Iterator[None]:
+    """Each case twice: with the body's first worker forked from scratch, and with it the
+    spare sandbox (a worker has run first in the same sandbox, and the spare was made)."""
+    harness.PRIME = plan_for(place, "exit_with.py", "0") if request.param == "spare" else None
+    yield
+    harness.PRIME = None
 
 
 def _last_json(log: str) -> dict[str, object]:

@@ -21,7 +21,7 @@ HOSTILE = Path(__file__).parent
 T = TypeVar("T")
 
 # Every layer that configuration can turn off, off: the fallbacks alone.
-ALL_OFF = frozenset({"namespaces", "uid", "cgroup", "seccomp", "zygote", "rlimits"})
+ALL_OFF = frozenset({"namespaces", "uid", "cgroup", "seccomp", "zygote", "spare", "rlimits"})
 
 
 @dataclass
@@ -80,12 +80,20 @@ def plan_for(
     )
 
 
+#: A plan that ``in_sandbox`` runs to its end before the body (None: it does not): the
+#: body's first worker is then the spare sandbox made after it, not a fresh fork.
+PRIME: WorkerPlan | None = None
+
+
 def in_sandbox(config: SandboxConfig, body: Callable[[LayeredSandbox], Awaitable[T]]) -> T:
     """Run ``body`` with a fresh sandbox in a fresh event loop; the sandbox is closed after."""
 
     async def run() -> T:
         sandbox = await create_sandbox(config)
         try:
+            if PRIME is not None and sandbox.layers().get("spare") == "on":
+                termination, log = await run_to_end(sandbox, PRIME)
+                assert termination.exit_code == 0, log
             return await body(sandbox)
         finally:
             await sandbox.close()

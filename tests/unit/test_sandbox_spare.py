@@ -1,0 +1,168 @@
+"""The zygote's spare sandbox: made after each spawn, claimed by the next, fully confined
+with the job's own disk budget, named while idle, replaced when it is gone or does not fit,
+off when disabled, and never outliving its zygote."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from launcher.sandbox.layered import LayeredSandbox
+from launcher.spec import LauncherSpec
+from tests.support.hostile.harness import Place, config_for, in_sandbox, plan_for, run_to_end
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the full stack needs root")
+
+
+@pytest.fixture
+def place(tmp_path: Path) -> Place:
+    return Place(tmp_path).make()
+
+
+def _zygote_pid(sandbox: LayeredSandbox) -> int:
+    host = sandbox._zygote
+    assert host is not None and host._zygote is not None
+    return host._zygote.proc.pid
+
+
+def _idle_children(zygote_pid: int, seconds: float = 5.0) -> list[int]:
+    """The zygote's children once its last worker's keeper is gone: the spare."""
+    deadline = time.monotonic() + seconds
+    while True:
+        children = [c.pid for c in psutil.Process(zygote_pid).children()]
+        if len(children) <= 1 or time.monotonic() > deadline:
+            return children
+        time.sleep(0.02)
+
+
+def test_the_next_worker_runs_in_the_spare_and_is_fully_confined(place: Place) -> None:
+    async def body(sandbox: LayeredSandbox) -> tuple[list[int], int, int | None, str]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        spares = _idle_children(_zygote_pid(sandbox))
+        plan = plan_for(place, "privileges.py", spec=LauncherSpec(disk_mebibytes=16))
+        worker = await sandbox.start(plan)
+        try:
+            termination = await asyncio.wait_for(worker.wait(), 20)
+            return spares, worker.pid, termination.exit_code, worker.log_tail()
+        finally:
+            await worker.close()
+
+    spares, keeper, code, log = in_sandbox(config_for(place), body)
+    assert spares == [keeper]  # made before the spawn, claimed by it
+    assert code == 0
+    report = json.loads(log.strip().splitlines()[-1])
+    assert report["uid"] == 65534
+    assert report["CapEff"] == report["CapBnd"] == "0000000000000000"
+    assert report["NoNewPrivs"] == "1" and report["Seccomp"] == "2"
+    for call in ("unshare", "mount", "ptrace", "AF_INET", "AF_NETLINK"):
+        assert report[call] == "Operation not permitted", call
+    assert report["tmp_64MiB"] in ("No space left on device", "File too large")
+
+
+def test_the_spare_gets_its_jobs_disk_budget_and_is_named_while_idle(place: Place) -> None:
+    async def body(sandbox: LayeredSandbox) -> tuple[list[str], list[str], list[int]]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        [spare] = _idle_children(_zygote_pid(sandbox))
+        tree = [psutil.Process(spare), *psutil.Process(spare).children()]
+        names = [p.name() for p in tree]  # the keeper and its init
+        outputs, keepers = [], []
+        for mebibytes in (12, 20):
+            plan = plan_for(
+                place, "fill_tmp.py", str(mebibytes), spec=LauncherSpec(disk_mebibytes=16)
+            )
+            worker = await sandbox.start(plan)
+            try:
+                await asyncio.wait_for(worker.wait(), 20)
+                outputs.append(worker.log_tail().strip().splitlines()[-1])
+                keepers.append(worker.pid)
+            finally:
+                await worker.close()
+        return names, outputs, [spare, *keepers]
+
+    names, outputs, pids = in_sandbox(config_for(place), body)
+    assert names == ["sandbox-spare", "sandbox-spare"]
+    assert pids[0] == pids[1]  # the first fill ran in the spare
+    assert outputs[0] == "ok"  # 12 MiB of the job's 16, not the spare's placeholder size
+    assert outputs[1] in ("No space left on device", "File too large")
+
+
+def test_a_spare_serves_another_jobs_folders_and_none_of_the_first(place: Place) -> None:
+    other = Place(place.root / "other").make()
+
+    async def body(sandbox: LayeredSandbox) -> tuple[int, int, str]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        [spare] = _idle_children(_zygote_pid(sandbox))
+        probe = [
+            f"read:{other.model}/main.py",
+            f"read:{place.model}/main.py",
+            f"write:{other.model}/x",
+        ]
+        worker = await sandbox.start(plan_for(other, "touch_files.py", *probe))
+        try:
+            await asyncio.wait_for(worker.wait(), 20)
+        finally:
+            await worker.close()
+        return spare, worker.pid, worker.log_tail()
+
+    spare, keeper, log = in_sandbox(config_for(place), body)
+    assert keeper == spare
+    report = json.loads(log.strip().splitlines()[-1])
+    assert report[f"read:{other.model}/main.py"] == "ok"
+    assert report[f"read:{place.model}/main.py"].startswith("error")  # the first job's folder
+    assert report[f"write:{other.model}/x"].startswith("error")  # read-only
+
+
+def test_disabled_means_no_spare(place: Place) -> None:
+    async def disabled(sandbox: LayeredSandbox) -> tuple[str, list[int]]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        return sandbox.layers()["spare"], _idle_children(_zygote_pid(sandbox))
+
+    state, children = in_sandbox(config_for(place, frozenset({"spare"})), disabled)
+    assert state == "off: disabled by configuration" and children == []
+
+
+def test_a_killed_spare_is_replaced_and_the_next_spawn_still_works(place: Place) -> None:
+    async def body(sandbox: LayeredSandbox) -> list[int | None]:
+        codes = []
+        for _ in range(3):
+            termination, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "4"))
+            codes.append(termination.exit_code)
+            for pid in _idle_children(_zygote_pid(sandbox)):
+                os.kill(pid, signal.SIGKILL)  # the spare, gone before it is claimed
+            await asyncio.sleep(0.1)
+        return codes
+
+    assert in_sandbox(config_for(place), body) == [4, 4, 4]
+
+
+def test_the_spare_goes_with_its_zygote(place: Place) -> None:
+    seen: list[int] = []
+
+    async def body(sandbox: LayeredSandbox) -> None:
+        await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        seen.extend(_idle_children(_zygote_pid(sandbox)))
+
+    in_sandbox(config_for(place), body)  # closes the sandbox, and so the zygote
+    assert len(seen) == 1
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(seen[0]) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(seen[0]).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    assert not psutil.pid_exists(seen[0]) or (
+        psutil.Process(seen[0]).status() == psutil.STATUS_ZOMBIE
+    )
