@@ -2,10 +2,11 @@
 
 ``JobObserver.accepted`` is the job manager's observer: it opens the job's log (the
 ``accepted`` line), points the job's output at it, and listens to the job's phase events and
-result. A phase's line is written as it happens, and so is the operator's INFO line of the
-result; the rest the result brings (the outcome line, the log's saving, the counters) in the
-loop's next turn, off the answer's path, which still comes before any later request is
-served: when a caller sees the answer and asks, the job's log and its counters are there.
+result. A phase's line is written as it happens; what the result brings (the operator's INFO line,
+the outcome line, the log's saving, the counters) in the loop's next turn, off the answer's
+path, which still comes before any later request is served: when a caller sees the answer
+and asks, the job's log and its counters are there (the INFO line follows the answer by at
+most that turn).
 """
 
 from __future__ import annotations
@@ -73,21 +74,17 @@ class JobObserver:
         who: tuple[str, str | None],
         item: PhaseEvent | oc.JobResult,
     ) -> None:
-        """A phase event (its line at once: a few microseconds) or the result: the
-        operator's line at once (it is in the log when the caller has the answer), the rest
-        in the loop's next turn, after the answer is on its way (its wake-up is queued
-        first) and before any later request (a log read, a scrape) is served."""
+        """A phase event (its line at once: a few microseconds) or the result: its lines and
+        counters in the loop's next turn, after the answer is on its way (its wake-up is
+        queued first) and before any later request (a log read, a scrape) is served."""
         if isinstance(item, PhaseEvent):
             if item.finished:
                 job_log.launcher(f"phase {item.phase.value} finished in {item.duration} ms")
             else:
                 job_log.launcher(f"phase {item.phase.value} started")
             return
-        durations = item.durations.to_json()
-        if log.isEnabledFor(logging.INFO):  # at once: in the log when the caller has the answer
-            self._operator_line(job, who, item, durations)
         self._deferred += 1
-        asyncio.get_running_loop().call_soon(self._ended, job, job_log, item, durations)
+        asyncio.get_running_loop().call_soon(self._ended, job, job_log, who, item)
 
     def _operator_line(
         self,
@@ -121,9 +118,12 @@ class JobObserver:
         )
 
     def _ended(
-        self, job: Job, job_log: JobLog, result: oc.JobResult, durations: dict[str, int]
+        self, job: Job, job_log: JobLog, who: tuple[str, str | None], result: oc.JobResult
     ) -> None:
         self._deferred -= 1
+        durations = result.durations.to_json()
+        if log.isEnabledFor(logging.INFO):
+            self._operator_line(job, who, result, durations)
         job_log.launcher(f"outcome: {outcome_text(result)} (total {durations['total']} ms)")
         writing = self.logs.close_now(job_log)
         if writing is not None:  # a file to write (no database): in a task

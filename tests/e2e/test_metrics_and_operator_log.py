@@ -129,6 +129,11 @@ def test_one_text_info_line_per_job_and_no_library_noise_at_debug() -> None:
             with LauncherClient(proc.address) as client:
                 res = run(client, "chatty", param("tag", 3))
             state_id = res["result"]["success"]["stateId"]
+            deadline = time.monotonic() + 5  # written just after the answer
+            while not (lines := [x for x in proc.log().splitlines() if f"job {state_id} " in x]):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.2)  # and only once
             lines = [x for x in proc.log().splitlines() if f"job {state_id} " in x]
             assert len(lines) == 1, lines
             assert " INFO launcher.jobs: " in lines[0]
