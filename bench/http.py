@@ -91,7 +91,7 @@ def measure(settings: Settings) -> list[Figure]:
     rounds = settings.count(3, 1)
     port = free_port()
     array = np.ones(ingest_mib * MIB // 4, dtype=np.float32)
-    raw = raw_upload_times(array.data.cast("B"), 1, rounds)
+    raw = raw_upload_times(array.data.cast("B"), 1, rounds, full_warm_up=True)
     with (
         running_launcher(["--http", f"127.0.0.1:{port}"]) as launcher,
         LauncherClient(launcher.address, timeout=60) as grpc_client,
@@ -113,7 +113,10 @@ def measure(settings: Settings) -> list[Figure]:
         # Its own launcher: the trivial model's warm sessions share the first one's memory.
         ingest_at = _launcher(grpc_client, {"cpus": 1, "memoryMebibytes": 1536})
         body = _ingest_body(array, ingest_at)
-        _post(port, _ingest_body(array[:1024], ingest_at))
+        # One full-size request first, as the raw side gets one: the first 256 MiB a fresh
+        # launcher (and worker) receive land in memory the machine has not touched yet,
+        # which on a VM costs several times a warm page (reported as first_seconds).
+        first = _post(port, body)
         runs = [_post(port, body) for _ in range(rounds)]
     ingest = [seconds for seconds, _ in runs]
     return [
@@ -136,6 +139,7 @@ def measure(settings: Settings) -> list[Figure]:
             Target("ratio", ">=", 0.5),
             {
                 "seconds": ingest,
+                "first_seconds": first[0],
                 "raw_seconds": raw,
                 "location": "persistent",
                 # As in 6: client seconds - total/1000 = the upload into the launcher.

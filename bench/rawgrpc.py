@@ -90,11 +90,14 @@ def timed_upload(address: str, buffer: memoryview, repeat: int = 1) -> float:
     return elapsed
 
 
-def raw_upload_times(buffer: memoryview, repeat: int, rounds: int) -> list[float]:
-    """Seconds of ``rounds`` uploads to a fresh raw server (after a small warm-up upload)."""
+def raw_upload_times(
+    buffer: memoryview, repeat: int, rounds: int, full_warm_up: bool = False
+) -> list[float]:
+    """Seconds of ``rounds`` uploads to a fresh raw server, after a warm-up upload (small, or
+    the whole buffer with ``full_warm_up``)."""
     with tempfile.TemporaryDirectory(prefix="bench-raw-") as folder:
         with raw_server(Path(folder)) as address:
-            timed_upload(address, buffer[:CHUNK])
+            timed_upload(address, buffer if full_warm_up else buffer[:CHUNK])
             return [timed_upload(address, buffer, repeat) for _ in range(rounds)]
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import messages
 from runtime._frames import ProtocolError, ProvideData, Refused, read_frame
+from runtime._memory import FreedMemory
 from runtime._transport import Connection, ConnectionClosed
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class _Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel: DataChannel | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Before the reader thread exists: one malloc arena, freed memory kept between calls.
+        self._memory = FreedMemory()
 
     def serve(self) -> None:
         threading.Thread(target=self._read_loop, name="runtime-reader", daemon=True).start()
@@ -110,6 +113,7 @@ class _Worker:
             self._loop.stop()
 
     def _on_command(self, command: messages.Command | Refused) -> None:
+        self._memory.busy()
         if isinstance(command, messages.Initialize):
             self._initialize(command)
         elif isinstance(command, messages.CallCreateModelState):
@@ -185,6 +189,8 @@ class _Worker:
     def _answer(self, command_id: str, error: messages.ExceptionError | None) -> None:
         _flush_output()  # the model's last words reach its job log before its answer
         self._conn.send(messages.CallResult(command_id, error).encode())
+        if self._loop is not None:
+            self._memory.idle(self._loop)
 
 
 def _exception_details(error: BaseException, phase: str) -> messages.ExceptionError:
