@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib.util
 import os
 import resource
 import runpy
@@ -17,7 +18,11 @@ import signal
 import sys
 import threading
 import traceback
+import types
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import CodeType
+from typing import Any
 
 from launcher.sandbox import libc, seccomp
 from launcher.sandbox.recipe import SETUP_FAILED, Recipe
@@ -29,14 +34,23 @@ _BLAS_SETTERS = (
 )
 
 
+def _last_cap() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        return 63  # every bit a capability set can hold (drops past the last are EINVAL)
+
+
+#: The kernel's highest capability number: read once (in the zygote, for all its workers).
+LAST_CAP = _last_cap()
+
+
 def _drop_privileges(uid: int | None, gid: int | None) -> None:
     """Empty bounding and ambient sets, then the uid drop (when the layer is on), then no
     capability left in any set: even a worker that stays uid 0 (namespaces off) has none, and
     exec cannot give one back (bounding set empty, no_new_privs)."""
     if libc.capabilities_held():
-        last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-        for cap in range(last_cap + 1):
-            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+        libc.drop_bounding_set(LAST_CAP)
         libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
     if uid is not None:
         os.setgroups([])
@@ -77,6 +91,39 @@ def _set_blas_threads(count: int) -> None:
                 break
 
 
+#: ``python -m`` modules whose ``__main__`` the zygote found and compiled ahead: (spec, code).
+_MAINS: dict[str, tuple[ModuleSpec, CodeType]] = {}
+
+
+def preload_main(module: str) -> None:
+    """Find and compile ``module``'s ``__main__`` now (in the zygote), not in each worker."""
+    try:
+        spec = importlib.util.find_spec(f"{module}.__main__")
+        loader: Any = spec.loader if spec is not None else None
+        code = loader.get_code(spec.name) if spec is not None and loader is not None else None
+    except (ImportError, AttributeError, ValueError, SyntaxError):
+        return
+    if spec is not None and code is not None:
+        _MAINS[module] = (spec, code)
+
+
+def _run_main(spec: ModuleSpec, code: CodeType) -> None:
+    """What ``runpy.run_module(..., run_name="__main__", alter_sys=True)`` does, with the
+    spec and code found ahead (the worker never returns, so nothing is restored)."""
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=spec.origin,
+        __cached__=spec.cached,
+        __loader__=spec.loader,
+        __package__=spec.parent,
+        __spec__=spec,
+    )
+    sys.modules["__main__"] = main
+    if spec.origin:
+        sys.argv[0] = spec.origin
+    exec(code, main.__dict__)
+
+
 def _run_module(recipe: Recipe, module: str) -> None:
     """Run ``module`` as ``python -m`` would, in this (forked, pre-imported) interpreter."""
     gc.enable()  # off in the keeper and init; what the zygote held stays frozen (unscanned)
@@ -88,7 +135,11 @@ def _run_module(recipe: Recipe, module: str) -> None:
     sys.path[0] = recipe.cwd
     code = 0
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        found = _MAINS.get(module)
+        if found is not None:
+            _run_main(*found)
+        else:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0

@@ -7,6 +7,7 @@ helper): ``unshare(CLONE_NEWUSER)`` and friends refuse multi-threaded callers.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 
@@ -84,6 +85,19 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
         _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0),
         f"prctl({option})",
     )
+
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # its own function object: typed once
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def drop_bounding_set(last_cap: int) -> None:
+    """Drop every capability 0..``last_cap`` from the bounding set (one typed call each)."""
+    for cap in range(last_cap + 1):
+        if _prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0:
+            if ctypes.get_errno() == errno.EINVAL and cap > 0:
+                return  # past the kernel's last capability: none left to drop
+            _check(-1, f"prctl(PR_CAPBSET_DROP, {cap})")
 
 
 def prctl_ptr(option: int, arg2: int, pointer: ctypes.c_void_p) -> None:

@@ -22,7 +22,7 @@ import sys
 # Pre-imported so that forked workers start with it loaded (the point of the zygote).
 import numpy  # noqa: F401
 
-from launcher.sandbox import libc, seccomp, spare, tree
+from launcher.sandbox import confine, libc, seccomp, spare, tree
 from launcher.sandbox.recipe import Recipe
 from launcher.sandbox.zygote_messages import (
     MAX_PACKET,
@@ -47,6 +47,8 @@ try:
     import runtime.api
     import runtime.tensor
     import runtime.worker  # noqa: F401
+
+    confine.preload_main("runtime")
 except ImportError:  # the worker runtime may be absent; workers then import it themselves
     pass
 
