@@ -50,6 +50,9 @@ from launcher.store.spool import Spool, open_spool_file, remove_spool_leftovers
 from launcher.store.states import StateStore
 from launcher.v1 import model_pb2
 
+#: A param of more tensors than this is finished (its offset columns built) in a thread.
+MANY_TENSORS = 10_000
+
 __all__ = [
     "ChunkRequest",
     "Intake",
@@ -351,7 +354,11 @@ class Intake:
         try:
             await self._stream_chunks(pending, rest)
             for _, param, spool in pending:
-                request.params[param.name] = spool.finish(param.name)
+                if len(spool.starts) > MANY_TENSORS:  # its columns are O(tensors): off the loop
+                    source = await asyncio.to_thread(spool.finish, param.name)
+                else:
+                    source = spool.finish(param.name)
+                request.params[param.name] = source
         finally:
             for _, _, spool in pending:
                 spool.close()
