@@ -105,7 +105,9 @@ def measure(settings: Settings) -> list[Figure]:
             "/s",
             "health checks",
             health_rate,
-            Target("value", ">=", 200),
+            # The target is the persistent launcher's (trivial jobs on warm sessions); a
+            # temporary job builds and tears down a whole sandbox (~20 ms of CPU on 2 cores).
+            Target("value", ">=", 200) if kind == "persistent" else None,
             {
                 **detail,
                 **jobs.detail(),
