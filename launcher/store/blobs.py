@@ -3,6 +3,8 @@ with verification. Also the fsync helpers that the commit protocol is built from
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import os
 import shutil
@@ -27,6 +29,10 @@ WRITEBACK_WINDOW = 8 << 20
 #: A write at least this long to a key file is written by another thread while it is hashed
 #: (both release the GIL), so a key costs about its hashing alone.
 PARALLEL_WRITE_MIN = 1 << 20
+#: Direct writes (``O_DIRECT``, past the page cache) need this alignment of the buffer's
+#: address, the file offset and the length.
+DIRECT_ALIGN = 4096
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
 #: The threads that write those (each job only ever waits for its own write).
 _file_writes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="key-write")
 _fadvise = getattr(os, "posix_fadvise", None)
@@ -41,6 +47,11 @@ def _drop_pages(fd: int, offset: int, length: int) -> None:
             _fadvise(fd, offset, length, _DONTNEED)
         except OSError:
             pass
+
+
+def _address(view: memoryview) -> int:
+    """Where a writable buffer's bytes start in memory."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,9 @@ class KeyWriter:
         self._window = writeback_window
         self._advised_from = 0  # the start of the range the next advice covers
         self._window_start = 0  # the start of the window being written
+        #: The key file opened a second time with O_DIRECT once it exists (None: not
+        #: possible here, or given up after a refused write); ``-1``: not tried yet.
+        self._direct_fd: int | None = -1
         self.result: StateKey | None = None
         #: the key's bytes when it is stored inline (set by ``finish``), else None
         self.inline: bytes | None = None
@@ -123,12 +137,16 @@ class KeyWriter:
         if self._size + len(view) > self._max_bytes:
             raise ValueError(f"state key {self.key!r} is larger than {self._max_bytes} bytes")
         if self._buffer is None and len(view) >= PARALLEL_WRITE_MIN:
-            writing = _file_writes.submit(self._write_all, view)
+            direct = self._direct_for(view)
+            writing = _file_writes.submit(
+                self._write_direct if direct else self._write_all, view
+            )
             try:
                 self._hash.update(view)
             finally:
                 writing.result()  # its error (the key is discarded then) before the hash's
-            self._advise()
+            if not direct:
+                self._advise()
             return
         self._hash.update(view)
         if self._buffer is not None:
@@ -154,11 +172,55 @@ class KeyWriter:
             _drop_pages(self._fd, self._advised_from, self._size - self._advised_from)
             self._advised_from, self._window_start = self._window_start, self._size
 
+    def _direct_for(self, view: memoryview) -> bool:
+        """Whether ``view`` can be written past the page cache: a large aligned write (the
+        buffer's address, the file offset and the length all multiples of DIRECT_ALIGN) to a
+        file system that takes O_DIRECT. No copy into the page cache, no dirty pages to
+        write back or drop: the device reads the buffer, and ``finish``'s fsync has only the
+        device's cache and the unaligned ends left."""
+        if (
+            not _O_DIRECT
+            or self._size % DIRECT_ALIGN
+            or len(view) % DIRECT_ALIGN
+            or view.readonly
+            or _address(view) % DIRECT_ALIGN
+        ):
+            return False
+        if self._direct_fd == -1:
+            try:
+                self._direct_fd = os.open(self.path, os.O_WRONLY | _O_DIRECT | os.O_CLOEXEC)
+            except OSError:  # tmpfs and others: EINVAL
+                self._direct_fd = None
+        return self._direct_fd is not None
+
+    def _write_direct(self, view: memoryview) -> None:
+        assert self._direct_fd is not None and self._direct_fd != -1
+        try:
+            while view:
+                written = os.pwrite(self._direct_fd, view, self._size)
+                view = view[written:]
+                self._size += written
+                if written % DIRECT_ALIGN and view:  # a short write: the rest as usual
+                    break
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                self._discard()
+                raise
+            self._close_direct()  # refused after all (alignment rules of this device)
+        if view:
+            self._close_direct()
+            self._write_all(view)
+
+    def _close_direct(self) -> None:
+        fd, self._direct_fd = self._direct_fd, None
+        if fd is not None and fd != -1:
+            os.close(fd)
+
     def _write_all(self, view: memoryview) -> None:
         assert self._fd is not None
         try:
-            while view:
-                written = os.write(self._fd, view)
+            while view:  # at the key's size, not the fd's position (direct writes move it)
+                written = os.pwrite(self._fd, view, self._size)
                 view = view[written:]
                 self._size += written
         except BaseException:
@@ -175,6 +237,7 @@ class KeyWriter:
             if self._buffer is not None:
                 self.inline, self._buffer = bytes(self._buffer), None
             else:
+                self._close_direct()
                 fd, self._fd = self._fd, None
                 assert fd is not None
                 try:
@@ -195,6 +258,7 @@ class KeyWriter:
     def _discard(self) -> None:
         self._open = False
         self._buffer = None
+        self._close_direct()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)

@@ -10,6 +10,7 @@ refuses what the loop path refuses, with the same errors.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import queue
 import socket
@@ -20,9 +21,13 @@ from launcher.worker.errors import ConnectionEnded
 
 #: A blob at least this long is received straight from the socket in threads.
 DIRECT_MIN = 8 << 20
-#: The buffers a direct blob is received into: their number and size bound its memory.
+#: The buffers a direct blob is received into: their number and size bound its memory. They
+#: are page-aligned (anonymous maps) and, after the blob's first bytes, each is filled at a
+#: multiple of DIRECT_ALIGN of the blob: the key's writer can hand them to the device as they
+#: are (``KeyWriter``'s O_DIRECT writes).
 DIRECT_BUFFERS = 3
 DIRECT_BUFFER_BYTES = 4 << 20
+DIRECT_ALIGN = 4096
 #: Seconds a direct receive waits for bytes before it looks whether it was stopped.
 DIRECT_POLL_SECONDS = 0.1
 
@@ -102,18 +107,19 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 _pool_lock = threading.Lock()
-_pool: list[bytearray] = []
+_pool: list[mmap.mmap] = []
 
 
-def _take_buffers() -> list[bytearray]:
+def _take_buffers() -> list[mmap.mmap]:
     """``DIRECT_BUFFERS`` receive buffers: kept ones first (their pages are already mapped)."""
     with _pool_lock:
         taken = _pool[:DIRECT_BUFFERS]
         del _pool[:DIRECT_BUFFERS]
-    return taken + [bytearray(DIRECT_BUFFER_BYTES) for _ in range(DIRECT_BUFFERS - len(taken))]
+    fresh = [mmap.mmap(-1, DIRECT_BUFFER_BYTES) for _ in range(DIRECT_BUFFERS - len(taken))]
+    return taken + fresh
 
 
-def _give_buffers(buffers: list[bytearray]) -> None:
+def _give_buffers(buffers: list[mmap.mmap]) -> None:
     """Keep at most one blob's buffers for the next one; the rest are freed."""
     with _pool_lock:
         _pool.extend(buffers[: DIRECT_BUFFERS - len(_pool)])
@@ -138,9 +144,9 @@ class _DirectBlob:
         self._write = write
         self._done = done
         self._stopped = threading.Event()
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._filled: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self._buffers: list[bytearray] = []
+        self._free: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+        self._filled: queue.SimpleQueue[tuple[mmap.mmap, int] | None] = queue.SimpleQueue()
+        self._buffers: list[mmap.mmap] = []
         self._read_error: BaseException | None = None
         self._write_error: BaseException | None = None
 
@@ -177,10 +183,15 @@ class _DirectBlob:
 
     def _receive(self) -> None:
         sock = self._sock
+        # The first buffer takes only what brings the blob to a multiple of DIRECT_ALIGN
+        # after the head; every later one then starts at such a multiple.
+        filler = -len(self._head) % DIRECT_ALIGN
         try:
             while self._remaining and not self._stopped.is_set():
                 buffer = self._free.get()
-                view = memoryview(buffer)[: min(len(buffer), self._remaining)]
+                size = filler or len(buffer)
+                filler = 0
+                view = memoryview(buffer)[: min(size, self._remaining)]
                 got = 0
                 while got < len(view):
                     try:

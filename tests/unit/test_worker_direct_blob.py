@@ -7,6 +7,7 @@ cancelled stops its threads; its memory is its few buffers."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import json
 import socket
@@ -124,6 +125,38 @@ def run_stream(
         return error, tail
 
     return asyncio.run(main())
+
+
+class AlignmentSink(Sink):
+    """Also records, per write, its offset in the blob and whether its buffer is page-aligned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[int, int, bool]] = []
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        aligned = (
+            not view.readonly
+            and ctypes.addressof(ctypes.c_char.from_buffer(view)) % direct_blob.DIRECT_ALIGN == 0
+        )
+        self.writes.append((self.size, view.nbytes, aligned))
+        super().write(data)
+
+
+@pytest.mark.parametrize("before", [0, 1000, 300_000])
+def test_after_its_first_bytes_a_direct_blob_comes_in_aligned_buffers(before: int) -> None:
+    """What the key's writer needs to hand buffers to the device as they are (O_DIRECT)."""
+    length = 20 * MIB + 123
+    data = pattern(length)
+    sink = AlignmentSink()
+    error, _ = run_stream(length, data, sink, before=before)
+    assert error is None and sink.hash.hexdigest() == hashlib.sha256(data).hexdigest()
+    align = direct_blob.DIRECT_ALIGN
+    firsts = 0 if not before else (2 if before % align else 1)  # the head, then its filler
+    for offset, _size, aligned in sink.writes[firsts:]:
+        assert offset % align == 0 and aligned, sink.writes
+    assert all(size % align == 0 for _, size, _ in sink.writes[firsts:-1]), sink.writes
 
 
 @pytest.mark.parametrize("before", [0, 1, 300_000, 8 * MIB, 20 * MIB - 1])
