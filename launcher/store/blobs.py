@@ -83,9 +83,11 @@ class KeyWriter:
 
     A key of at most ``inline_max`` bytes stays in memory and is committed inside the
     state's SQLite row (one fsync for the whole state); a larger one goes to a new
-    temporary file as soon as it outgrows the limit, and is fsync'd by ``finish``. A file's
-    pages go to the disk in ``writeback_window`` windows as it is written (see
-    ``WRITEBACK_WINDOW``) and are dropped from the page cache once fsync'd.
+    temporary file as soon as it outgrows the limit, and is fsync'd by ``finish``. A large
+    write of a page-aligned buffer at an aligned offset goes straight to the device
+    (O_DIRECT, see ``_direct_for``); the others' pages go to the disk in
+    ``writeback_window`` windows as they are written (see ``WRITEBACK_WINDOW``) and are
+    dropped from the page cache once fsync'd.
     """
 
     def __init__(
