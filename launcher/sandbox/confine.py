@@ -101,7 +101,7 @@ def preload_main(module: str) -> None:
         spec = importlib.util.find_spec(f"{module}.__main__")
         loader: Any = spec.loader if spec is not None else None
         code = loader.get_code(spec.name) if spec is not None and loader is not None else None
-    except (ImportError, AttributeError, ValueError, SyntaxError):
+    except (ImportError, AttributeError, ValueError, SyntaxError, OSError):
         return
     if spec is not None and code is not None:
         _MAINS[module] = (spec, code)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import array
 import contextlib
+import errno
 import json
 import os
+import select
 import signal
 import socket
 import time
@@ -75,12 +77,17 @@ def _send(sock: socket.socket, data: bytes, fds: list[int]) -> None:
 
 
 def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One packet and its fds (``b""``: the other side closed)."""
+    """One packet and its fds (``b""``: the other side closed); OSError for a packet or fd
+    list cut short (never a job with some of its cgroup joins silently missing)."""
     fds = array.array("i")
-    data, ancillary, _flags, _addr = sock.recvmsg(MAX_RECIPE + 1, socket.CMSG_SPACE(4 * _MAX_FDS))
+    data, ancillary, flags, _addr = sock.recvmsg(MAX_RECIPE + 1, socket.CMSG_SPACE(4 * _MAX_FDS))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise OSError(errno.EMSGSIZE, "a spare's claim was cut short")
     return data, list(fds)
 
 
@@ -119,15 +126,27 @@ class Spare:
             os.kill(self.pid, signal.SIGKILL)
 
 
-def fork(recipe: Recipe) -> Spare:
-    """Fork a spare for jobs with ``recipe``'s base (none of its job's own data goes in)."""
-    ours, theirs = _pair()
-    zygote_pid = os.getpid()
+def base_recipe(recipe: Recipe) -> Recipe:
+    """What a spare for jobs like ``recipe`` is built from: its base alone, none of the job's
+    own data (the spare's memory, and so its job's, holds no other job's recipe)."""
     base = Recipe(argv=[], env={}, cwd="/", namespaces=recipe.namespaces, hostname=recipe.hostname)
     if recipe.layout is not None:
         base.layout = replace(
-            recipe.layout, read_only=[], read_only_real=[], writable=[], devices=[]
+            recipe.layout,
+            read_only=[],
+            read_only_real=[],
+            writable=[],
+            devices=[],
+            tmp_mebibytes=SPARE_BUDGET_MEBIBYTES,
+            disk_inodes=1024,
         )
+    return base
+
+
+def fork(base: Recipe) -> Spare:
+    """Fork a spare from ``base`` (``base_recipe``)."""
+    ours, theirs = _pair()
+    zygote_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
@@ -138,7 +157,7 @@ def fork(recipe: Recipe) -> Spare:
             traceback.print_exc()
             os._exit(SETUP_FAILED)
     theirs.close()
-    return Spare(pid, ours, base_of(recipe))
+    return Spare(pid, ours, base_of(base))
 
 
 # ---- the spare's side ----
@@ -171,10 +190,17 @@ def _keeper(base: Recipe, channel: socket.socket, zygote_pid: int) -> None:
     keeper.forked(init)
     from_keeper.close()
     pipes.keeper_side()
-    data, fds = _receive(channel)  # blocks until claimed; b"": the zygote is done with it
+    # Until claimed: a spare whose init ended (it could not build the view) ends too, before
+    # any job is handed to it (the status pipe's EOF: only the init holds its write end).
+    ready = select.select([channel.fileno(), pipes.status_r], [], [])[0]
+    if pipes.status_r in ready:
+        os._exit(SETUP_FAILED)
+    data, fds = _receive(channel)  # b"": the zygote is done with it
     channel.close()
     if not data:
         os._exit(0)
+    if keeper.killed:  # a Kill right after the hand-over ends it as the worker would have
+        tree.end_like(signal.SIGKILL)
     recipe = Recipe.from_json(json.loads(data))
     if base_of(recipe) != base_of(base) or len(fds) not in (1, 2):
         os.write(2, b"sandbox: a spare was claimed for another base\n")
@@ -188,6 +214,8 @@ def _keeper(base: Recipe, channel: socket.socket, zygote_pid: int) -> None:
         procs, tasks = tree.open_joins(recipe.cgroup_procs)
         _send(to_init, data, [1, 2, *tasks])
     except OSError as exc:
+        if keeper.killed:  # the init is gone because we were told to kill it
+            tree.end_like(signal.SIGKILL)
         os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
         os._exit(SETUP_FAILED)
     for fd in tasks:

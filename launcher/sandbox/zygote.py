@@ -18,6 +18,7 @@ import select
 import signal
 import socket
 import sys
+import time
 
 # Pre-imported so that forked workers start with it loaded (the point of the zygote).
 import numpy  # noqa: F401
@@ -83,7 +84,10 @@ def serve(sock: socket.socket) -> None:
     spares = _Spares()
     _send(sock, Ready(os.getpid()))
     while True:
-        ready = select.select([sock.fileno(), wake_r], [], [])[0]
+        ready = select.select([sock.fileno(), wake_r], [], [], spares.due_in())[0]
+        if not ready:
+            spares.expire()  # too old to be claimed: gone until the next spawn
+            continue
         if wake_r in ready:
             os.read(wake_r, 4096)
             for pid, status in _reaped():
@@ -125,7 +129,11 @@ def serve(sock: socket.socket) -> None:
         keepers[pid] = worker_id
         by_id[worker_id] = pid
         _send(sock, Started(worker_id, pid))
-        spares.refill(recipe)  # the next job's, now that this one's is on its way
+        # The next job's spare, now that this one's is on its way: from the base alone, with
+        # this job's message and recipe gone from the stack the spare (and its job) inherits.
+        base = spare.base_recipe(recipe)
+        del message, recipe
+        spares.refill(base)
 
 
 def _reaped() -> list[tuple[int, int]]:
@@ -141,12 +149,16 @@ def _reaped() -> list[tuple[int, int]]:
         out.append((pid, status))
 
 
+#: Spares of one base that fail to build on their own, in a row, before no more are made.
+SPARE_FAILURES = 3
+
+
 class _Spares:
     """The one spare sandbox (``spare``), made after each spawn for the next."""
 
     def __init__(self) -> None:
         self.spare: spare.Spare | None = None
-        self.failed: set[str] = set()  # bases whose spare could not be built: not again
+        self.failures: dict[str, int] = {}  # base → spares of it that failed in a row
 
     def claim(self, recipe: Recipe, fds: list[int]) -> int:
         """The spare's keeper pid, now this job's; 0: none fits (fork one from scratch)."""
@@ -154,16 +166,27 @@ class _Spares:
         if current is None:
             return 0
         if current.fits(recipe) and current.claim(recipe, fds):
+            self.failures.pop(current.base, None)
             return current.pid
         current.discard()
         return 0
 
-    def refill(self, recipe: Recipe) -> None:
-        if not spare.ENABLED or spare.base_of(recipe) in self.failed:
+    def refill(self, base: Recipe) -> None:
+        if not spare.ENABLED or self.failures.get(spare.base_of(base), 0) >= SPARE_FAILURES:
             return
         self.discard()
         gc.freeze()
-        self.spare = spare.fork(recipe)
+        self.spare = spare.fork(base)
+
+    def due_in(self) -> float | None:
+        """Seconds until the spare is too old to be claimed (None: no spare)."""
+        if self.spare is None:
+            return None
+        return max(0.0, self.spare.born + spare.MAX_AGE - time.monotonic())
+
+    def expire(self) -> None:
+        if self.spare is not None and self.due_in() == 0.0:
+            self.discard()
 
     def ended(self, pid: int, status: int) -> None:
         """A child that was no job's keeper ended: the spare, unclaimed."""
@@ -173,8 +196,8 @@ class _Spares:
         self.spare = None
         current.channel.close()
         if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
-            # It failed on its own (it said why on stderr): no more spares for this base.
-            self.failed.add(current.base)
+            # It failed on its own (it said why on stderr); a few in a row: no more.
+            self.failures[current.base] = self.failures.get(current.base, 0) + 1
 
     def discard(self) -> None:
         if self.spare is not None:

@@ -8,12 +8,15 @@ import asyncio
 import json
 import os
 import signal
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
+from launcher.sandbox import WorkerPlan
 from launcher.sandbox.layered import LayeredSandbox
 from launcher.spec import LauncherSpec
 from tests.support.hostile.harness import Place, config_for, in_sandbox, plan_for, run_to_end
@@ -166,3 +169,59 @@ def test_the_spare_goes_with_its_zygote(place: Place) -> None:
     assert not psutil.pid_exists(seen[0]) or (
         psutil.Process(seen[0]).status() == psutil.STATUS_ZOMBIE
     )
+
+
+FRAMES_PROBE = """
+import sys
+marker = sys.argv[1] if len(sys.argv) > 1 else ""
+found = []
+frame = sys._getframe()
+while frame is not None:
+    for name, value in list(frame.f_locals.items()):
+        if MARKER in repr(value):
+            found.append(f"{frame.f_code.co_name}:{name}")
+    frame = frame.f_back
+print("FOUND", found, flush=True)
+"""
+
+
+def test_the_spares_worker_holds_nothing_of_the_job_before_it(place: Place) -> None:
+    """A forked worker runs on the stack it inherits (the zygote's loop, the spare's frames):
+    no frame of it may still hold the previous job's message or recipe (its environment,
+    its folders)."""
+    marker = "first-job-" + "7" * 12
+    (place.job / "frames_probe.py").write_text(FRAMES_PROBE.replace("MARKER", repr(marker)))
+
+    def module_plan(env: dict[str, str]) -> WorkerPlan:
+        plan = plan_for(place, "exit_with.py", "0")
+        return replace(plan, argv=[sys.executable, "-m", "frames_probe"], env={**plan.env, **env})
+
+    async def body(sandbox: LayeredSandbox) -> tuple[str, int, int]:
+        first, first_log = await run_to_end(sandbox, module_plan({"FIRST_JOB_SECRET": marker}))
+        assert first.exit_code == 0, first_log
+        [spare] = _idle_children(_zygote_pid(sandbox))
+        worker = await sandbox.start(module_plan({}))
+        try:
+            await asyncio.wait_for(worker.wait(), 20)
+        finally:
+            await worker.close()
+        return worker.log_tail(), spare, worker.pid
+
+    log, spare, keeper = in_sandbox(config_for(place), body)
+    assert keeper == spare  # the second worker ran in the spare
+    assert "FOUND []" in log, log
+
+
+def test_a_spare_whose_init_died_is_not_handed_a_job(place: Place) -> None:
+    async def body(sandbox: LayeredSandbox) -> tuple[int | None, int, int]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        [spare] = _idle_children(_zygote_pid(sandbox))
+        [init] = psutil.Process(spare).children()
+        os.kill(init.pid, signal.SIGKILL)  # its view could not be built, say
+        psutil.Process(spare).wait(10)  # the spare's keeper ends with it, unclaimed
+        termination, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "5"))
+        return termination.exit_code, spare, termination.exit_code or 0
+
+    code, _spare, _ = in_sandbox(config_for(place), body)
+    assert code == 5  # forked from scratch, ran as usual
