@@ -140,9 +140,7 @@ class KeyWriter:
             raise ValueError(f"state key {self.key!r} is larger than {self._max_bytes} bytes")
         if self._buffer is None and len(view) >= PARALLEL_WRITE_MIN:
             direct = self._direct_for(view)
-            writing = _file_writes.submit(
-                self._write_direct if direct else self._write_all, view
-            )
+            writing = _file_writes.submit(self._write_direct if direct else self._write_all, view)
             try:
                 self._hash.update(view)
             finally:
