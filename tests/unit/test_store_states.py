@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher.store import db as db_module
 from launcher.store.blobs import KeyWriter
 from launcher.store.db import Database
 from launcher.store.states import (
@@ -95,7 +96,9 @@ def test_leaving_with_block_without_commit_aborts(store: StateStore, tmp_path: P
     assert _files(tmp_path / "tmp") == []
 
 
-def test_failed_row_insert_leaves_no_files(tmp_path: Path) -> None:
+def test_failed_row_insert_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every connection (the group commit's writer too) gives up on a lock after 50 ms.
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 50)
     db = Database(tmp_path / "launcher.db")
     store = StateStore(tmp_path, db)
     pending = store.begin("m", "s")
@@ -103,7 +106,6 @@ def test_failed_row_insert_leaves_no_files(tmp_path: Path) -> None:
     writer.write(b"abc")
     writer.finish()
     # A database failure at commit time: another connection holds the write lock.
-    db.connect().execute("PRAGMA busy_timeout=50")
     blocker = sqlite3.connect(tmp_path / "launcher.db", timeout=0)
     blocker.execute("BEGIN IMMEDIATE")
     try:
