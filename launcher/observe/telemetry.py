@@ -40,8 +40,10 @@ class Telemetry:
     def route(self) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler of ``GET /metrics``."""
         metrics = self.metrics
+        observer = self.observer
 
         async def serve_metrics(request: web.Request) -> web.StreamResponse:
+            observer.settle()  # the jobs that have just ended are counted
             body = await metrics.render_async()
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 

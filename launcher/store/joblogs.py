@@ -195,6 +195,9 @@ class JobLogs:
         self._saver = LogSaver(db, folder, self._saved) if db is not None else None
         self._due: set[JobLog] = set()
         self._flush_timer: asyncio.TimerHandle | None = None
+        #: Called (on the loop) before a log is read: whoever holds ended jobs' last lines
+        #: writes them (``launcher.observe.jobs``).
+        self.before_read: Callable[[], None] | None = None
 
     def open(self, state_id: str) -> JobLog:
         job_log = JobLog(self.folder, state_id, self.limit, self._flush_later)
@@ -255,6 +258,8 @@ class JobLogs:
 
     async def read(self, state_id: str) -> tuple[list[dict[str, Any]], bool] | None:
         """``(lines, truncated)`` of the job's log, ``None`` when it has none."""
+        if self.before_read is not None:
+            self.before_read()
         job_log = self.live.get(state_id)
         if job_log is not None:
             return job_log.snapshot()
@@ -264,6 +269,8 @@ class JobLogs:
 
     async def follow(self, state_id: str) -> AsyncIterator[tuple[list[dict[str, Any]], bool]]:
         """Batches of ``(lines, truncated)`` until the job ends (one batch if it has)."""
+        if self.before_read is not None:
+            self.before_read()
         job_log = self.live.get(state_id)
         if job_log is None:
             found = await self.read(state_id)
