@@ -3,7 +3,10 @@
 Two real launchers side by side, one as served by default (job logs, the INFO line per job,
 metrics scraped now and then) and one with ``--observability off --log-level warning``; the
 same trivial model on a persistent launcher (warm session) in each, calls alternated in small
-rounds so that drift on a shared machine hits both alike. Figure: the p50 with everything on;
+rounds so that drift on a shared machine hits both alike. Two processes side by side on a
+small machine are not alike (which cores their threads share, what their caches hold): a
+pair's ratio varies by a few percent either way with the same settings on both. So the
+figure pools ``PAIRS`` fresh pairs, each measured alike: the p50 with everything on;
 reference: the p50 with it off; target within 5%.
 """
 
@@ -18,7 +21,8 @@ from bench.create_state import Series, _warm_up, persistent_location
 from bench.report import Figure, Target
 from launcher.client import LauncherClient
 
-ROUND = 10
+ROUND = 5
+PAIRS = 3
 
 
 def _metrics_url(log: str) -> str | None:
@@ -26,10 +30,11 @@ def _metrics_url(log: str) -> str | None:
     return found.group(1) if found else None
 
 
-def measure(settings: Settings) -> list[Figure]:
-    rounds = settings.count(30, 1)
+def _pair(rounds: int, on: Series, off: Series) -> tuple[float, int]:
+    """One fresh pair of launchers, measured alike; returns the pair's ratio and scrapes."""
     on_args = ["--metrics", "127.0.0.1:0"]
     off_args = ["--observability", "off", "--log-level", "warning"]
+    pair_on, pair_off = Series(), Series()
     with (
         running_launcher(on_args) as on_proc,
         running_launcher(off_args) as off_proc,
@@ -45,17 +50,34 @@ def measure(settings: Settings) -> list[Figure]:
         while url is None and time.monotonic() < deadline:
             url = _metrics_url(on_proc.log())
             time.sleep(0.05)
-        on, off = Series(), Series()
         scrapes = 0
         for i in range(rounds):
-            first, second = (on, off) if i % 2 == 0 else (off, on)
+            first, second = (pair_on, pair_off) if i % 2 == 0 else (pair_off, pair_on)
             for series in (first, second):
-                client, where = (on_client, on_where) if series is on else (off_client, off_where)
-                series.run(client, where, ROUND)
-            if url is not None:  # a scraper polls, as Prometheus would
+                if series is pair_on:
+                    series.run(on_client, on_where, ROUND)
+                else:
+                    series.run(off_client, off_where, ROUND)
+            if url is not None and i % 2 == 1:  # a scraper polls, as Prometheus would
                 with urllib.request.urlopen(url, timeout=10) as response:
                     response.read()
                 scrapes += 1
+    for mine, pooled in ((pair_on, on), (pair_off, off)):
+        pooled.times += mine.times
+        pooled.durations += mine.durations
+        pooled.failures += mine.failures
+    return median(pair_on.times) / median(pair_off.times), scrapes
+
+
+def measure(settings: Settings) -> list[Figure]:
+    rounds = settings.count(60, 2)
+    pairs = settings.count(PAIRS, 1)
+    on, off = Series(), Series()
+    ratios, scrapes = [], 0
+    for _ in range(pairs):
+        ratio, scraped = _pair(rounds, on, off)
+        ratios.append(round(ratio, 3))
+        scrapes += scraped
     on_p50, off_p50 = median(on.times) * 1000, median(off.times) * 1000
     return [
         Figure(
@@ -71,6 +93,7 @@ def measure(settings: Settings) -> list[Figure]:
                 "on_p99_ms": percentile(on.times, 99) * 1000,
                 "off_p99_ms": percentile(off.times, 99) * 1000,
                 "metrics_scrapes": scrapes,
+                "ratio_of_each_pair": ratios,
             },
             len(on.failures) + len(off.failures),
         )

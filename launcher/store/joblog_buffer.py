@@ -52,6 +52,12 @@ def parse_records(data: bytes) -> list[dict[str, Any]]:
     return lines
 
 
+def launcher_record(text: str, ms: int) -> bytes:
+    """The record of one launcher line."""
+    clean = text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+    return b"%d l " % ms + clean[:MAX_LINE_BYTES] + b"\n"
+
+
 class _Block:
     """Consecutive records (whole lines), numbered from ``first``."""
 
@@ -84,10 +90,10 @@ class LogBuffer:
 
     # ---- adding ----
 
-    def launcher_line(self, text: str) -> bytes:
-        """Add one launcher line; returns the record bytes added (for the disk)."""
-        clean = text.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
-        return self._add(b"%d l " % now_ms() + clean[:MAX_LINE_BYTES] + b"\n", 1)
+    def launcher_line(self, text: str, ms: int | None = None) -> bytes:
+        """Add one launcher line (written at ``ms``, default now); returns the record bytes
+        added (for the disk)."""
+        return self._add(launcher_record(text, now_ms() if ms is None else ms), 1)
 
     def output(self, stream: str, data: bytes) -> bytes:
         """Add a chunk the model wrote to ``stream``; returns the record bytes added."""

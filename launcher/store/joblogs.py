@@ -23,7 +23,7 @@ from typing import Any
 
 from launcher import rules
 from launcher.store.db import Database
-from launcher.store.joblog_buffer import LogBuffer, now_ms, parse_records
+from launcher.store.joblog_buffer import LogBuffer, launcher_record, now_ms, parse_records
 from launcher.store.joblog_saver import Ended, LogSaver
 
 log = logging.getLogger("launcher.store")
@@ -35,6 +35,9 @@ MIN_LOG_BYTES = 64 * 1024
 #: Records reach the work files once this many bytes wait, or this long after the first.
 FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 0.5
+
+#: Launcher lines wait unbuilt up to this many characters (a few lines; then the buffer).
+_WAITING_BYTES = 16 * 1024
 
 _SUFFIXES = (".joblog", ".joblog.head", ".joblog.tail", ".joblog.tmp", ".joblog.tail.tmp")
 
@@ -48,7 +51,9 @@ class JobLog:
     the head file in batches (``FLUSH_BYTES`` or ``FLUSH_SECONDS``, whichever first), and
     once cut, the tail file is rewritten from memory (at most ``tail_limit`` bytes) every
     ``FLUSH_SECONDS`` while it changes: a short job costs nothing on disk before its end, and
-    a flood costs a bounded write twice a second, whatever its rate."""
+    a flood costs a bounded write twice a second, whatever its rate. Until the model writes
+    or someone reads, the launcher's lines wait as ``(ms, text)``: a silent job that nobody
+    reads while it runs never builds its buffer."""
 
     def __init__(
         self,
@@ -58,7 +63,10 @@ class JobLog:
         flusher: Callable[[JobLog], None] | None = None,
     ) -> None:
         self.state_id = state_id
-        self.buffer = LogBuffer(limit // 2, limit - limit // 2)
+        self._limit = limit
+        self._buffer: LogBuffer | None = None
+        self._lines: list[tuple[int, str]] = []
+        self._lines_bytes = 0
         self._folder = folder
         self._head_fd: int | None = None
         self._tail_written = False
@@ -76,10 +84,25 @@ class JobLog:
         self._changed: asyncio.Event | None = None
         self.closed = False
 
+    @property
+    def buffer(self) -> LogBuffer:
+        """The log's records (built, with the lines waiting, when first needed)."""
+        if self._buffer is None:
+            self._buffer = LogBuffer(self._limit // 2, self._limit - self._limit // 2)
+            lines, self._lines = self._lines, []
+            for ms, text in lines:
+                self._store(self._buffer.launcher_line(text, ms))
+        return self._buffer
+
     # ---- writing ----
 
     def launcher(self, text: str) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if self._buffer is None and self._lines_bytes < _WAITING_BYTES:
+            self._lines.append((now_ms(), text))
+            self._lines_bytes += len(text)
+        else:
             self._store(self.buffer.launcher_line(text))
 
     def output(self, stream: str, data: bytes) -> None:
@@ -141,6 +164,10 @@ class JobLog:
         """The job ended: its whole kept log (to save once); followers see the end."""
         if self.closed:
             return None
+        if self._buffer is None:  # nothing but the launcher's lines: no buffer to build
+            self.closed = True
+            data = b"".join(launcher_record(text, ms) for ms, text in self._lines)
+            return Ended(self.state_id, data, False, False)
         self._store(self.buffer.flush())
         self.closed = True
         if self._timer is not None:

@@ -239,3 +239,31 @@ def test_bytes_that_are_not_utf8_and_control_characters_stay_one_readable_line(
         ("launcher", "a launcher line with a newline"),
         ("stderr", "no newline at the end"),
     ]
+
+
+def test_a_silent_jobs_lines_keep_their_times_and_order_without_a_buffer(tmp_path: Path) -> None:
+    """A job that writes nothing never builds its buffer: its launcher lines wait with the
+    time each was said, and come out as the same records whichever way it is read."""
+
+    async def go() -> tuple[Any, Any, Any, Any]:
+        logs = JobLogs(tmp_path)
+        silent = logs.open(STATE)
+        silent.launcher("accepted")
+        await asyncio.sleep(0.01)
+        silent.launcher("phase createState started")
+        assert silent._buffer is None
+        await logs.close(silent)
+        assert silent._buffer is None
+        speaking = logs.open(OTHER)
+        speaking.launcher("accepted")
+        speaking.output("stdout", b"hello\n")  # builds the buffer, the waiting line first
+        speaking.launcher("outcome: success")
+        live_other = await logs.read(OTHER)
+        await logs.close(speaking)
+        return await logs.read(STATE), live_other, await logs.read(OTHER), silent
+
+    silent_lines, live_other, other_lines, _ = run(go())
+    assert texts(silent_lines[0]) == ["accepted", "phase createState started"]
+    assert silent_lines[0][1]["timestamp"] - silent_lines[0][0]["timestamp"] >= 9
+    assert texts(live_other[0]) == ["accepted", "hello", "outcome: success"]
+    assert [x["stream"] for x in other_lines[0]] == ["launcher", "stdout", "launcher"]
