@@ -22,7 +22,7 @@ from bench.report import Figure, Target
 from launcher.client import LauncherClient
 
 ROUND = 5
-PAIRS = 3
+PAIRS = 6
 
 
 def _metrics_url(log: str) -> str | None:
@@ -70,7 +70,7 @@ def _pair(rounds: int, on: Series, off: Series) -> tuple[float, int]:
 
 
 def measure(settings: Settings) -> list[Figure]:
-    rounds = settings.count(60, 2)
+    rounds = settings.count(40, 2)
     pairs = settings.count(PAIRS, 1)
     on, off = Series(), Series()
     ratios, scrapes = [], 0

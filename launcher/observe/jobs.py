@@ -27,7 +27,7 @@ from launcher.store.joblogs import JobLog, JobLogs
 log = logging.getLogger("launcher.jobs")
 
 #: How long an ended job's lines and counters may wait to be done with others'.
-ENDED_SECONDS = 0.02
+ENDED_SECONDS = 0.1
 #: How many ended jobs may wait (then they are done at once).
 ENDED_MAX = 256
 
