@@ -87,6 +87,7 @@ def serve(sock: socket.socket) -> None:
         ready = select.select([sock.fileno(), wake_r], [], [], spares.due_in())[0]
         if not ready:
             spares.expire()  # too old to be claimed: gone until the next spawn
+            spares.refill_due()
             continue
         if wake_r in ready:
             os.read(wake_r, 4096)
@@ -95,6 +96,7 @@ def serve(sock: socket.socket) -> None:
                 if worker_id is not None:
                     del by_id[worker_id]
                     _send(sock, Exited(worker_id, status))
+                    spares.refill_now()  # a job is over: the machine has room for it
                 else:
                     spares.ended(pid, status)
         if sock.fileno() not in ready:
@@ -108,6 +110,7 @@ def serve(sock: socket.socket) -> None:
         if isinstance(message, Kill):
             if message.id in by_id:
                 os.kill(by_id[message.id], signal.SIGTERM)
+            spares.refill_now()  # a job is over: the machine has room for it
             continue
         if not isinstance(message, Spawn) or len(fds) not in (1, 2) or message.id in by_id:
             for fd in fds:
@@ -129,11 +132,12 @@ def serve(sock: socket.socket) -> None:
         keepers[pid] = worker_id
         by_id[worker_id] = pid
         _send(sock, Started(worker_id, pid))
-        # The next job's spare, now that this one's is on its way: from the base alone, with
-        # this job's message and recipe gone from the stack the spare (and its job) inherits.
+        # The next job's spare, once this one's is under way (not beside its start, on a
+        # small machine): from the base alone, with this job's message and recipe gone from
+        # the stack the spare (and its job) inherits.
         base = spare.base_recipe(recipe)
         del message, recipe
-        spares.refill(base)
+        spares.refill_later(base)
 
 
 def _reaped() -> list[tuple[int, int]]:
@@ -151,6 +155,10 @@ def _reaped() -> list[tuple[int, int]]:
 
 #: Spares of one base that fail to build on their own, in a row, before no more are made.
 SPARE_FAILURES = 3
+#: How long after a spawn its spare is made at the latest: sooner once a job is over (a Kill,
+#: an exit). Building it (two forks, namespaces, mounts) beside the job that just started
+#: took CPU from that job's start on a machine of two cores.
+REFILL_SECONDS = 0.05
 
 
 class _Spares:
@@ -159,6 +167,8 @@ class _Spares:
     def __init__(self) -> None:
         self.spare: spare.Spare | None = None
         self.failures: dict[str, int] = {}  # base → spares of it that failed in a row
+        self._next: Recipe | None = None  # the base of the spare to make (``refill_later``)
+        self._next_at = 0.0
 
     def claim(self, recipe: Recipe, fds: list[int]) -> int:
         """The spare's keeper pid, now this job's; 0: none fits (fork one from scratch)."""
@@ -171,6 +181,19 @@ class _Spares:
         current.discard()
         return 0
 
+    def refill_later(self, base: Recipe) -> None:
+        """Make a spare of ``base`` within ``REFILL_SECONDS``, or at the next ``refill_now``."""
+        self._next, self._next_at = base, time.monotonic() + REFILL_SECONDS
+
+    def refill_now(self) -> None:
+        if self._next is not None:
+            base, self._next = self._next, None
+            self.refill(base)
+
+    def refill_due(self) -> None:
+        if self._next is not None and time.monotonic() >= self._next_at:
+            self.refill_now()
+
     def refill(self, base: Recipe) -> None:
         if not spare.ENABLED or self.failures.get(spare.base_of(base), 0) >= SPARE_FAILURES:
             return
@@ -179,10 +202,13 @@ class _Spares:
         self.spare = spare.fork(base)
 
     def due_in(self) -> float | None:
-        """Seconds until the spare is too old to be claimed (None: no spare)."""
+        """Seconds until the spare is to be made or is too old to be claimed (None: never)."""
+        now = time.monotonic()
+        if self._next is not None:
+            return max(0.0, self._next_at - now)
         if self.spare is None:
             return None
-        return max(0.0, self.spare.born + spare.MAX_AGE - time.monotonic())
+        return max(0.0, self.spare.born + spare.MAX_AGE - now)
 
     def expire(self) -> None:
         if self.spare is not None and self.due_in() == 0.0:

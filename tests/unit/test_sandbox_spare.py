@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -35,13 +36,15 @@ def _zygote_pid(sandbox: LayeredSandbox) -> int:
     return host._zygote.proc.pid
 
 
-def _idle_children(zygote_pid: int, seconds: float = 5.0) -> list[int]:
-    """The zygote's children once its last worker's keeper is gone: the spare."""
+def _idle_children(zygote_pid: int, seconds: float = 5.0, spare: bool = True) -> list[int]:
+    """The zygote's children once its last worker's keeper is gone: the spare (made as the
+    job ends), once it has forked its init (unless ``spare`` is False: none is expected)."""
     deadline = time.monotonic() + seconds
     while True:
-        children = [c.pid for c in psutil.Process(zygote_pid).children()]
-        if len(children) <= 1 or time.monotonic() > deadline:
-            return children
+        children = psutil.Process(zygote_pid).children()
+        settled = len(children) == 1 and bool(children[0].children()) if spare else not children
+        if settled or time.monotonic() > deadline:
+            return [c.pid for c in children]
         time.sleep(0.02)
 
 
@@ -129,7 +132,7 @@ def test_disabled_means_no_spare(place: Place) -> None:
     async def disabled(sandbox: LayeredSandbox) -> tuple[str, list[int]]:
         first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
         assert first.exit_code == 0
-        return sandbox.layers()["spare"], _idle_children(_zygote_pid(sandbox))
+        return sandbox.layers()["spare"], _idle_children(_zygote_pid(sandbox), 1.0, spare=False)
 
     state, children = in_sandbox(config_for(place, frozenset({"spare"})), disabled)
     assert state == "off: disabled by configuration" and children == []
@@ -225,3 +228,37 @@ def test_a_spare_whose_init_died_is_not_handed_a_job(place: Place) -> None:
 
     code, _spare, _ = in_sandbox(config_for(place), body)
     assert code == 5  # forked from scratch, ran as usual
+
+
+def test_the_next_spare_is_made_once_the_job_is_under_way_not_beside_its_start(
+    place: Place,
+) -> None:
+    """Right after a spawn the zygote holds the job alone; its spare follows within
+    ``REFILL_SECONDS`` (or as soon as a job ends), so building it never takes CPU from the
+    start it would compete with."""
+    from launcher.sandbox.zygote import REFILL_SECONDS
+
+    async def body(sandbox: LayeredSandbox) -> tuple[float, list[tuple[int, float, str]], int]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        zygote = _zygote_pid(sandbox)
+        _idle_children(zygote)
+        # A process started now: its start time is on the same clock as the spare's.
+        clock = subprocess.Popen(["true"])
+        spawned = psutil.Process(clock.pid).create_time()
+        clock.wait()
+        worker = await sandbox.start(plan_for(place, "spin.py"))
+        try:
+            await asyncio.sleep(REFILL_SECONDS + 1.0)
+            children = psutil.Process(zygote).children()
+            later = [(p.pid, p.create_time(), p.status()) for p in children]
+        finally:
+            worker.kill()
+            await worker.wait()
+            await worker.close()
+        return spawned, later, worker.pid
+
+    spawned, later, keeper = in_sandbox(config_for(place), body)
+    [successor] = [created for pid, created, _ in later if pid != keeper]  # and one spare
+    # (process start times have a clock tick's grain: 10 ms)
+    assert successor - spawned >= REFILL_SECONDS * 0.6
