@@ -2,9 +2,10 @@
 
 ``python -m launcher.sandbox.zygote FD LAUNCHER_PID [spare|no-spare]``: FD is a
 SOCK_SEQPACKET Unix socket to the launcher carrying the messages of ``zygote_messages`` (one
-per packet); ``spare`` (the default): after each spawn, a spare sandbox is made for the next
-(``spare``). The launcher starts it with a minimal fixed environment (never its own), so
-nothing of the daemon's environment is in the memory its forked workers inherit.
+per packet); ``spare`` (the default): after each spawn (once a job is over, or
+``REFILL_SECONDS`` after it), a spare sandbox is made for the next (``spare``). The
+launcher starts it with a minimal fixed environment (never its own), so nothing of the
+daemon's environment is in the memory its forked workers inherit.
 It dies with the launcher (PR_SET_PDEATHSIG) and exits when the socket closes; its keepers
 die with it, and their pid namespaces with them.
 """
