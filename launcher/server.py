@@ -81,10 +81,21 @@ class Launcher:
             await self.telemetry.close()
         await self.server.stop(grace=2)
         await self.executor.close()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        await _remove_run_dir(self.run_dir)
         if self.root_lock is not None:
             os.close(self.root_lock)
             self.root_lock = None
+
+
+async def _remove_run_dir(run_dir: Path) -> None:
+    """Remove the run folder; a sandbox process killed a moment ago may still be making a
+    directory there, so try again for a little while (up to 1 s)."""
+    for _ in range(20):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if not run_dir.exists():
+            return
+        await asyncio.sleep(0.05)
+    log.warning("the run folder %s could not be removed entirely", run_dir)
 
 
 def _check_listen(address: str, options: ServeOptions, keys_exist: bool) -> None:

@@ -104,7 +104,7 @@ def serve(sock: socket.socket) -> None:
             continue
         message, ended, fds = _receive(sock)
         if ended:
-            spares.discard()
+            spares.discard(wait=True)  # gone before the launcher tidies its folders
             for pid in keepers:
                 os.kill(pid, signal.SIGKILL)
             return
@@ -160,6 +160,8 @@ SPARE_FAILURES = 3
 #: an exit). Building it (two forks, namespaces, mounts) beside the job that just started
 #: took CPU from that job's start on a machine of two cores.
 REFILL_SECONDS = 0.05
+#: How long the zygote, stopping, waits for its spare to be gone.
+DISCARD_WAIT = 2.0
 
 
 class _Spares:
@@ -226,10 +228,23 @@ class _Spares:
             # It failed on its own (it said why on stderr); a few in a row: no more.
             self.failures[current.base] = self.failures.get(current.base, 0) + 1
 
-    def discard(self) -> None:
-        if self.spare is not None:
-            self.spare.discard()  # reaped by the SIGCHLD loop
-            self.spare = None
+    def discard(self, wait: bool = False) -> None:
+        """Kill the spare (reaped by the SIGCHLD loop; with ``wait``, here, for up to
+        ``DISCARD_WAIT`` seconds: a spare still being built writes in the launcher's run
+        folder)."""
+        self._next = None if wait else self._next
+        if self.spare is None:
+            return
+        current, self.spare = self.spare, None
+        current.discard()
+        deadline = time.monotonic() + DISCARD_WAIT
+        while wait and time.monotonic() < deadline:
+            try:
+                if os.waitpid(current.pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.005)
 
 
 def main() -> None:
