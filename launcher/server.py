@@ -37,7 +37,6 @@ from launcher.http.wiring import http_api, split_address
 from launcher.jobs.manager import JobManager
 from launcher.jobs.runner import JobRunner
 from launcher.observe.logsetup import configure as configure_logging
-from launcher.observe.logsetup import flush as flush_logs
 from launcher.observe.telemetry import Telemetry, check_metrics_address
 from launcher.observe.telemetry import install as install_telemetry
 from launcher.store.datasets import DatasetStore
@@ -366,7 +365,4 @@ GIL_SWITCH_SECONDS = 0.001
 def run_server(options: ServeOptions) -> int:
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     configure_logging(options.log_level, options.log_format, options.log_libraries)
-    try:
-        return asyncio.run(_serve(options))
-    finally:
-        flush_logs()
+    return asyncio.run(_serve(options))

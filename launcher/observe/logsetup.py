@@ -82,11 +82,8 @@ class GatheringHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     self.stream.write(text)
                 except Exception:  # a closed or broken stream: the lines are dropped
                     pass
-            if self.stream and hasattr(self.stream, "flush"):
-                try:
-                    self.stream.flush()
-                except Exception:
-                    pass
+        with contextlib.suppress(Exception):
+            super().flush()
 
 
 @contextlib.contextmanager

@@ -229,22 +229,28 @@ class _Spares:
             self.failures[current.base] = self.failures.get(current.base, 0) + 1
 
     def discard(self, wait: bool = False) -> None:
-        """Kill the spare (reaped by the SIGCHLD loop; with ``wait``, here, for up to
-        ``DISCARD_WAIT`` seconds: a spare still being built writes in the launcher's run
-        folder)."""
-        self._next = None if wait else self._next
-        if self.spare is None:
-            return
+        """Kill the spare (reaped by the SIGCHLD loop). ``wait`` (the zygote is stopping):
+        no spare is made any more, and this one is reaped here, for up to ``DISCARD_WAIT``
+        seconds, since a spare still being built writes in the launcher's run folder."""
+        if wait:
+            self._next = None
         current, self.spare = self.spare, None
+        if current is None:
+            return
         current.discard()
-        deadline = time.monotonic() + DISCARD_WAIT
-        while wait and time.monotonic() < deadline:
-            try:
-                if os.waitpid(current.pid, os.WNOHANG)[0]:
-                    return
-            except ChildProcessError:
+        if wait:
+            _reap(current.pid, DISCARD_WAIT)
+
+
+def _reap(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
                 return
-            time.sleep(0.005)
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
 
 
 def main() -> None:
