@@ -7,7 +7,8 @@ message naming the field, which the job reports as ``invalid_executable_file``.
 Files are read through ``launcher.store.model_files`` (no symbolic links, regular files only,
 bounded sizes, parsed once per change) on a small thread pool of the registry's own, each read
 bounded in time, so a slow or hostile file system delays only the models that live on it.
-A model folder must resolve inside ``models/``.
+A model folder must resolve inside ``models/``. A job of an unchanged model reuses the
+configuration last read, without a read, while inotify reports no change (``model_watch``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import os
 import stat
 import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from launcher.store.model_files import (
     check_regular_file,
 )
 from launcher.store.model_toml import ModelConfigError, ModelToml, ParamRule, parse_model_toml
+from launcher.store.model_watch import FolderWatch
 
 __all__ = [
     "ModelConfig",
@@ -87,12 +90,14 @@ class ModelRegistry:
         self._files = FileCache()
         self._versions = CodeVersions()
         self._pool = concurrent.futures.ThreadPoolExecutor(READ_THREADS, "model-read")
+        self._watch = FolderWatch(self.models_dir)
         self._warned: set[str] = set()
         self._lock = threading.Lock()
         self._resolved: tuple[tuple[int, int], Path] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._watch.close()
 
     def exists(self, model_id: str) -> bool:
         return valid_model_id(model_id) and (self.models_dir / model_id).is_dir()
@@ -189,21 +194,35 @@ class ModelRegistry:
             ) from None
 
     async def aload(self, model_id: str) -> ModelConfig:
-        """``load`` from the event loop: read in the folder readers' threads, one hand-over
-        from the loop (no thread in between), with the same errors and the same time limit.
-        Nothing of the folder is looked at on the loop (a slow file system holds a reader,
-        never the loop)."""
+        """``load`` from the event loop: the configuration kept from the last read while
+        inotify reports no change to the folder (``model_watch``), else read in the folder
+        readers' threads, one hand-over from the loop (no thread in between), with the same
+        errors and the same time limit. Nothing of the folder is looked at on the loop (a slow
+        file system holds a reader, never the loop)."""
+        watch = self._watch
+        kept = watch.lookup(model_id)
+        if kept is not None:
+            return kept  # type: ignore[no-any-return]
+        epoch, since = watch.epoch, time.monotonic()
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._pool, self._load, model_id, True)
+            future = loop.run_in_executor(self._pool, self._load_watched, model_id)
         except RuntimeError:  # shut down
             raise ModelReadError("the launcher is stopping") from None
         try:
-            return await asyncio.wait_for(future, self.read_timeout)
+            config, watched = await asyncio.wait_for(future, self.read_timeout)
         except TimeoutError:
             raise ModelReadError(
                 f"reading the folder of model {model_id!r} took longer than {self.read_timeout:g} s"
             ) from None
+        if watched:
+            watch.store(model_id, config, epoch, since)
+        return config
+
+    def _load_watched(self, model_id: str) -> tuple[ModelConfig, bool]:
+        """``_load`` with the folder watched first (so a change while reading is seen)."""
+        watched = self._watch.active and self._watch.watch_model(model_id, self.folder(model_id))
+        return self._load(model_id, True), watched
 
     def load_many(
         self, model_ids: list[str]
