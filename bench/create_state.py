@@ -41,7 +41,7 @@ class JobFailed(Exception):
 
 def trivial_job(
     client: LauncherClient, location: dict[str, Any], streamed: bool = False
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, dict[str, int]]:
     """One trivial createState: (client-observed seconds, the launcher's durations).
     ``streamed``: through ``create_state_stream`` (the phase events too) instead of the
     one-message form ``create_state`` uses. Anything but success raises JobFailed."""
