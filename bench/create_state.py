@@ -120,15 +120,32 @@ def persistent_location(client: LauncherClient) -> dict[str, Any]:
     }
 
 
-def health_times(address: str, n: int) -> list[float]:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+class HealthProbe:
+    """Health checks on a channel of their own, connected by one untimed check."""
+
+    def __init__(self, address: str) -> None:
+        self._channel = grpc.insecure_channel(address)
+        self._stub = health_pb2_grpc.HealthStub(self._channel)
+        self.times(1)  # the first one pays for connecting
+
+    def times(self, n: int) -> list[float]:
         times = []
-        for _ in range(n + 1):
+        for _ in range(n):
             start = time.perf_counter()
-            stub.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT)
+            self._stub.Check(health_pb2.HealthCheckRequest(), timeout=CALL_TIMEOUT)
             times.append(time.perf_counter() - start)
-    return times[1:]  # the first one pays for connecting
+        return times
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def health_times(address: str, n: int) -> list[float]:
+    probe = HealthProbe(address)
+    try:
+        return probe.times(n)
+    finally:
+        probe.close()
 
 
 def _warm_up(client: LauncherClient, location: dict[str, Any], n: int) -> None:
@@ -173,15 +190,25 @@ def fsync_floor(directory: Path, n: int) -> dict[str, float]:
 
 
 def measure_warm(settings: Settings) -> list[Figure]:
-    calls = settings.count(200, 10)
+    rounds, per_round = settings.count(10, 2), settings.count(20, 5)
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
         persistent = persistent_location(client)
         _warm_up(client, persistent, 3)
-        cpu = CpuMeter(launcher.pid)
-        warm = Series().run(client, persistent, calls)
-        used = cpu.lap()
+        probe = HealthProbe(launcher.address)
+        # Rounds of jobs and health checks by turns, pooled: the machine's state (other
+        # guests of the host, memory it takes back) drifts over a run, and both sides of the
+        # ratio see the same drift instead of one seeing the quiet minute.
+        warm, health, used = Series(), [], {}
+        try:
+            for _ in range(rounds):
+                cpu = CpuMeter(launcher.pid)
+                warm.run(client, persistent, per_round)
+                for k, v in cpu.lap().items():
+                    used[k] = used.get(k, 0.0) + v
+                health += probe.times(per_round)
+        finally:
+            probe.close()
         streamed = Series().run(client, persistent, settings.count(50, 3), streamed=True)
-        health = health_times(launcher.address, calls)
         floor = fsync_floor(launcher.root, settings.count(50, 5))
     health_p50 = median(health) * 1000
     detail = {
