@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Protocol
 from launcher import outcomes as oc
 from launcher.sandbox.types import Termination, WorkerProcess
 from launcher.spec import LauncherSpec
-from launcher.worker.session import WorkerSession
 
 if TYPE_CHECKING:
     from launcher.store.models import ModelConfig
+    from launcher.worker.session import WorkerSession
 
 
 class PhaseFailed(Exception):
