@@ -27,11 +27,13 @@ SPOOL_PREFIX = "param-"
 #: The validator is fed this many bytes at a time (at most this many tensor records at once).
 _FEED_SLICE = 64 << 10
 #: A slice of at least this many tensors is validated by Python code tensor by tensor while
-#: holding the GIL (~0.25 us each): after it the thread gives the GIL up (``time.sleep(0)``),
-#: so the event loop and other calls wait for it a slice at most, not a switch interval at
-#: every hand-over (a 10^6-tensor upload is ~46 of them).
+#: holding the GIL (~0.25 us each): after it the thread sleeps ``_GIL_PAUSE``, so the event
+#: loop and other calls wait for it a slice at most, not a switch interval at every
+#: hand-over. A real sleep, not ``sleep(0)``: that releases the GIL but the thread takes it
+#: straight back before a waiting one wakes (~730 pauses, ~45 ms, in a 10^6-tensor upload).
 _YIELD_AFTER_TENSORS = 1024
 _TINY_SLICE = 4 << 10
+_GIL_PAUSE = 50e-6
 
 
 def open_spool_file(spool_dir: Path) -> int:
@@ -129,7 +131,7 @@ class Spool:
             self.ends.extend([info.end for info in infos])
             if self.validator.completed - before >= _YIELD_AFTER_TENSORS:
                 step = _TINY_SLICE  # a flood of tiny tensors: small slices, the GIL given up
-                time.sleep(0)
+                time.sleep(_GIL_PAUSE)
         if self.fd is None:
             self.fd = open_spool_file(self.spool_dir)
         os.pwrite(self.fd, data, self.received)
