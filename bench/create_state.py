@@ -140,14 +140,6 @@ class HealthProbe:
         self._channel.close()
 
 
-def health_times(address: str, n: int) -> list[float]:
-    probe = HealthProbe(address)
-    try:
-        return probe.times(n)
-    finally:
-        probe.close()
-
-
 def _warm_up(client: LauncherClient, location: dict[str, Any], n: int) -> None:
     """The first calls start the zygote and the session; failures show in the series after."""
     warm_up = Series()

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -117,8 +116,7 @@ def measure(settings: Settings) -> list[Figure]:
     buffer = array.data.cast("B")
     raw: list[float] = []
     with (
-        tempfile.TemporaryDirectory(prefix="bench-raw-") as raw_folder,
-        raw_server(Path(raw_folder)) as raw_address,
+        raw_server() as raw_address,
         running_launcher() as launcher,
         LauncherClient(launcher.address, timeout=300) as client,
     ):

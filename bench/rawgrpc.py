@@ -55,9 +55,14 @@ def upload(address: str, buffer: memoryview, repeat: int = 1, timeout: float = 3
 
 
 @contextmanager
-def raw_server(folder: Path) -> Iterator[str]:
-    """A raw server in its own process on a Unix socket in ``folder``; yields its address."""
-    address = f"unix://{folder}/raw.sock"
+def raw_server() -> Iterator[str]:
+    """A raw server in its own process on a Unix socket in a temporary folder; yields its
+    address."""
+    with tempfile.TemporaryDirectory(prefix="bench-raw-") as folder:
+        yield from _serving(f"unix://{folder}/raw.sock")
+
+
+def _serving(address: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.rawgrpc", address],
         stdin=subprocess.PIPE,
@@ -95,10 +100,9 @@ def raw_upload_times(
 ) -> list[float]:
     """Seconds of ``rounds`` uploads to a fresh raw server, after a warm-up upload (small, or
     the whole buffer with ``full_warm_up``)."""
-    with tempfile.TemporaryDirectory(prefix="bench-raw-") as folder:
-        with raw_server(Path(folder)) as address:
-            timed_upload(address, buffer if full_warm_up else buffer[:CHUNK])
-            return [timed_upload(address, buffer, repeat) for _ in range(rounds)]
+    with raw_server() as address:
+        timed_upload(address, buffer if full_warm_up else buffer[:CHUNK])
+        return [timed_upload(address, buffer, repeat) for _ in range(rounds)]
 
 
 if __name__ == "__main__":
