@@ -21,7 +21,13 @@ from launcher.errors import Conflict, ModelNotFound, NotFound, RequestError, inv
 from launcher.jobs.caps import PhaseCaps
 from launcher.store.errors import CorruptBlob, StoreError
 from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
-from launcher.store.models import ModelConfig, ModelConfigError, ModelReadError, ModelRegistry
+from launcher.store.models import (
+    Listed,
+    ModelConfig,
+    ModelConfigError,
+    ModelReadError,
+    ModelRegistry,
+)
 from launcher.store.snapshots import SnapshotStore
 from launcher.store.states import StateRecord, StateStore
 from launcher.v1 import common_pb2, model_pb2
@@ -65,9 +71,8 @@ class StateApi:
         self.states = states
         self.snapshots = snapshots
 
-    def _model_info(
-        self, model_id: str, config: ModelConfig | ModelConfigError | ModelReadError | ModelNotFound
-    ) -> model_pb2.ModelInfo:
+    def _model_info(self, model_id: str, config: Listed) -> model_pb2.ModelInfo:
+        """The page's entry of one model, without its states and snapshots."""
         info = model_pb2.ModelInfo(id=model_id, name=model_id)
         try:
             if not isinstance(config, ModelConfig):
@@ -85,42 +90,56 @@ class StateApi:
             with contextlib.suppress(OSError):
                 mtime = (self.models.models_dir / model_id).stat().st_mtime
                 info.created_at = convert.unix_ms(mtime)
-        active = self.states.active_state_id(model_id)
-        states = self.states.list(model_id)
-        snapshots = [] if self.snapshots is None else self.snapshots.list(model_id)
-        if self.tenancy is not None:  # only the caller's tenant's states and snapshots
-            caller = access.current()
-            mine = self.tenancy.states(caller, [r.id for r in states] + [active or ""])
-            states = [r for r in states if r.id in mine]
-            active = active if active in mine else None
-            seen = self.tenancy.snapshots(caller, [r.id for r in snapshots])
-            snapshots = [r for r in snapshots if r.id in seen]
-        if active is not None:
-            info.active_state = active
-        info.states.extend(_state_info(r) for r in states)
-        if self.snapshots is not None:
-            info.snapshots.extend(snapshot_infos(snapshots))
         return info
 
-    def _get_models(self, request: model_pb2.GetModelsRequest) -> model_pb2.GetModelsResponse:
+    def _model_infos(
+        self, page: list[str], configs: dict[str, Listed], caller: access.Caller | None
+    ) -> list[model_pb2.ModelInfo]:
+        """The page's entries: its models' states, active states and snapshots read in a few
+        queries for the whole page (not a few per model); only ``caller``'s tenant's."""
+        active = self.states.active_state_ids(page)
+        states = self.states.list_many(page)
+        snapshots = {} if self.snapshots is None else self.snapshots.list_many(page)
+        if self.tenancy is not None and caller is not None:
+            state_ids = [r.id for rs in states.values() for r in rs] + list(active.values())
+            mine = self.tenancy.states(caller, state_ids)
+            states = {m: [r for r in rs if r.id in mine] for m, rs in states.items()}
+            active = {m: s for m, s in active.items() if s in mine}
+            seen = self.tenancy.snapshots(caller, [r.id for rs in snapshots.values() for r in rs])
+            snapshots = {m: [r for r in rs if r.id in seen] for m, rs in snapshots.items()}
+        infos = []
+        for model_id in page:
+            info = self._model_info(model_id, configs[model_id])
+            if model_id in active:
+                info.active_state = active[model_id]
+            info.states.extend(_state_info(r) for r in states[model_id])
+            if self.snapshots is not None:
+                info.snapshots.extend(snapshot_infos(snapshots[model_id]))
+            infos.append(info)
+        return infos
+
+    async def _get_models(self, request: model_pb2.GetModelsRequest) -> model_pb2.GetModelsResponse:
         limit = request.limit or 20
         if limit > MAX_PAGE:
             raise invalid("limit", f"at most {MAX_PAGE}")
-        ids = self.models.list_ids()
+        ids = await self.models.alist_ids()
         if request.ids:
             wanted = set(request.ids)
             ids = [i for i in ids if i in wanted]
         by_name = bool(request.names) or request.HasField("search_name")
         # Without a name filter only the page's folders are read; with one, every candidate's
         # (its name is in its model.toml). States and snapshots are looked up for the page only.
-        configs = self.models.load_many(ids if by_name else ids[request.offset :][:limit])
+        # Folders inotify reports unchanged are not read again (``ModelRegistry.aload_many``).
+        configs = await self.models.aload_many(ids if by_name else ids[request.offset :][:limit])
         if request.names:
             names = set(request.names)
             ids = [i for i in ids if _listed_name(i, configs[i]) in names]
         if request.HasField("search_name"):
             needle = request.search_name.lower()
             ids = [i for i in ids if needle in _listed_name(i, configs[i]).lower()]
-        page = [self._model_info(i, configs[i]) for i in ids[request.offset :][:limit]]
+        page_ids = ids[request.offset :][:limit]
+        caller = access.current() if self.tenancy is not None else None
+        page = await asyncio.to_thread(self._model_infos, page_ids, configs, caller)
         return model_pb2.GetModelsResponse(
             result=model_pb2.GetModelsResponse.Result(
                 models=page, total=len(ids), offset=request.offset, limit=limit
@@ -131,7 +150,7 @@ class StateApi:
         self, request: model_pb2.GetModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_pb2.GetModelsResponse:
         try:
-            return await asyncio.to_thread(self._get_models, request)
+            return await self._get_models(request)
         except RequestError as e:
             return model_pb2.GetModelsResponse(error=convert.error_to_proto(e))
 

@@ -7,7 +7,6 @@ streams from disk into the response frame.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from launcher.api.intake import ChunkRequest, ParamChunkView
@@ -149,7 +148,7 @@ async def get_models(call: Call) -> Reply:
     response = await call.bridge.unary(MODEL, "GetModels", request, call.bearer)
     listed = resp.outcome(response, resp.models)
     ids = [m["id"] for m in listed["result"]["models"]] if "result" in listed else []
-    configs = await asyncio.to_thread(call.services.models.load_many, ids)
+    configs = await call.services.models.aload_many(ids)
     return answer(
         listed, lambda r: platform.paged(r, "models", lambda m: platform.model(m, configs[m["id"]]))
     )

@@ -74,7 +74,7 @@ def _parameter_definitions(config: object) -> list[dict[str, Any]]:
 
 def model(item: dict[str, Any], config: object) -> dict[str, Any]:
     """A Model of ``getModels``, with every field the platform's clients require (``config``:
-    what ``ModelRegistry.load_many`` read of its folder)."""
+    what ``ModelRegistry.aload_many`` read of its folder)."""
     limits = item.get("maxDurationsSeconds", {})
     code_startup = limits.get("codeStartup", 0)
     create = limits.get("createState", 0)

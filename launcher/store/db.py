@@ -63,6 +63,25 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def batches(ids: list[str]) -> list[list[str]]:
+    """``ids`` in slices of 500: a query's ``IN (?, ...)`` stays under SQLite's limit on bound
+    parameters."""
+    return [ids[start : start + 500] for start in range(0, len(ids), 500)]
+
+
+def rows_of_models(conn: sqlite3.Connection, table: str, model_ids: list[str]) -> list[sqlite3.Row]:
+    """Every row of ``table`` (``states``, ``snapshots``) of the given models, each model's
+    oldest first, in one query per 500 models."""
+    rows: list[sqlite3.Row] = []
+    for batch in batches(model_ids):
+        rows += conn.execute(
+            f"SELECT * FROM {table} WHERE model_id IN ({','.join('?' * len(batch))})"
+            " ORDER BY created_at, id",
+            batch,
+        ).fetchall()
+    return rows
+
+
 class SchemaError(Exception):
     """The database cannot be used by this version of the launcher."""
 

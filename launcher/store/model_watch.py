@@ -19,6 +19,12 @@ as before.
 Races: an entry is stored only when no event at all was drained between the start of its read
 and its storing (``epoch``), and the read's watches are added before the folder is read, so a
 change while reading is never stored as current.
+
+Listing models (``GetModels``) reads folders without their code version: such an entry is
+kept as *unversioned* and serves only listings (a job needs the version; a versioned entry
+serves both). A listing also keeps what a folder's reading refused (``ModelConfigError``: a
+bad ``model.toml``, a FIFO), which an unchanged folder refuses again, and the list of model
+ids (``models/`` listed), dropped by any event in ``models/`` or above.
 """
 
 from __future__ import annotations
@@ -94,7 +100,9 @@ class FolderWatch:
     def __init__(self, models_dir: Path, max_age: float = MAX_AGE_SECONDS) -> None:
         self.max_age = max_age
         self.epoch = 0  # events drained so far (loop only)
-        self._entries: dict[str, tuple[Any, float]] = {}  # loop only
+        # model id -> (configuration, read since, versioned); loop only
+        self._entries: dict[str, tuple[Any, float, bool]] = {}
+        self._ids: tuple[list[str], float] | None = None  # models/ listed (loop only)
         self._lock = threading.Lock()
         self._owners: dict[int, set[str]] = {}  # watch descriptor -> model ids (or _ALL, _ABOVE)
         self._name = b""
@@ -122,34 +130,59 @@ class FolderWatch:
         if fd >= 0:
             os.close(fd)
         self._entries.clear()
+        self._ids = None
 
     def __del__(self) -> None:  # a registry dropped without close() gives back its instance
         self.close()
 
-    def lookup(self, model_id: str) -> Any | None:
-        """The kept configuration of ``model_id``, or ``None`` (read it)."""
+    def lookup(self, model_id: str, versioned: bool = True) -> Any | None:
+        """The kept configuration of ``model_id``, or ``None`` (read it); ``versioned=False``
+        (a listing) takes an entry read without the code version too."""
         if self._fd < 0:
             return None
         self.drain()
         entry = self._entries.get(model_id)
-        if entry is None:
+        if entry is None or (versioned and not entry[2]):
             return None
         if time.monotonic() - entry[1] >= self.max_age:
             del self._entries[model_id]
             return None
         return entry[0]
 
-    def store(self, model_id: str, config: Any, epoch: int, since: float) -> None:
+    def store(
+        self, model_id: str, config: Any, epoch: int, since: float, versioned: bool = True
+    ) -> None:
         """Keep ``config``, read from ``since`` on by a read that started at ``epoch``, unless
-        something changed meanwhile."""
+        something changed meanwhile (an unversioned one never replaces a versioned one)."""
         if self._fd < 0:
             return
         self.drain()
         if self.epoch != epoch:
             return
+        kept = self._entries.get(model_id)
+        if not versioned and kept is not None and kept[2] and since - kept[1] < self.max_age:
+            return
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
-        self._entries[model_id] = (config, since)
+        self._entries[model_id] = (config, since, versioned)
+
+    def lookup_ids(self) -> list[str] | None:
+        """The model ids last listed, while nothing changed in ``models/``, or ``None``."""
+        if self._fd < 0:
+            return None
+        self.drain()
+        if self._ids is None or time.monotonic() - self._ids[1] >= self.max_age:
+            self._ids = None
+            return None
+        return self._ids[0]
+
+    def store_ids(self, ids: list[str], epoch: int, since: float) -> None:
+        """Keep the ids of ``models/`` listed from ``since`` on (see ``store``)."""
+        if self._fd < 0:
+            return
+        self.drain()
+        if self.epoch == epoch:
+            self._ids = (ids, since)
 
     def watch_model(self, model_id: str, folder: Path) -> bool:
         """Watch ``folder`` and its subfolders for ``model_id`` (before they are read), not
@@ -222,6 +255,7 @@ class FolderWatch:
                     self._owners.pop(wd, None)
         if everything:
             self._entries.clear()
+            self._ids = None
             return
         for model_id in dropped:
             self._entries.pop(model_id, None)

@@ -21,8 +21,10 @@ import stat
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from launcher import rules
 from launcher.errors import ModelNotFound
@@ -36,6 +38,7 @@ from launcher.store.model_toml import ModelConfigError, ModelToml, ParamRule, pa
 from launcher.store.model_watch import FolderWatch
 
 __all__ = [
+    "Listed",
     "ModelConfig",
     "ModelConfigError",
     "ModelReadError",
@@ -64,6 +67,11 @@ class ModelConfig:
     code_version: str  # "" when loaded without it (listing models needs none)
     created_at: float
     fresh_process: bool = False
+
+
+#: What listing reads of one model folder: its configuration, or why it cannot be read.
+Listed = ModelConfig | ModelConfigError | ModelReadError | ModelNotFound
+T = TypeVar("T")
 
 
 def valid_model_id(model_id: str) -> bool:
@@ -204,17 +212,9 @@ class ModelRegistry:
         if kept is not None:
             return kept  # type: ignore[no-any-return]
         epoch, since = watch.epoch, time.monotonic()
-        loop = asyncio.get_running_loop()
-        try:
-            future = loop.run_in_executor(self._pool, self._load_watched, model_id)
-        except RuntimeError:  # shut down
-            raise ModelReadError("the launcher is stopping") from None
-        try:
-            config, watched = await asyncio.wait_for(future, self.read_timeout)
-        except TimeoutError:
-            raise ModelReadError(
-                f"reading the folder of model {model_id!r} took longer than {self.read_timeout:g} s"
-            ) from None
+        config, watched = await self._in_readers(
+            lambda: self._load_watched(model_id), f"reading the folder of model {model_id!r}"
+        )
         if watched:
             watch.store(model_id, config, epoch, since)
         return config
@@ -224,37 +224,80 @@ class ModelRegistry:
         watched = self._watch.active and self._watch.watch_model(model_id, self.folder(model_id))
         return self._load(model_id, True), watched
 
-    def load_many(
-        self, model_ids: list[str]
-    ) -> dict[str, ModelConfig | ModelConfigError | ModelReadError | ModelNotFound]:
-        """Each model's configuration without its code version (for listing), read in one
-        task of the folder-reading threads (one hand-over for the whole list, not one a
-        model): a config or the error that ``load`` would raise. A folder still unread after
-        ``read_timeout`` (all of them together) is a ``ModelReadError``."""
-        found: dict[str, ModelConfig | ModelConfigError | ModelReadError | ModelNotFound] = {}
+    async def alist_ids(self) -> list[str]:
+        """``list_ids`` from the event loop: the ids last listed while inotify reports no
+        change in ``models/``, else listed in the folder readers' threads (one hand-over)."""
+        watch = self._watch
+        kept = watch.lookup_ids()
+        if kept is not None:
+            return kept
+        epoch, since = watch.epoch, time.monotonic()
+        ids = await self._in_readers(self.list_ids, "listing the models folder")
+        watch.store_ids(ids, epoch, since)
+        return ids
+
+    async def aload_many(self, model_ids: list[str]) -> dict[str, Listed]:
+        """Each model's configuration without its code version (for listing), from the event
+        loop: a config or the error that ``load`` would raise. Kept from the last read (the
+        refusal of a bad ``model.toml`` too) while inotify reports the folder unchanged; the
+        others read in one task of the folder readers' threads (one hand-over for the whole
+        list), watched first. A folder still unread after ``read_timeout`` (all of them
+        together) is a ``ModelReadError``."""
+        watch = self._watch
+        found: dict[str, Listed] = {}
+        missing: list[str] = []
+        for model_id in model_ids:
+            kept = watch.lookup(model_id, versioned=False)
+            if kept is None:
+                missing.append(model_id)
+            else:
+                found[model_id] = kept
+        if not missing:
+            return found
+        epoch, since = watch.epoch, time.monotonic()
         stop = threading.Event()
+        read: dict[str, tuple[Listed, bool]] = {}
 
         def read_all() -> None:
-            for model_id in model_ids:
+            for model_id in missing:
                 if stop.is_set():
                     return
+                watched = False
                 try:
                     if not self.exists(model_id):
                         raise ModelNotFound(model_id)
-                    found[model_id] = self._load(model_id, False)
-                except (ModelConfigError, ModelReadError, ModelNotFound) as e:
-                    found[model_id] = e
+                    folder = self.folder(model_id)
+                    watched = self._watch.active and self._watch.watch_model(model_id, folder)
+                    read[model_id] = (self._load(model_id, False), watched)
+                except ModelConfigError as e:
+                    read[model_id] = (e, watched)
+                except (ModelReadError, ModelNotFound) as e:
+                    read[model_id] = (e, False)  # not kept: it may be passing
 
+        late: Listed | None = None
         try:
-            future = self._pool.submit(read_all)
+            await self._in_readers(read_all, "reading the model folders")
+        except ModelReadError as e:  # too slow (or stopping): the folders not read yet say so
+            stop.set()
+            late = e
+        for model_id in missing:
+            config, watched = read.get(model_id) or (late or ModelReadError("not read"), False)
+            found[model_id] = config
+            if watched:
+                watch.store(model_id, config, epoch, since, versioned=False)
+        return found
+
+    async def _in_readers(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` in the folder readers' threads, bounded by ``read_timeout``."""
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, fn)
         except RuntimeError:  # shut down
             raise ModelReadError("the launcher is stopping") from None
         try:
-            future.result(timeout=self.read_timeout)
-        except concurrent.futures.TimeoutError:
-            stop.set()
-        late = ModelReadError(f"reading the model folders took longer than {self.read_timeout:g} s")
-        return {i: found.get(i, late) for i in model_ids}
+            return await asyncio.wait_for(future, self.read_timeout)
+        except TimeoutError:
+            raise ModelReadError(f"{what} took longer than {self.read_timeout:g} s") from None
 
     def _load(self, model_id: str, with_version: bool) -> ModelConfig:
         folder = self.folder(model_id)

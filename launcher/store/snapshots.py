@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.store.blobs import KeyReader, StateKey, fsync_dir, remove_tree
-from launcher.store.db import Database
+from launcher.store.db import Database, batches, rows_of_models
 from launcher.store.errors import StateNotFound, StoreError
 from launcher.store.states import StateRecord, StateStore
 
@@ -222,6 +222,14 @@ class SnapshotStore:
         ).fetchall()
         return self._records(conn, rows)
 
+    def list_many(self, model_ids: builtins.list[str]) -> dict[str, builtins.list[SnapshotRecord]]:
+        """``list`` of each model in a few queries (listing a page of models)."""
+        conn = self._db.connect()
+        found: dict[str, builtins.list[SnapshotRecord]] = {m: [] for m in model_ids}
+        for record in self._records(conn, rows_of_models(conn, "snapshots", builtins.list(found))):
+            found[record.model_id].append(record)
+        return found
+
     def acquire(
         self, model_id: str, snapshot_id: str, owner: object
     ) -> tuple[SnapshotRecord, Callable[[], object]]:
@@ -284,28 +292,29 @@ class SnapshotStore:
     def _records(
         self, conn: sqlite3.Connection, rows: builtins.list[sqlite3.Row]
     ) -> builtins.list[SnapshotRecord]:
-        out = []
-        for r in rows:
-            keys = tuple(
-                SnapshotKey(StateKey(k["key"], k["byte_size"], k["sha256"]), k["file"])
-                for k in conn.execute(
-                    "SELECT * FROM snapshot_keys WHERE snapshot_id = ? ORDER BY position",
-                    (r["id"],),
-                )
+        keys: dict[str, builtins.list[SnapshotKey]] = {str(r["id"]): [] for r in rows}
+        for batch in batches(builtins.list(keys)):
+            for k in conn.execute(
+                "SELECT * FROM snapshot_keys"
+                f" WHERE snapshot_id IN ({','.join('?' * len(batch))})"
+                " ORDER BY snapshot_id, position",
+                batch,
+            ):
+                key = StateKey(k["key"], k["byte_size"], k["sha256"])
+                keys[k["snapshot_id"]].append(SnapshotKey(key, k["file"]))
+        return [
+            SnapshotRecord(
+                id=r["id"],
+                model_id=r["model_id"],
+                name=r["name"],
+                created_at=r["created_at"],
+                state_id=r["state_id"],
+                keys=tuple(keys[r["id"]]),
+                mounted_models=tuple(json.loads(r["mounted_models"])),
+                folder=self._dir / r["id"],
             )
-            out.append(
-                SnapshotRecord(
-                    id=r["id"],
-                    model_id=r["model_id"],
-                    name=r["name"],
-                    created_at=r["created_at"],
-                    state_id=r["state_id"],
-                    keys=keys,
-                    mounted_models=tuple(json.loads(r["mounted_models"])),
-                    folder=self._dir / r["id"],
-                )
-            )
-        return out
+            for r in rows
+        ]
 
 
 def _freeze_tree(source: Path, target: Path) -> None:

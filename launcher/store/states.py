@@ -20,7 +20,7 @@ from typing import Any
 
 from launcher import rules
 from launcher.store.blobs import KeyReader, KeyWriter, StateKey, fsync_dir, remove_tree
-from launcher.store.db import Database
+from launcher.store.db import Database, batches, rows_of_models
 from launcher.store.errors import (
     CorruptBlob,
     StateIsActive,
@@ -130,6 +130,27 @@ class StateStore:
         ).fetchall()
         return self._records(conn, rows)
 
+    def list_many(self, model_ids: builtins.list[str]) -> dict[str, builtins.list[StateRecord]]:
+        """``list`` of each model in a few queries (listing a page of models)."""
+        conn = self._db.connect()
+        found: dict[str, builtins.list[StateRecord]] = {m: [] for m in model_ids}
+        for record in self._records(conn, rows_of_models(conn, "states", builtins.list(found))):
+            found[record.model_id].append(record)
+        return found
+
+    def active_state_ids(self, model_ids: builtins.list[str]) -> dict[str, str]:
+        """The active state of each of ``model_ids`` that has one, in a few queries."""
+        conn = self._db.connect()
+        found: dict[str, str] = {}
+        for batch in batches(model_ids):
+            for row in conn.execute(
+                "SELECT model_id, state_id FROM active_states"
+                f" WHERE model_id IN ({','.join('?' * len(batch))})",
+                batch,
+            ):
+                found[str(row["model_id"])] = str(row["state_id"])
+        return found
+
     def active_state_id(self, model_id: str) -> str | None:
         row = (
             self._db.connect()
@@ -231,10 +252,7 @@ class StateStore:
         conn: sqlite3.Connection, rows: builtins.list[sqlite3.Row]
     ) -> builtins.list[StateRecord]:
         keys: dict[str, builtins.list[StateKey]] = {str(r["id"]): [] for r in rows}
-        ids = builtins.list(keys)
-        # Batches keep each query under SQLite's limit on bound parameters.
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
+        for batch in batches(builtins.list(keys)):
             for k in conn.execute(
                 f"SELECT * FROM state_keys WHERE state_id IN ({','.join('?' * len(batch))})"
                 " ORDER BY state_id, position",

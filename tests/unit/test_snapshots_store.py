@@ -131,3 +131,25 @@ def test_the_owner_row_commits_with_the_snapshot_or_neither_remains(
     record = snapshots.create("m", "snap", code, lambda i: owners.record(SNAPSHOT, i, "team-a"))
     assert owners.tenant_of(SNAPSHOT, record.id) == "team-a"
     assert [r.id for r in snapshots.list("m")] == [record.id]
+
+
+def test_page_reads_match_per_model_reads(
+    stores: tuple[StateStore, SnapshotStore, Path],
+) -> None:
+    """GetModels reads a page's states, active states and snapshots in a few queries: the same
+    records, in the same order, as reading model by model."""
+    states, snapshots, code = stores
+    for model_id in ("a", "b"):
+        for i in range(3):
+            commit(states, model_id, **{f"k{i}": b"v" * i, "z": b"last"})
+        snapshots.create(model_id, "first", code)
+        snapshots.create(model_id, "second", code)
+    page = ["b", "a", "none"]
+    assert states.list_many(page) == {m: states.list(m) for m in page}
+    assert list(states.list_many(page)["a"][0].keys) == list(states.list("a")[0].keys)
+    assert states.active_state_ids(page) == {
+        m: s for m in page if (s := states.active_state_id(m)) is not None
+    }
+    assert snapshots.list_many(page) == {m: snapshots.list(m) for m in page}
+    assert [len(snapshots.list_many(page)[m]) for m in page] == [2, 2, 0]
+    assert states.list_many([]) == {} and snapshots.list_many([]) == {}

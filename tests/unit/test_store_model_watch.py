@@ -16,6 +16,7 @@ from launcher.errors import ModelNotFound
 from launcher.store import model_watch
 from launcher.store.model_watch import FolderWatch
 from launcher.store.models import ModelConfig, ModelRegistry
+from tests.support.model_folders import named_model
 
 
 class Counted:
@@ -36,20 +37,6 @@ class Counted:
         return asyncio.run(self.registry.aload(model_id))
 
 
-def _model(models: Path, model_id: str, name: str = "first") -> Path:
-    """A model folder named ``name`` in its model.toml."""
-    (models / model_id).mkdir(parents=True)
-    (models / model_id / "main.py").write_text("x = 1\n")
-    (models / model_id / "model.toml").write_text(f'name = "{name}"\n')
-    return models / model_id
-
-
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    (tmp_path / "models").mkdir()
-    return tmp_path / "models"
-
-
 @pytest.fixture
 def counted(models: Path) -> Iterator[Counted]:
     c = Counted(models)
@@ -59,7 +46,7 @@ def counted(models: Path) -> Iterator[Counted]:
 
 
 def test_unchanged_model_is_not_read_again(models: Path, counted: Counted) -> None:
-    _model(models, "m")
+    named_model(models, "m")
     first = counted.load("m")
     assert counted.load("m") == first
     assert counted.load("m") == first
@@ -67,7 +54,7 @@ def test_unchanged_model_is_not_read_again(models: Path, counted: Counted) -> No
 
 
 def test_main_py_written_in_place_is_seen_at_once(models: Path, counted: Counted) -> None:
-    folder = _model(models, "m")
+    folder = named_model(models, "m")
     before = counted.load("m").code_version
     with open(folder / "main.py", "r+") as f:  # same size: only the mtime tells
         f.write("x = 2\n")
@@ -77,7 +64,7 @@ def test_main_py_written_in_place_is_seen_at_once(models: Path, counted: Counted
 
 
 def test_model_toml_replaced_by_rename_is_seen_at_once(models: Path, counted: Counted) -> None:
-    folder = _model(models, "m")
+    folder = named_model(models, "m")
     assert counted.load("m").name == "first"
     (folder / "new.toml").write_text('name = "second"\n')
     os.replace(folder / "new.toml", folder / "model.toml")
@@ -85,7 +72,7 @@ def test_model_toml_replaced_by_rename_is_seen_at_once(models: Path, counted: Co
 
 
 def test_new_subfolder_and_file_in_it_are_seen(models: Path, counted: Counted) -> None:
-    folder = _model(models, "m")
+    folder = named_model(models, "m")
     v1 = counted.load("m").code_version
     (folder / "pkg").mkdir()
     v2 = counted.load("m").code_version
@@ -98,7 +85,7 @@ def test_new_subfolder_and_file_in_it_are_seen(models: Path, counted: Counted) -
 
 
 def test_deep_file_change_is_seen(models: Path, counted: Counted) -> None:
-    folder = _model(models, "m")
+    folder = named_model(models, "m")
     deep = folder / "a" / "b" / "c"
     deep.mkdir(parents=True)
     (deep / "f.py").write_text("z = 1\n")
@@ -109,18 +96,18 @@ def test_deep_file_change_is_seen(models: Path, counted: Counted) -> None:
 
 
 def test_model_folder_replaced_by_rename(models: Path, counted: Counted) -> None:
-    _model(models, "m")
+    named_model(models, "m")
     assert counted.load("m").name == "first"
     staging = models.parent / "staging"
-    _model(staging, "m", name="second")
+    named_model(staging, "m", name="second")
     os.rename(models / "m", models.parent / "old")
     os.rename(staging / "m", models / "m")
     assert counted.load("m").name == "second"
 
 
 def test_model_folder_link_swapped(models: Path, counted: Counted) -> None:
-    _model(models, "real-a", name="a")
-    _model(models, "real-b", name="b")
+    named_model(models, "real-a", name="a")
+    named_model(models, "real-b", name="b")
     (models / "m").symlink_to("real-a")
     assert counted.load("m").name == "a"
     (models / "tmp-link").symlink_to("real-b")
@@ -129,8 +116,8 @@ def test_model_folder_link_swapped(models: Path, counted: Counted) -> None:
 
 
 def test_models_folder_link_swapped(tmp_path: Path) -> None:
-    _model(tmp_path / "set-a", "m", name="a")
-    _model(tmp_path / "set-b", "m", name="b")
+    named_model(tmp_path / "set-a", "m", name="a")
+    named_model(tmp_path / "set-b", "m", name="b")
     (tmp_path / "models").symlink_to("set-a")
     c = Counted(tmp_path / "models")
     try:
@@ -145,7 +132,7 @@ def test_models_folder_link_swapped(tmp_path: Path) -> None:
 
 def test_unrelated_writes_beside_models_keep_the_entry(models: Path, counted: Counted) -> None:
     """The launcher root holds the database: its writes must not cost a read per job."""
-    _model(models, "m")
+    named_model(models, "m")
     counted.load("m")
     (models.parent / "launcher.db-wal").write_bytes(b"x" * 100)
     counted.load("m")
@@ -153,8 +140,8 @@ def test_unrelated_writes_beside_models_keep_the_entry(models: Path, counted: Co
 
 
 def test_another_model_changing_drops_only_that_model(models: Path, counted: Counted) -> None:
-    _model(models, "m")
-    other = _model(models, "other")
+    named_model(models, "m")
+    other = named_model(models, "other")
     counted.load("m")
     counted.load("other")
     (other / "main.py").write_text("x = 3\n")
@@ -165,7 +152,7 @@ def test_another_model_changing_drops_only_that_model(models: Path, counted: Cou
 
 
 def test_deleted_model_is_not_found(models: Path, counted: Counted) -> None:
-    folder = _model(models, "m")
+    folder = named_model(models, "m")
     counted.load("m")
     for f in folder.iterdir():
         f.unlink()
@@ -176,7 +163,7 @@ def test_deleted_model_is_not_found(models: Path, counted: Counted) -> None:
 
 def test_entry_is_read_again_after_its_age(models: Path, counted: Counted) -> None:
     """What inotify cannot see (a network file system) is seen within MAX_AGE."""
-    _model(models, "m")
+    named_model(models, "m")
     counted.registry._watch.max_age = 0.05
     counted.load("m")
     counted.load("m")
@@ -187,7 +174,7 @@ def test_entry_is_read_again_after_its_age(models: Path, counted: Counted) -> No
 
 
 def test_change_during_the_read_is_not_kept(models: Path, counted: Counted) -> None:
-    folder = _model(models, "m")
+    folder = named_model(models, "m")
     load = counted.registry._load
     changed = False
 
@@ -206,7 +193,7 @@ def test_change_during_the_read_is_not_kept(models: Path, counted: Counted) -> N
 
 def test_without_inotify_every_job_reads(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model_watch, "_libc", lambda: None)
-    _model(models, "m")
+    named_model(models, "m")
     c = Counted(models)
     assert not c.registry._watch.active
     for _ in range(3):
@@ -219,10 +206,10 @@ def test_model_needing_too_many_watches_is_read_every_time(
     models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(model_watch, "MAX_FOLDERS_PER_MODEL", 2)
-    folder = _model(models, "wide")
+    folder = named_model(models, "wide")
     for i in range(3):
         (folder / f"sub{i}").mkdir()
-    _model(models, "narrow")
+    named_model(models, "narrow")
     c = Counted(models)
     try:
         for _ in range(2):
@@ -234,7 +221,7 @@ def test_model_needing_too_many_watches_is_read_every_time(
 
 
 def test_no_watches_left_reads_every_time(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _model(models, "m")
+    named_model(models, "m")
     c = Counted(models)
     monkeypatch.setattr(model_watch, "MAX_WATCHES", len(c.registry._watch._owners))
     try:

@@ -27,13 +27,6 @@ def _model(models: Path, model_id: str, toml: str | None = None) -> Path:
     return folder
 
 
-@pytest.fixture
-def models(tmp_path: Path) -> Path:
-    path = tmp_path / "models"
-    path.mkdir()
-    return path
-
-
 def test_model_without_toml_gets_defaults(models: Path) -> None:
     folder = _model(models, "plain")
     config = ModelRegistry(models).load("plain")
