@@ -17,4 +17,4 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from launcher.executors.ray.node import main
 
-    return main()
+    return main([])

@@ -5,6 +5,14 @@ the hub's relay (control first: hello with this node's sandbox layers; then data
 worker connected) and splices the unchanged worker protocol between the worker's Unix socket
 and the hub. It heartbeats, kills the worker when the hub says so or goes away, and reports
 how the worker ended (exit code / signal / oom, log tail) before exiting.
+
+Started *ahead* (``--ahead NODE_DIR [DISABLED,...]``: the Ray side keeps one such spare for the
+next job, ``task``), it does what needs no job before reading it: its imports, its folder, the
+sandbox's layers detected and the zygote started (so the worker is forked from it, the runtime
+already imported, instead of an interpreter started for it). It is named ``run-job-spare``
+(``/proc/PID/comm``) until its job arrives; EOF instead of a job ends it. A job for another
+node folder or other sandbox settings than it prepared for is run as a fresh ``run-job``
+would run it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import os
 import shutil
 import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +35,8 @@ from launcher.executors.connect import start_connected
 from launcher.executors.plan import worker_plan
 from launcher.executors.ray import control
 from launcher.executors.ray.jobspec import NodeJob
-from launcher.sandbox import SandboxConfig, create_sandbox
+from launcher.sandbox import SandboxConfig, create_sandbox, libc
+from launcher.sandbox.layered import LayeredSandbox
 from launcher.sandbox.types import WorkerProcess
 
 log = logging.getLogger("launcher.node")
@@ -59,6 +69,72 @@ async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
     finally:
         with contextlib.suppress(OSError):
             dst.close()
+
+
+#: ``/proc/PID/comm`` of a ``run-job`` started ahead, until its job arrives.
+SPARE_NAME = b"run-job-spare"
+NAME = b"run-job"
+
+
+@dataclass
+class Prepared:
+    """A run folder and its sandbox, made before the job is known."""
+
+    node_dir: str
+    disable: frozenset[str]
+    work: Path
+    sandbox: LayeredSandbox
+
+    def fits(self, job: NodeJob) -> bool:
+        return job.node_dir == self.node_dir and frozenset(job.sandbox_disable) == self.disable
+
+
+async def prepare(node_dir: str, disable: frozenset[str], ahead: bool) -> Prepared:
+    """This process's run folder and sandbox. ``ahead``: with the zygote started (the only
+    spawn of this process is then a fork; without a spare, which a second job would need),
+    else without one (starting it would cost the job more than it saves)."""
+    work = Path(node_dir) / "run" / f"j{os.getpid()}"
+    if ahead:  # off any job's path: what killed run-jobs left behind
+        _remove_leftovers(work.parent)
+    work.mkdir(parents=True, mode=0o711)
+    try:
+        sandbox = await create_sandbox(
+            SandboxConfig(
+                state_dir=work / "sandbox",
+                disable=disable | ({"spare"} if ahead else {"zygote"}),
+                bindable_dirs=(Path(node_dir) / "bundles",),
+            )
+        )
+        if ahead:
+            await sandbox.warm_up()
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return Prepared(node_dir, disable, work, sandbox)
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """The run folders (``j<pid>``) of ``run-job`` processes that are gone: killed, with their
+    Ray worker, before they could tidy up (a spare never used, a cancelled job)."""
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if name[:1] != "j" or not name[1:].isdigit():
+            continue
+        try:
+            os.kill(int(name[1:]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive (another user's), or no such pid at all: left alone
+
+
+async def _dispose(prepared: Prepared) -> None:
+    await prepared.sandbox.close()
+    shutil.rmtree(prepared.work, ignore_errors=True)
 
 
 class NodeRun:
@@ -96,17 +172,13 @@ class NodeRun:
             self.send("heartbeat")
             await asyncio.sleep(control.HEARTBEAT)
 
-    async def run(self) -> int:
+    async def run(self, prepared: Prepared | None = None) -> int:
         job = self.job
-        work = Path(job.node_dir) / "run" / f"j{os.getpid()}"
-        work.mkdir(parents=True, mode=0o711)
-        sandbox = await create_sandbox(
-            SandboxConfig(
-                state_dir=work / "sandbox",
-                disable=frozenset(job.sandbox_disable) | {"zygote"},
-                bindable_dirs=(Path(job.node_dir) / "bundles",),
-            )
-        )
+        if prepared is None or not prepared.fits(job):
+            if prepared is not None:
+                await _dispose(prepared)
+            prepared = await prepare(job.node_dir, frozenset(job.sandbox_disable), ahead=False)
+        sandbox, work = prepared.sandbox, prepared.work
         ctl_r, self.ctl_w = await dial(job, "control")
         self.send(
             "hello",
@@ -130,8 +202,7 @@ class NodeRun:
             self.ctl_w.close()
             if job.group is not None:  # a no-op while other workers of the launcher live
                 sandbox.release_group(job.group)
-            await sandbox.close()
-            shutil.rmtree(work, ignore_errors=True)
+            await _dispose(prepared)
 
     async def _worker(self, sandbox: Any, work: Path) -> int:
         job = self.job
@@ -192,13 +263,39 @@ class NodeRun:
         return 0
 
 
-def main() -> int:
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raw = sys.stdin.buffer.read(1 << 20)
+def _read_job(raw: bytes) -> NodeJob | None:
     try:
-        job = NodeJob.from_json(json.loads(raw))
+        return NodeJob.from_json(json.loads(raw))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         print(f"run-job: bad job description: {e!r}", file=sys.stderr)
+        return None
+
+
+async def _ahead(node_dir: str, disable: frozenset[str]) -> int:
+    """Prepare, then wait for the job on stdin (EOF: no job, nothing left behind)."""
+    libc.set_name(SPARE_NAME)
+    prepared = await prepare(node_dir, disable, ahead=True)
+    try:
+        raw = await asyncio.to_thread(sys.stdin.buffer.read, 1 << 20)
+    except BaseException:
+        await _dispose(prepared)
+        raise
+    libc.set_name(NAME)
+    job = _read_job(raw) if raw else None
+    if job is None:
+        await _dispose(prepared)
+        return 2 if raw else 0
+    return await NodeRun(job).run(prepared)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--ahead"] and len(args) in (2, 3):
+        disabled = frozenset(filter(None, args[2].split(","))) if len(args) == 3 else frozenset()
+        return asyncio.run(_ahead(args[1], disabled))
+    job = _read_job(sys.stdin.buffer.read(1 << 20))
+    if job is None:
         return 2
     return asyncio.run(NodeRun(job).run())
 

@@ -1,17 +1,25 @@
 """The Ray side of a node: a task (or an actor's method) that starts ``launcher run-job`` there.
 
 It runs in a Ray worker process on the chosen node, unpacks the model bundle into the
-node's cache (only when that digest is not there yet), and starts ``run-job`` with the
-job on stdin; ``run-job`` dies with this process (parent-death signal), so ``ray.cancel``
+node's cache (only when that digest is not there yet), and hands the job (on stdin) to a
+``run-job``; ``run-job`` dies with this process (parent-death signal), so ``ray.cancel``
 and a dead Ray worker take the sandboxed worker with them.
+
+Each Ray worker process keeps one ``run-job`` started ahead for its next job (``Spare``):
+made once a job is over (not beside its start), for that job's node folder and sandbox
+settings; it has imported everything, detected the sandbox's layers and started its zygote
+while it waited. A job finds it or, when there is none (the first job of this process) or
+it does not fit, starts one from scratch as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +33,62 @@ def _die_with_parent() -> None:
     from launcher.sandbox import libc
 
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _start(ahead: list[str] | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        # = launcher run-job, imports less
+        [sys.executable, "-m", "launcher.executors.ray.node", *(ahead or [])],
+        stdin=subprocess.PIPE,
+        preexec_fn=_die_with_parent,
+    )
+
+
+def _ahead_args(job: dict[str, Any]) -> list[str]:
+    """What a ``run-job`` started ahead prepares for: the node folder and sandbox settings."""
+    disabled = ",".join(sorted(str(name) for name in job.get("sandboxDisable", [])))
+    return ["--ahead", str(job["nodeDir"]), disabled]
+
+
+def _dismiss(proc: subprocess.Popen[bytes]) -> None:
+    """An unused spare: EOF tells it to tidy up and go; reaped in the background."""
+    with contextlib.suppress(OSError):
+        assert proc.stdin is not None
+        proc.stdin.close()
+    threading.Thread(target=proc.wait, name="run-job-reaper", daemon=True).start()
+
+
+class Spare:
+    """The next job's ``run-job``, started ahead (one per Ray worker process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spare: tuple[list[str], subprocess.Popen[bytes]] | None = None
+
+    def take(self, job: dict[str, Any]) -> subprocess.Popen[bytes]:
+        """The spare when it is alive and fits ``job``, else a ``run-job`` started now."""
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            args, proc = spare
+            if args == _ahead_args(job) and proc.poll() is None:
+                return proc
+            _dismiss(proc)
+        return _start(None)
+
+    def refill(self, job: dict[str, Any]) -> None:
+        """Start the spare for the next job like ``job``, unless one is there already."""
+        args = _ahead_args(job)
+        with self._lock:
+            current = self._spare
+            if current is not None and current[0] == args and current[1].poll() is None:
+                return
+            self._spare = (args, _start(args))
+        if current is not None:
+            _dismiss(current[1])
+
+
+_spare = Spare()
 
 
 def run_on_node(job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
@@ -46,12 +110,9 @@ def run_on_node(job: dict[str, Any], bundle_refs: list[Any]) -> dict[str, Any]:
         "nodeId": context.get_node_id(),
         "gpuIds": [str(g) for g in ray.get_gpu_ids()],
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "launcher.executors.ray.node"],  # = launcher run-job, imports less
-        stdin=subprocess.PIPE,
-        preexec_fn=_die_with_parent,
-    )
+    proc = _spare.take(job)
     proc.communicate(json.dumps(job).encode())
+    _spare.refill(job)  # once this job is over: its start had the machine to itself
     return {"returncode": proc.returncode, "nodeId": job["nodeId"]}
 
 
