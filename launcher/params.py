@@ -10,6 +10,7 @@ reads it), which is how a job keeps reading the version it started with.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,8 @@ class ParamSource:
     fd: int
     offsets: np.ndarray  # uint64, one per element, in the source's own (physical) order
     lengths: np.ndarray  # uint64, same length as offsets
+    #: How ``fd`` is let go of (an inline param's spool file may be kept for the next upload).
+    release: Callable[[int], None] = field(default=os.close, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -38,4 +41,4 @@ class ParamSource:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            os.close(self.fd)
+            self.release(self.fd)

@@ -9,11 +9,13 @@ records. ``Spool.feed`` blocks (validation and ``pwrite``): callers run it in a 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from launcher import faults, rules
 from launcher.errors import invalid
 from launcher.params import ParamSource
+from launcher.store.spool_files import MIN_BYTES, SPOOL_FILES
 from runtime.tensor import StreamValidator, TensorError, TensorInfo
 
 SPOOL_PREFIX = "param-"
@@ -81,6 +84,7 @@ class Spool:
         # lock keeps a close from landing in the middle of a write to the descriptor.
         self._lock = threading.Lock()
         self._closed = False
+        self._reused = False  # the file was kept from an earlier upload
 
     @property
     def complete(self) -> bool:
@@ -133,7 +137,7 @@ class Spool:
                 step = _TINY_SLICE  # a flood of tiny tensors: small slices, the GIL given up
                 time.sleep(_GIL_PAUSE)
         if self.fd is None:
-            self.fd = open_spool_file(self.spool_dir)
+            self.fd = self._open()
         os.pwrite(self.fd, data, self.received)
         self.received += len(data)
         faults.point("upload_chunk")
@@ -148,11 +152,19 @@ class Spool:
             self.validator.finish()
         except TensorError as e:
             raise invalid(f"{self.path}.data[{self.tensors}]", str(e)) from None
-        fd = self.fd if self.fd is not None else open_spool_file(self.spool_dir)
+        fd = self.fd if self.fd is not None else self._open()
         self.fd = None
+        if self._reused:  # a kept file holds another upload's bytes past this one's
+            try:
+                os.ftruncate(fd, self.size)
+            except OSError:
+                os.close(fd)
+                raise
         starts = np.frombuffer(self.starts, np.uint64) if self.starts else np.zeros(0, np.uint64)
         ends = np.frombuffer(self.ends, np.uint64) if self.ends else np.zeros(0, np.uint64)
-        source = ParamSource(name, fd, starts.copy(), ends - starts)
+        source = ParamSource(
+            name, fd, starts.copy(), ends - starts, release=self._release_later(self.size)
+        )
         self.starts = array("Q")
         self.ends = array("Q")
         return source
@@ -162,5 +174,18 @@ class Spool:
         with self._lock:
             self._closed = True
             if self.fd is not None:
-                os.close(self.fd)
+                self._release_later(self.received)(self.fd)
                 self.fd = None
+
+    def _open(self) -> int:
+        """A kept spool file of this folder (its pages are there already), else a new one."""
+        fd = SPOOL_FILES.take(self.spool_dir)
+        self._reused = fd is not None
+        return fd if fd is not None else open_spool_file(self.spool_dir)
+
+    def _release_later(self, size: int) -> Callable[[int], None]:
+        """How the file is let go of: kept for the next upload when it is big enough to be
+        worth it (``spool_files``), else closed."""
+        if size < MIN_BYTES:
+            return os.close
+        return functools.partial(SPOOL_FILES.give, spool_dir=self.spool_dir)
