@@ -206,6 +206,11 @@ class LayeredSandbox:
         if self._zygote is not None:
             await self._zygote.warm_up()
 
+    def helper_pids(self) -> list[int]:
+        """The sandbox's own processes that outlive a spawn (the zygote, when it runs)."""
+        pid = self._zygote.pid if self._zygote is not None else None
+        return [] if pid is None else [pid]
+
     async def close(self) -> None:
         if self._zygote is not None:
             await self._zygote.close()

@@ -209,6 +209,12 @@ class ZygoteHost:
         """Start the zygote now, so that the first job does not pay for it."""
         await self._get()
 
+    @property
+    def pid(self) -> int | None:
+        """The running zygote's pid, if one runs."""
+        zygote = self._zygote
+        return zygote.proc.pid if zygote is not None and zygote.alive else None
+
     async def start(
         self, recipe: Recipe, cgroup: WorkerCgroup | None, watchdog_bytes: int | None
     ) -> ZygoteWorker:

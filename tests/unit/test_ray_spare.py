@@ -121,3 +121,22 @@ def test_spare_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     parent.wait()
     _, alive = psutil.wait_procs(tree, timeout=15)
     assert alive == []  # its zygote too
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a spare is niced only where it can be raised again")
+def test_spare_prepares_niced_and_its_job_gets_full_priority(tmp_path: Path, spare: Spare) -> None:
+    from launcher.executors.ray.node import _full_priority
+
+    spare.refill(_job(tmp_path / "node"))
+    assert spare._spare is not None
+    proc = spare._spare[1]
+    _wait(lambda: _zygote_under(proc.pid), "the spare never started its zygote")
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert {p.nice() for p in tree} == {task.SPARE_NICE}  # it and its zygote yield to jobs
+    niced = psutil.Popen(["sleep", "30"], preexec_fn=lambda: os.nice(task.SPARE_NICE))
+    try:
+        _full_priority([niced.pid])
+        assert niced.nice() == 0
+    finally:
+        niced.kill()
+        niced.wait()

@@ -25,6 +25,7 @@ import os
 import shutil
 import ssl
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,16 +272,58 @@ def _read_job(raw: bytes) -> NodeJob | None:
         return None
 
 
+def _stdin_job() -> asyncio.Future[bytes]:
+    """Stdin read to EOF (at most 1 MiB) in a thread that never holds up the exit."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    def read() -> None:
+        try:
+            data = sys.stdin.buffer.read(1 << 20)
+        except OSError:
+            data = b""
+
+        def deliver() -> None:
+            if not got.done():
+                got.set_result(data)
+
+        loop.call_soon_threadsafe(deliver)
+
+    threading.Thread(target=read, name="job-reader", daemon=True).start()
+    return got
+
+
+def _full_priority(pids: list[int]) -> None:
+    """Back from the spare's low priority (``task``: niced while it prepares, where it may be
+    raised again): every thread of this process, and the zygote (its workers are forked
+    with its priority)."""
+    tids = []
+    with contextlib.suppress(OSError):
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    for who in (*tids, *pids):
+        with contextlib.suppress(OSError):
+            if os.getpriority(os.PRIO_PROCESS, who) > 0:
+                os.setpriority(os.PRIO_PROCESS, who, 0)
+
+
 async def _ahead(node_dir: str, disable: frozenset[str]) -> int:
-    """Prepare, then wait for the job on stdin (EOF: no job, nothing left behind)."""
+    """Prepare, and wait for the job on stdin meanwhile (EOF: no job, nothing left behind).
+    A job that arrives before the preparation is done has it finished at full priority."""
     libc.set_name(SPARE_NAME)
-    prepared = await prepare(node_dir, disable, ahead=True)
+    job_bytes = _stdin_job()
+    preparing = asyncio.ensure_future(prepare(node_dir, disable, ahead=True))
+    waiting: set[asyncio.Future[Any]] = {job_bytes, preparing}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if job_bytes.done():
+        _full_priority([])
+    prepared = await preparing
     try:
-        raw = await asyncio.to_thread(sys.stdin.buffer.read, 1 << 20)
+        raw = await job_bytes
     except BaseException:
         await _dispose(prepared)
         raise
     libc.set_name(NAME)
+    _full_priority(prepared.sandbox.helper_pids())
     job = _read_job(raw) if raw else None
     if job is None:
         await _dispose(prepared)
