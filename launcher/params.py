@@ -25,6 +25,7 @@ class ParamSource:
     #: How ``fd`` is let go of (an inline param's spool file may be kept for the next upload).
     release: Callable[[int], None] = field(default=os.close, repr=False)
     _closed: bool = field(default=False, repr=False)
+    _holds: int = field(default=0, repr=False)  # readers still to come (``hold``)
 
     @property
     def amount(self) -> int:
@@ -38,7 +39,20 @@ class ParamSource:
         """The element's bytes (for small elements; large ones are streamed with ``fd``)."""
         return os.pread(self.fd, int(self.lengths[index]), int(self.offsets[index]))
 
+    def hold(self) -> None:
+        """A reader of ``fd`` to come (an answer queued for the worker): the file is let go of
+        only once it ``let_go`` (on the event loop, as ``close``)."""
+        self._holds += 1
+
+    def let_go(self) -> None:
+        self._holds -= 1
+        if self._closed and self._holds == 0:
+            self.release(self.fd)
+
     def close(self) -> None:
+        """No more use by the job; the file goes once no held reader is left (a spool file
+        may then be written over by another upload: never while an answer still reads it)."""
         if not self._closed:
             self._closed = True
-            self.release(self.fd)
+            if self._holds == 0:
+                self.release(self.fd)

@@ -46,6 +46,7 @@ from launcher.store.jobs import JobRecords
 from launcher.store.launchers import PersistentLaunchers
 from launcher.store.models import ModelRegistry
 from launcher.store.snapshots import SnapshotStore
+from launcher.store.spool_files import SPOOL_FILES
 from launcher.store.states import StateStore
 
 log = logging.getLogger("launcher")
@@ -359,6 +360,7 @@ async def _serve(options: ServeOptions) -> int:
     await stop.wait()
     log.info("stopping: draining running jobs (up to %.0f s)", options.drain_seconds)
     await launcher.stop(options.drain_seconds)
+    SPOOL_FILES.clear()
     return 0
 
 

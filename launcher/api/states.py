@@ -24,8 +24,6 @@ from launcher.store.model_toml import DEFAULT_CODE_STARTUP, DEFAULT_CREATE_STATE
 from launcher.store.models import (
     Listed,
     ModelConfig,
-    ModelConfigError,
-    ModelReadError,
     ModelRegistry,
 )
 from launcher.store.snapshots import SnapshotStore
@@ -74,16 +72,14 @@ class StateApi:
     def _model_info(self, model_id: str, config: Listed) -> model_pb2.ModelInfo:
         """The page's entry of one model, without its states and snapshots."""
         info = model_pb2.ModelInfo(id=model_id, name=model_id)
-        try:
-            if not isinstance(config, ModelConfig):
-                raise config
+        if isinstance(config, ModelConfig):
             if self.phase_caps is not None:  # the limits that will apply, not those asked
                 config = self.phase_caps.clamp(config)
             info.name = config.name
             info.created_at = convert.unix_ms(config.created_at)
             info.max_durations_seconds.code_startup = config.max_code_startup
             info.max_durations_seconds.create_state = config.max_create_state
-        except (ModelConfigError, ModelReadError, ModelNotFound):
+        else:  # (a refusal kept for listings is never raised: it is shared)
             # listed all the same, with the defaults: its createState answers why it cannot run
             info.max_durations_seconds.code_startup = DEFAULT_CODE_STARTUP
             info.max_durations_seconds.create_state = DEFAULT_CREATE_STATE

@@ -179,7 +179,8 @@ class Spool:
 
     def _open(self) -> int:
         """A kept spool file of this folder (its pages are there already), else a new one."""
-        fd = SPOOL_FILES.take(self.spool_dir)
+        # (a small param would cut a kept file down to nothing worth keeping)
+        fd = SPOOL_FILES.take(self.spool_dir) if self.size >= MIN_BYTES else None
         self._reused = fd is not None
         return fd if fd is not None else open_spool_file(self.spool_dir)
 

@@ -195,6 +195,7 @@ class WorkerSession:
         """Stop reading and writing and close the socket (the worker sees EOF)."""
         self._reader_task.cancel()
         self._writer_task.cancel()
+        self._drop_replies()
         self._writer.close()
         if not self.ended.done():
             self.ended.set_result(ConnectionEnded("the launcher closed the session"))
@@ -232,14 +233,23 @@ class WorkerSession:
         if not self.ended.done():
             self.ended.set_result(reason)
         self._writer_task.cancel()
+        self._drop_replies()
+
+    def _drop_replies(self) -> None:
+        """The answers that will not be sent let go of their files."""
+        while not self._replies.empty():
+            self._replies.get_nowait().source.let_go()
 
     async def _answer_loop(self) -> None:
         """Answer the queued ``requestData`` events, one at a time, in order."""
         try:
             while True:
                 reply = await self._replies.get()
-                async with self._write_lock:
-                    await send_elements(self._writer, reply, self._write_deadline)
+                try:
+                    async with self._write_lock:
+                        await send_elements(self._writer, reply, self._write_deadline)
+                finally:
+                    reply.source.let_go()
         except ProtocolViolation as e:
             self._end(e)
         except (ConnectionError, OSError) as e:
@@ -255,7 +265,18 @@ class WorkerSession:
         if call is None:
             raise ProtocolViolation(f"data event {event.EVENT!r} outside a call")
         if isinstance(event, messages.RequestData):
-            await self._replies.put(call.data.check_request(event))  # waits while full
+            reply = call.data.check_request(event)
+            if self.ended.done():
+                return  # no more answers
+            # Its file stays open until it is answered (or dropped), even if the job ends first.
+            reply.source.hold()
+            try:
+                await self._replies.put(reply)  # waits while full
+            except BaseException:
+                reply.source.let_go()
+                raise
+            if self.ended.done():
+                self._drop_replies()
             return
         served = call.data.check_shuffle(event)
         start = time.monotonic()

@@ -4,6 +4,7 @@ is local to the node)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -33,7 +34,13 @@ def _zygote_under(pid: int) -> bool:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return False
-    return any("launcher.sandbox.zygote" in " ".join(c.cmdline()) for c in children)
+    for child in children:
+        try:
+            if "launcher.sandbox.zygote" in " ".join(child.cmdline()):
+                return True
+        except psutil.Error:  # a probe that just exited, not reaped yet
+            continue
+    return False
 
 
 @pytest.fixture
@@ -72,7 +79,8 @@ def test_spare_for_other_settings_is_dismissed_and_tidies_up(tmp_path: Path, spa
     other.communicate(b"")
     assert other.returncode == 2
     assert first.wait(30) == 0  # EOF instead of a job: nothing to do
-    assert list((tmp_path / "node" / "run").iterdir()) == []
+    run = tmp_path / "node" / "run"
+    assert not run.exists() or list(run.iterdir()) == []
 
 
 def test_dead_spare_is_not_used(tmp_path: Path, spare: Spare) -> None:
@@ -95,12 +103,22 @@ def test_spare_removes_what_killed_run_jobs_left(tmp_path: Path, spare: Spare) -
     (run / f"j{gone.pid}" / "sandbox").mkdir(parents=True)
     (run / f"j{os.getpid()}").mkdir()  # a live process's: kept
     (run / "notes").mkdir()  # not a run folder: kept
+    # With its lock file: gone once no one holds the lock, whatever its pid (another pid
+    # namespace sharing the node folder sees other pids).
+    (run / "j999999991").mkdir()
+    (run / "j999999991" / ".alive").touch()
+    (run / "j999999992").mkdir()
+    held = os.open(run / "j999999992" / ".alive", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
     spare.refill(_job(tmp_path / "node"))
     assert spare._spare is not None
     proc = spare._spare[1]
     _wait(lambda: (run / f"j{proc.pid}").is_dir(), "the spare made no run folder")
-    assert not (run / f"j{gone.pid}").exists()
+    assert not (run / f"j{gone.pid}").exists() and not (run / "j999999991").exists()
     assert (run / f"j{os.getpid()}").is_dir() and (run / "notes").is_dir()
+    assert (run / "j999999992").is_dir()
+    assert (run / f"j{proc.pid}" / ".alive").is_file()  # its own, locked while it lives
+    os.close(held)
 
 
 def test_spare_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
@@ -131,11 +149,14 @@ def test_spare_prepares_niced_and_its_job_gets_full_priority(tmp_path: Path, spa
     assert spare._spare is not None
     proc = spare._spare[1]
     _wait(lambda: _zygote_under(proc.pid), "the spare never started its zygote")
-    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    assert {p.nice() for p in tree} == {task.SPARE_NICE}  # it and its zygote yield to jobs
+    spare_proc = psutil.Process(proc.pid)
+    zygote = next(
+        c for c in spare_proc.children() if "launcher.sandbox.zygote" in " ".join(c.cmdline())
+    )
+    assert spare_proc.nice() == zygote.nice() == task.SPARE_NICE  # both yield to jobs
     niced = psutil.Popen(["sleep", "30"], preexec_fn=lambda: os.nice(task.SPARE_NICE))
     try:
-        _full_priority([niced.pid])
+        _full_priority(0, [niced.pid])
         assert niced.nice() == 0
     finally:
         niced.kill()

@@ -58,10 +58,14 @@ def test_big_param_file_is_taken_by_the_next_upload_cut_to_its_size(tmp_path: Pa
     second.close()
 
 
-def test_small_params_are_closed_not_kept(tmp_path: Path) -> None:
+def test_small_params_are_closed_not_kept_and_take_no_kept_file(tmp_path: Path) -> None:
     source = _spooled(tmp_path, _tensor(1, 1)).finish("x")
     source.close()
     assert SPOOL_FILES.kept == 0
+    _spooled(tmp_path, _tensor(16, 1)).finish("x").close()
+    small = _spooled(tmp_path, _tensor(1, 2)).finish("x")  # a new file of its own
+    assert SPOOL_FILES.kept == 1
+    small.close()
 
 
 def test_unfinished_upload_file_is_kept_and_its_bytes_never_reach_the_next(tmp_path: Path) -> None:
@@ -70,12 +74,12 @@ def test_unfinished_upload_file_is_kept_and_its_bytes_never_reach_the_next(tmp_p
     aborted.feed(data[: 12 * MIB])
     aborted.close()
     assert SPOOL_FILES.kept == 1
-    small = _tensor(1, 3)  # below MIN_BYTES, written into the kept file all the same
-    source = _spooled(tmp_path, small).finish("x")
-    assert os.fstat(source.fd).st_size == len(small)
-    assert os.pread(source.fd, 16 * MIB, 0) == small
+    smaller = _tensor(9, 3)
+    source = _spooled(tmp_path, smaller).finish("x")
+    assert SPOOL_FILES.kept == 0  # taken
+    assert os.fstat(source.fd).st_size == len(smaller)
+    assert os.pread(source.fd, 16 * MIB, 0) == smaller
     source.close()
-    assert SPOOL_FILES.kept == 0  # now small: closed
 
 
 def test_each_folder_takes_only_its_own_files(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -72,6 +73,8 @@ async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             dst.close()
 
 
+#: The file of a run folder that its ``run-job`` holds locked while it lives.
+ALIVE = ".alive"
 #: ``/proc/PID/comm`` of a ``run-job`` started ahead, until its job arrives.
 SPARE_NAME = b"run-job-spare"
 NAME = b"run-job"
@@ -85,6 +88,7 @@ class Prepared:
     disable: frozenset[str]
     work: Path
     sandbox: LayeredSandbox
+    alive: int  # flock'd ``work/.alive``: held while this process lives (``_remove_leftovers``)
 
     def fits(self, job: NodeJob) -> bool:
         return job.node_dir == self.node_dir and frozenset(job.sandbox_disable) == self.disable
@@ -96,8 +100,10 @@ async def prepare(node_dir: str, disable: frozenset[str], ahead: bool) -> Prepar
     else without one (starting it would cost the job more than it saves)."""
     work = Path(node_dir) / "run" / f"j{os.getpid()}"
     if ahead:  # off any job's path: what killed run-jobs left behind
-        _remove_leftovers(work.parent)
+        await asyncio.to_thread(_remove_leftovers, work.parent)
     work.mkdir(parents=True, mode=0o711)
+    alive = os.open(work / ALIVE, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(alive, fcntl.LOCK_EX)
     try:
         sandbox = await create_sandbox(
             SandboxConfig(
@@ -110,8 +116,9 @@ async def prepare(node_dir: str, disable: frozenset[str], ahead: bool) -> Prepar
             await sandbox.warm_up()
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        os.close(alive)
         raise
-    return Prepared(node_dir, disable, work, sandbox)
+    return Prepared(node_dir, disable, work, sandbox, alive)
 
 
 def _remove_leftovers(run_dir: Path) -> None:
@@ -123,19 +130,41 @@ def _remove_leftovers(run_dir: Path) -> None:
         return
     for entry in entries:
         name = entry.name
-        if name[:1] != "j" or not name[1:].isdigit():
-            continue
-        try:
-            os.kill(int(name[1:]), 0)
-        except ProcessLookupError:
+        if name[:1] == "j" and name[1:].isdigit() and not _in_use(Path(entry.path), name[1:]):
             shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _in_use(folder: Path, pid: str) -> bool:
+    """Whether the ``run-job`` of ``folder`` lives: it holds a lock on its ``.alive`` (seen
+    from any pid namespace sharing the node folder); a folder without one (made a moment ago,
+    or by an older launcher) is its pid's while that pid lives."""
+    try:
+        fd = os.open(folder / ALIVE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
         except (PermissionError, OverflowError):
             pass  # alive (another user's), or no such pid at all: left alone
+        return True
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 async def _dispose(prepared: Prepared) -> None:
     await prepared.sandbox.close()
     shutil.rmtree(prepared.work, ignore_errors=True)
+    os.close(prepared.alive)
 
 
 class NodeRun:
@@ -293,40 +322,53 @@ def _stdin_job() -> asyncio.Future[bytes]:
     return got
 
 
-def _full_priority(pids: list[int]) -> None:
+def _full_priority(base: int, pids: list[int]) -> None:
     """Back from the spare's low priority (``task``: niced while it prepares, where it may be
-    raised again): every thread of this process, and the zygote (its workers are forked
-    with its priority)."""
+    raised again) to ``base``, the Ray worker's: every thread of this process, and the zygote
+    (its workers are forked with its priority)."""
     tids = []
     with contextlib.suppress(OSError):
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     for who in (*tids, *pids):
         with contextlib.suppress(OSError):
-            if os.getpriority(os.PRIO_PROCESS, who) > 0:
-                os.setpriority(os.PRIO_PROCESS, who, 0)
+            if os.getpriority(os.PRIO_PROCESS, who) > base:
+                os.setpriority(os.PRIO_PROCESS, who, base)
 
 
-async def _ahead(node_dir: str, disable: frozenset[str]) -> int:
+async def _ahead(node_dir: str, disable: frozenset[str], base_nice: int | None) -> int:
     """Prepare, and wait for the job on stdin meanwhile (EOF: no job, nothing left behind).
-    A job that arrives before the preparation is done has it finished at full priority."""
+    A job that arrives before the preparation is done has it finished at full priority; one
+    whose preparation failed is run as a fresh ``run-job`` runs it."""
     libc.set_name(SPARE_NAME)
     job_bytes = _stdin_job()
     preparing = asyncio.ensure_future(prepare(node_dir, disable, ahead=True))
     waiting: set[asyncio.Future[Any]] = {job_bytes, preparing}
     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    if job_bytes.done():
-        _full_priority([])
-    prepared = await preparing
+    if job_bytes.done() and not job_bytes.result():  # dismissed: nothing to finish
+        preparing.cancel()
+        with contextlib.suppress(BaseException):
+            await preparing
+        return 0
+    if job_bytes.done() and base_nice is not None:
+        _full_priority(base_nice, [])
+    prepared: Prepared | None = None
+    try:
+        prepared = await preparing
+    except Exception:
+        log.exception("run-job: preparing ahead failed; its job gets a sandbox of its own")
     try:
         raw = await job_bytes
     except BaseException:
-        await _dispose(prepared)
+        if prepared is not None:
+            await _dispose(prepared)
         raise
     libc.set_name(NAME)
-    _full_priority(prepared.sandbox.helper_pids())
+    if base_nice is not None:
+        _full_priority(base_nice, prepared.sandbox.helper_pids() if prepared else [])
     job = _read_job(raw) if raw else None
     if job is None:
-        await _dispose(prepared)
+        if prepared is not None:
+            await _dispose(prepared)
         return 2 if raw else 0
     return await NodeRun(job).run(prepared)
 
@@ -334,9 +376,10 @@ async def _ahead(node_dir: str, disable: frozenset[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--ahead"] and len(args) in (2, 3):
-        disabled = frozenset(filter(None, args[2].split(","))) if len(args) == 3 else frozenset()
-        return asyncio.run(_ahead(args[1], disabled))
+    if args[:1] == ["--ahead"] and len(args) in (2, 3, 4):
+        disabled = frozenset(filter(None, args[2].split(","))) if len(args) >= 3 else frozenset()
+        base_nice = int(args[3]) if len(args) == 4 else None  # niced from this, to go back to
+        return asyncio.run(_ahead(args[1], disabled, base_nice))
     job = _read_job(sys.stdin.buffer.read(1 << 20))
     if job is None:
         return 2

@@ -43,16 +43,17 @@ SPARE_NICE = 10
 
 def _spare_child() -> None:
     _die_with_parent()
-    if os.geteuid() == 0:
-        os.nice(SPARE_NICE)
+    os.nice(SPARE_NICE)
 
 
 def _start(ahead: list[str] | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "launcher.executors.ray.node"]  # = run-job, imports less
+    niced = ahead is not None and os.geteuid() == 0  # root: it can raise its priority again
+    if ahead is not None:
+        # (the nice it goes back to once its job comes: this Ray worker's)
+        argv += [*ahead, str(os.getpriority(os.PRIO_PROCESS, 0))] if niced else ahead
     return subprocess.Popen(
-        # = launcher run-job, imports less
-        [sys.executable, "-m", "launcher.executors.ray.node", *(ahead or [])],
-        stdin=subprocess.PIPE,
-        preexec_fn=_die_with_parent if ahead is None else _spare_child,
+        argv, stdin=subprocess.PIPE, preexec_fn=_spare_child if niced else _die_with_parent
     )
 
 
