@@ -16,9 +16,11 @@ each entry is trusted at most that long and then read again. Where inotify canno
 at all (no ``inotify_init1``, no watches left), nothing is kept and every job reads its folder
 as before.
 
-Races: an entry is stored only when no event at all was drained between the start of its read
-and its storing (``epoch``), and the read's watches are added before the folder is read, so a
-change while reading is never stored as current.
+Races: an entry is stored only when no event that drops an entry was drained between the
+start of its read and its storing (``epoch``), and the read's watches are added before the
+folder is read, so a change while reading is never stored as current. Above ``models/`` only
+changes of entries are watched (a file written beside ``models/``, as ``launcher.db`` is at
+every commit, makes no event).
 
 Listing models (``GetModels``) reads folders without their code version: such an entry is
 kept as *unversioned* and serves only listings (a job needs the version; a versioned entry
@@ -78,6 +80,11 @@ _CHANGES = (
     | _IN_DELETE_SELF
     | _IN_MOVE_SELF
 )
+#: Above ``models/`` only its entry matters (replaced, renamed, removed): the writes of files
+#: beside it (``launcher.db`` and its journal, at every commit) are not asked for.
+_ENTRY_CHANGES = (
+    _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF
+)
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (then len bytes of name)
 _ALL = "*"  # a watch whose events drop every entry (models/)
 _ABOVE = ".."  # the folder holding models/: its events about models/ drop every entry
@@ -116,7 +123,9 @@ class FolderWatch:
             models_dir = Path(models_dir)
             ok = self._add(os.fsencode(models_dir), _ALL, follow=True)
             # Above models/, only what happens to the entry "models" matters (a swapped link).
-            ok = ok and self._add(os.fsencode(models_dir.parent), _ABOVE, follow=True)
+            ok = ok and self._add(
+                os.fsencode(models_dir.parent), _ABOVE, follow=True, mask=_ENTRY_CHANGES
+            )
             self._name = os.fsencode(models_dir.name)
             if not ok:
                 self.close()
@@ -207,9 +216,9 @@ class FolderWatch:
                 return False
         return True
 
-    def _add(self, path: bytes, owner: str, follow: bool) -> bool:
+    def _add(self, path: bytes, owner: str, follow: bool, mask: int = _CHANGES) -> bool:
         assert self._libc is not None
-        mask = _CHANGES | _IN_ONLYDIR | (0 if follow else _IN_DONT_FOLLOW)
+        mask |= _IN_ONLYDIR | (0 if follow else _IN_DONT_FOLLOW)
         with self._lock:
             if len(self._owners) >= MAX_WATCHES:
                 return False
@@ -237,7 +246,6 @@ class FolderWatch:
             self._apply(data)
 
     def _apply(self, data: bytes) -> None:
-        self.epoch += 1
         dropped: set[str] = set()
         everything = False
         with self._lock:
@@ -250,9 +258,12 @@ class FolderWatch:
                     everything = True
                 if _ABOVE in owners and (name == self._name or not name):
                     everything = True
-                dropped.update(owners)
+                dropped.update(o for o in owners if o not in (_ALL, _ABOVE))
                 if mask & _IN_IGNORED:
                     self._owners.pop(wd, None)
+        if not (everything or dropped):
+            return  # beside models/ only: nothing read is affected, nor a read under way
+        self.epoch += 1
         if everything:
             self._entries.clear()
             self._ids = None

@@ -256,3 +256,20 @@ def test_store_after_an_event_is_refused(models: Path) -> None:
         assert watch.lookup("m") is None
     finally:
         watch.close()
+
+
+def test_writes_beside_models_during_a_read_do_not_refuse_its_store(models: Path) -> None:
+    """Every commit writes ``launcher.db`` beside ``models/``: a read under way is kept all the
+    same (only a change that drops an entry refuses it)."""
+    (models.parent / "launcher.db").write_bytes(b"")
+    watch = FolderWatch(models)
+    try:
+        epoch = watch.epoch
+        for i in range(3):
+            (models.parent / "launcher.db").write_bytes(b"x" * i)
+            (models.parent / "launcher.db-wal").write_bytes(b"y" * i)
+        watch.store("m", "config", epoch, time.monotonic())
+        assert watch.lookup("m") == "config"
+        assert watch.epoch == epoch
+    finally:
+        watch.close()
