@@ -150,10 +150,26 @@ class FolderWatch:
         if self._fd < 0:
             return None
         self.drain()
+        return self._kept(model_id, versioned, time.monotonic())
+
+    def lookup_many(self, model_ids: Iterable[str], versioned: bool = False) -> dict[str, Any]:
+        """``lookup`` of each (the queue drained once): the kept ones, by model id."""
+        if self._fd < 0:
+            return {}
+        self.drain()
+        now = time.monotonic()
+        found = {}
+        for model_id in model_ids:
+            kept = self._kept(model_id, versioned, now)
+            if kept is not None:
+                found[model_id] = kept
+        return found
+
+    def _kept(self, model_id: str, versioned: bool, now: float) -> Any | None:
         entry = self._entries.get(model_id)
         if entry is None or (versioned and not entry[2]):
             return None
-        if time.monotonic() - entry[1] >= self.max_age:
+        if now - entry[1] >= self.max_age:
             del self._entries[model_id]
             return None
         return entry[0]

@@ -244,14 +244,8 @@ class ModelRegistry:
         list), watched first. A folder still unread after ``read_timeout`` (all of them
         together) is a ``ModelReadError``."""
         watch = self._watch
-        found: dict[str, Listed] = {}
-        missing: list[str] = []
-        for model_id in model_ids:
-            kept = watch.lookup(model_id, versioned=False)
-            if kept is None:
-                missing.append(model_id)
-            else:
-                found[model_id] = kept
+        found: dict[str, Listed] = watch.lookup_many(model_ids)
+        missing = [model_id for model_id in model_ids if model_id not in found]
         if not missing:
             return found
         epoch, since = watch.epoch, time.monotonic()
