@@ -116,9 +116,13 @@ class SandboxedWorker(ABC):
     def kill(self) -> None:
         if self._termination is not None:
             return
-        self._kill_requested = True
+        again, self._kill_requested = self._kill_requested, True
         self._kill_top()
-        if self._cgroup is not None:
+        if self._cgroup is not None and not again:
+            # Once: the cgroup is swept again after the top process is reaped (``_finish``)
+            # and until it is empty (``remove``). A second sweep here (``close`` after the
+            # teardown's kill) read every controller's list twice more on the loop, just as
+            # the next job's request came in.
             self._cgroup.kill_all()
 
     def log_tail(self) -> str:
