@@ -1,27 +1,27 @@
-"""The spare sandbox: the next job's keeper and init, made before that job asks.
+"""The spare sandbox: the next job's keeper, init and worker, made before that job asks.
 
 After each spawn the zygote forks one spare for the next job, off the job's path: the keeper
 takes its process settings and unshares the namespaces, forks the init (pid 1 of the new pid
 namespace), and the init builds the part of the file system view that every job of this
 launcher shares (``mounts.build_base``: system directories, /etc, /dev, the budget's tmpfs,
-the interpreter and packages, the hidden paths covered). Both then wait, named
-``sandbox-spare``, holding no job's data.
+the interpreter and packages, the hidden paths covered), then forks the worker-to-be
+(``spare_worker``). All three then wait, named ``sandbox-spare``, holding no job's data.
 
 A Spawn whose recipe wants the same base (namespaces, hostname, the shared part of the
 layout) is handed to the spare: its recipe and log fds go to the keeper over a socketpair,
 the keeper opens the job's cgroup files and passes recipe, log fds and the ``tasks`` files on
 to the init, which joins the cgroups, resizes the budget to the job's disk, binds the job's
-devices, model folders and job folder, covers the hidden paths again and pivots into the view;
-from there on it is the same tree as a fork from scratch (``tree``). Any other Spawn, or a
-spare older than ``MAX_AGE`` (its mount namespace copies the host's mounts of its time), gets
-a keeper forked from scratch, and the spare is replaced.
+devices, model folders and job folder, covers the hidden paths again, pivots into the view
+and hands the job to its waiting worker; from there on it is the same tree as a fork from
+scratch (``tree``). Any other Spawn, or a spare older than ``MAX_AGE`` (its mount namespace
+copies the host's mounts of its time), gets a keeper forked from scratch, and the spare is
+replaced.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
-import errno
+import functools
 import json
 import os
 import select
@@ -31,7 +31,8 @@ import time
 import traceback
 from dataclasses import replace
 
-from launcher.sandbox import libc, tree
+from launcher.sandbox import libc, spare_worker, tree
+from launcher.sandbox.claim_packets import MAX_RECIPE, pair, receive, send
 from launcher.sandbox.mounts import build_base, finish_root, resize_budget
 from launcher.sandbox.recipe import SETUP_FAILED, Recipe
 
@@ -41,12 +42,10 @@ MAX_AGE = 30.0
 SPARE_BUDGET_MEBIBYTES = 1
 #: What ``ps`` shows for an idle spare (``/proc/PID/comm``); a claimed one drops the name.
 NAME = b"sandbox-spare"
-#: The largest recipe a spare takes (a larger one gets a keeper forked from scratch).
-MAX_RECIPE = 1024 * 1024
-_MAX_FDS = 16
 #: Whether the zygote makes spares (``--sandbox-disable spare`` turns it off).
 ENABLED = True
-_BUFFER = 4 * 1024 * 1024
+#: Whether a spare's init forks its worker ahead too (``spare_worker``).
+WORKER_AHEAD = True
 
 
 def base_of(recipe: Recipe) -> str:
@@ -62,33 +61,6 @@ def base_of(recipe: Recipe) -> str:
             "scratch": layout.scratch,
         }
     return json.dumps([recipe.namespaces, recipe.hostname, shared], sort_keys=True)
-
-
-def _pair() -> tuple[socket.socket, socket.socket]:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    for sock in (ours, theirs):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
-    return ours, theirs
-
-
-def _send(sock: socket.socket, data: bytes, fds: list[int]) -> None:
-    sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-
-
-def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One packet and its fds (``b""``: the other side closed); OSError for a packet or fd
-    list cut short (never a job with some of its cgroup joins silently missing)."""
-    fds = array.array("i")
-    data, ancillary, flags, _addr = sock.recvmsg(MAX_RECIPE + 1, socket.CMSG_SPACE(4 * _MAX_FDS))
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
-        for fd in fds:
-            os.close(fd)
-        raise OSError(errno.EMSGSIZE, "a spare's claim was cut short")
-    return data, list(fds)
 
 
 # ---- the zygote's side ----
@@ -113,7 +85,7 @@ class Spare:
         try:
             if len(data) > MAX_RECIPE:
                 raise OSError("recipe too large for a spare")
-            _send(self.channel, data, fds)
+            send(self.channel, data, fds)
         except OSError:
             self.discard()
             return False
@@ -145,7 +117,7 @@ def base_recipe(recipe: Recipe) -> Recipe:
 
 def fork(base: Recipe) -> Spare:
     """Fork a spare from ``base`` (``base_recipe``)."""
-    ours, theirs = _pair()
+    ours, theirs = pair()
     zygote_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -178,7 +150,7 @@ def _keeper(base: Recipe, channel: socket.socket, zygote_pid: int) -> None:
     if base.namespaces:
         libc.unshare(base.namespaces)
     pipes = tree.Pipes()
-    to_init, from_keeper = _pair()
+    to_init, from_keeper = pair()
     keeper = tree.Keeper()
     init = os.fork()
     if init == 0:
@@ -195,7 +167,7 @@ def _keeper(base: Recipe, channel: socket.socket, zygote_pid: int) -> None:
     ready = select.select([channel.fileno(), pipes.status_r], [], [])[0]
     if pipes.status_r in ready:
         os._exit(SETUP_FAILED)
-    data, fds = _receive(channel)  # b"": the zygote is done with it
+    data, fds = receive(channel)  # b"": the zygote is done with it
     channel.close()
     if not data:
         os._exit(0)
@@ -212,7 +184,7 @@ def _keeper(base: Recipe, channel: socket.socket, zygote_pid: int) -> None:
     try:
         # Before the init pivots (it moves this process's root too).
         procs, tasks = tree.open_joins(recipe.cgroup_procs)
-        _send(to_init, data, [1, 2, *tasks])
+        send(to_init, data, [1, 2, *tasks])
     except OSError as exc:
         if keeper.killed:  # the init is gone because we were told to kill it
             tree.end_like(signal.SIGKILL)
@@ -233,20 +205,40 @@ def _init(base: Recipe, pipes: tree.Pipes, keeper: socket.socket, comm: bytes) -
             libc.sethostname(base.hostname)
         if base.layout is not None:
             build_base(base.layout, SPARE_BUDGET_MEBIBYTES)
-        data, fds = _receive(keeper)
+        waiting = spare_worker.fork(pipes, keeper, comm) if WORKER_AHEAD else None
+        data, fds = receive(keeper)
         keeper.close()
         if not data or len(fds) < 2:
             os._exit(SETUP_FAILED if data else 0)
         tree.redirect_output(fds[0], fds[1])
         os.close(fds[0])
         os.close(fds[1])
-        tree.join_self(fds[2:])  # before the job's own work: charged to its cgroups
+        tasks = fds[2:]
+        tree.join_self(tasks, close=False)  # before the job's own work: charged to its cgroups
         _set_name(comm)
         recipe = Recipe.from_json(json.loads(data))
+        if waiting is not None and len(tasks) != len(recipe.cgroup_procs):
+            waiting.dismiss()  # a join by pid (v2) would leave it behind: fork at the end
+            waiting = None
+        if waiting is None:
+            for fd in tasks:
+                os.close(fd)
         if recipe.layout is not None:
             resize_budget(recipe.layout)
             finish_root(recipe.layout)
     except OSError as exc:
         os.write(2, f"sandbox: setting up the worker failed: {exc}\n".encode())
         os._exit(SETUP_FAILED)
-    tree.start_worker(recipe, pipes)
+    if waiting is None:
+        tree.start_worker(recipe, pipes)
+    else:
+        tree.start_worker(recipe, pipes, functools.partial(_hand_over, waiting, data, tasks))
+
+
+def _hand_over(waiting: spare_worker.Waiting, data: bytes, tasks: list[int]) -> int:
+    """The job to the spare's waiting worker (its pid; 0: fork one), the joins' files closed."""
+    try:
+        return waiting.hand_over(data, tasks)
+    finally:
+        for fd in tasks:
+            os.close(fd)

@@ -24,6 +24,7 @@ import select
 import signal
 import struct
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from launcher.sandbox import confine, libc
@@ -236,16 +237,19 @@ def run_init(recipe: Recipe, pipes: Pipes, tasks: list[int]) -> None:
     start_worker(recipe, pipes)
 
 
-def join_self(tasks: list[int]) -> None:
+def join_self(tasks: list[int], close: bool = True) -> None:
     """Move this process into the cgroups whose ``tasks`` files are ``tasks`` (v1)."""
     for fd in tasks:
         os.write(fd, b"0")
-        os.close(fd)
+        if close:
+            os.close(fd)
 
 
-def start_worker(recipe: Recipe, pipes: Pipes) -> None:
+def start_worker(recipe: Recipe, pipes: Pipes, hand_over: Callable[[], int] | None = None) -> None:
     """The rest of the init, its view built: the job folder's owner, the wait for the
-    cgroup joins, the worker's fork, the reaping until the worker ends; never returns."""
+    cgroup joins, the worker's fork (or ``hand_over``: the job given to a worker forked
+    ahead, its pid; 0 if it could not take it), the reaping until the worker ends; never
+    returns."""
     try:
         if recipe.uid is not None:
             for path in [recipe.cwd, *[str(p) for p in Path(recipe.cwd).iterdir()]]:
@@ -259,10 +263,12 @@ def start_worker(recipe: Recipe, pipes: Pipes) -> None:
     if not joined:
         os._exit(SETUP_FAILED)
     me = os.getpid()
-    worker = os.fork()
-    if worker == 0:
-        os.close(pipes.status_w)
-        confine.run_worker(recipe, me, pipes.alive_r)
+    worker = hand_over() if hand_over is not None else 0
+    if not worker:
+        worker = os.fork()
+        if worker == 0:
+            os.close(pipes.status_w)
+            confine.run_worker(recipe, me, pipes.alive_r)
     while True:
         pid, status = os.waitpid(-1, 0)
         if pid == worker:

@@ -262,3 +262,97 @@ def test_the_next_spare_is_made_once_the_job_is_under_way_not_beside_its_start(
     [successor] = [created for pid, created, _ in later if pid != keeper]  # and one spare
     # (process start times have a clock tick's grain: 10 ms)
     assert successor - spawned >= REFILL_SECONDS * 0.6
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _waiting_worker(spare: int, seconds: float = 5.0) -> psutil.Process:
+    """The spare's worker, forked ahead by its init (the keeper's grandchild)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        inits = psutil.Process(spare).children()
+        waiting = inits[0].children() if inits else []
+        if waiting or time.monotonic() > deadline:
+            assert len(waiting) == 1, "the spare's init forked no worker ahead"
+            return waiting[0]
+        time.sleep(0.02)
+
+
+def test_the_spares_worker_is_forked_ahead_and_runs_the_job_in_its_cgroups(
+    place: Place,
+) -> None:
+    async def body(sandbox: LayeredSandbox) -> tuple[str, int, int, str, list[str]]:
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        [spare] = _idle_children(_zygote_pid(sandbox))
+        waiting = _waiting_worker(spare)
+        idle_name = waiting.name()
+        worker = await sandbox.start(plan_for(place, "spin.py"))
+        try:
+            deadline = time.monotonic() + 10
+            while "spinning" not in worker.log_tail() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            [running] = psutil.Process(spare).children()[0].children()
+            cgroups = Path(f"/proc/{waiting.pid}/cgroup").read_text()
+            dirs = worker._cgroup.dirs  # type: ignore[attr-defined]
+            wanted = [f"{ctl}:{path.name}" for ctl, path in dirs.items()]
+        finally:
+            worker.kill()
+            await worker.close()
+        return idle_name, waiting.pid, running.pid, cgroups, wanted
+
+    idle_name, waiting, running, cgroups, wanted = in_sandbox(config_for(place), body)
+    assert idle_name == "sandbox-spare"
+    assert running == waiting  # the job ran in the process that waited for it
+    assert wanted
+    joined = {}
+    for line in cgroups.splitlines():  # v1: "N:controller[,controller]:/path"
+        _number, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            joined[controller] = path
+    for entry in wanted:  # every controller of the job's cgroup holds it
+        controller, name = entry.split(":")
+        assert joined.get(controller, "").endswith("/" + name), (controller, cgroups)
+
+
+def test_a_claim_with_a_join_by_pid_dismisses_the_waiting_worker(place: Place) -> None:
+    """A cgroup joined by pid (a ``cgroup.procs`` without ``tasks`` beside it, as on v2) moves
+    the init alone: the worker forked ahead is dismissed and one is forked after the joins."""
+    joins = place.root / "by-pid"
+    joins.mkdir()
+    procs = joins / "cgroup.procs"
+    procs.write_text("")
+
+    async def body(sandbox: LayeredSandbox) -> tuple[int, int, bool, str]:
+        original = sandbox.recipe
+
+        def with_a_join_by_pid(plan: WorkerPlan, cgroup: object, forked: bool) -> object:
+            recipe = original(plan, cgroup, forked)  # type: ignore[arg-type]
+            recipe.cgroup_procs = [*recipe.cgroup_procs, str(procs)]
+            return recipe
+
+        sandbox.recipe = with_a_join_by_pid  # type: ignore[method-assign,assignment]
+        first, _ = await run_to_end(sandbox, plan_for(place, "exit_with.py", "0"))
+        assert first.exit_code == 0
+        [spare] = _idle_children(_zygote_pid(sandbox))
+        waiting = _waiting_worker(spare)
+        init = psutil.Process(spare).children()[0].pid
+        worker = await sandbox.start(plan_for(place, "spin.py"))
+        try:
+            deadline = time.monotonic() + 10
+            while "spinning" not in worker.log_tail() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            [running] = psutil.Process(init).children()
+            return waiting.pid, running.pid, _alive(waiting.pid), str(init)
+        finally:
+            worker.kill()
+            await worker.close()
+
+    waiting, running, waiting_left, init = in_sandbox(config_for(place), body)
+    assert running != waiting and not waiting_left
+    assert procs.read_text() == init  # the keeper moved the init by pid
