@@ -245,12 +245,20 @@ def measure_warm(settings: Settings) -> list[Figure]:
     ]
 
 
+#: Rounds of the cold row: each a run of cold jobs, then a few reference starts, so that a
+#: slow spell of a shared machine falls on both sides alike.
+COLD_ROUNDS = 5
+
+
 def measure_cold(settings: Settings) -> list[Figure]:
-    calls = settings.count(30, 3)
+    rounds = settings.count(COLD_ROUNDS, 1)
+    calls, starts = settings.count(10, 3), settings.count(3, 2)
+    cold, numpy_ref = Series(), []
     with running_launcher() as launcher, LauncherClient(launcher.address, timeout=60) as client:
         _warm_up(client, TEMPORARY, 1)
-        cold = Series().run(client, TEMPORARY, calls)
-    numpy_ref = numpy_import_times(settings.count(10, 2))
+        for _ in range(rounds):
+            cold.run(client, TEMPORARY, calls)
+            numpy_ref += numpy_import_times(starts)
     return [
         Figure(
             "4. cold createState p50 (temporary, sandbox on)",
